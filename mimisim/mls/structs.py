@@ -769,7 +769,53 @@ def find_extension(exts: list[Extension], ext_type: int) -> bytes | None:
 
 
 def replace_extension(exts: list[Extension], ext_type: int, data: bytes | None) -> list[Extension]:
-    out = [e for e in exts if e.extension_type != ext_type]
-    if data is not None:
+    """Set (in place of the old entry, keeping order) or drop one extension."""
+    out: list[Extension] = []
+    done = False
+    for e in exts:
+        if e.extension_type == ext_type:
+            if data is not None and not done:
+                out.append(Extension(ext_type, data))
+                done = True
+            continue
+        out.append(e)
+    if data is not None and not done:
         out.append(Extension(ext_type, data))
     return out
+
+
+# ---------------------------------------------------------------- draft-mahy-mls-ratchet-tree-options
+
+
+class RatchetTreeRepresentation(enum.IntEnum):
+    full = 1
+    https_uri = 2
+    out_of_band = 3
+    distribution_service = 4
+
+
+@struct
+class RatchetTreeOption:
+    """How a joiner gets the ratchet tree (draft-mahy-mls-ratchet-tree-options s.2)."""
+
+    representation: RatchetTreeRepresentation = field(EnumCodec(RatchetTreeRepresentation, uint8))
+    ratchet_tree: list[Node | None] | None = field(Select("representation", {1: RatchetTreeCodec, 2: None, 3: None, 4: None}))
+    ratchet_tree_url: bytes | None = field(Select("representation", {1: None, 2: opaque, 3: None, 4: None}))
+    tree_signature: bytes | None = field(Select("representation", {1: None, 2: opaque, 3: opaque, 4: None}))
+
+
+class RatchetTreePresence(enum.IntEnum):
+    no_ratchet_tree = 0
+    present = 1
+    removed = 2
+    added = 3
+
+
+@struct
+class PartialGroupInfo:
+    """The parts of a GroupInfo a hub cannot rebuild from PublicMessages alone:
+    the committer's extensions (without ratchet_tree) and signature."""
+
+    ratchet_tree_presence: RatchetTreePresence = field(EnumCodec(RatchetTreePresence, uint8))
+    group_info_extensions: list[Extension] = field(Vector(Extension))
+    signature: bytes = field(opaque)

@@ -1,0 +1,50 @@
+"""The ``mimisim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _default_vectors() -> Path:
+    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from mimisim.mls.vectors import format_report, run_directory
+
+    directory = Path(args.dir) if args.dir else _default_vectors()
+    if not directory.is_dir():
+        print(f"mimisim vectors: {directory}: no such directory", file=sys.stderr)
+        return 2
+    progress = None if args.json else (lambda name: print(f"  running {name} ...", file=sys.stderr))
+    report = run_directory(directory, progress)
+    if not report.files:
+        print(f"mimisim vectors: no recognised vector files in {directory}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")
+    v.add_argument("dir", nargs="?", help="directory of vector JSON files (default: ../shared/vectors/mls)")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=cmd_vectors)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Checkers for the group-level official vectors: messages.json,
+deserialization.json, welcome.json and passive-client-*.json.
+
+Like the other ``vectors_*`` modules, each ``check_*`` takes one parsed JSON
+case and raises :class:`AssertionError` naming what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mimisim.codec import Codec, Reader, decode_varint
+from mimisim.mls.crypto import DeterministicRandom, get_suite
+from mimisim.mls.group import Group, PSKStore
+from mimisim.mls.keypackage import KeyPackagePrivate, verify_group_info
+from mimisim.mls.keyschedule import compute_psk_secret, derive_epoch_secrets, welcome_key_nonce
+from mimisim.mls.structs import (
+    Add,
+    Commit,
+    ExternalInit,
+    GroupContextExtensions,
+    GroupInfo,
+    GroupSecrets,
+    MLSMessage,
+    PreSharedKey,
+    RatchetTreeCodec,
+    RatchetTreeExt,
+    ReInit,
+    Remove,
+    Update,
+    WireFormat,
+)
+
+Case = Mapping[str, Any]
+
+MESSAGE_FIELDS: dict[str, tuple[Any, WireFormat | None]] = {
+    "mls_welcome": (MLSMessage, WireFormat.welcome),
+    "mls_group_info": (MLSMessage, WireFormat.group_info),
+    "mls_key_package": (MLSMessage, WireFormat.key_package),
+    "ratchet_tree": (RatchetTreeExt, None),
+    "group_secrets": (GroupSecrets, None),
+    "add_proposal": (Add, None),
+    "update_proposal": (Update, None),
+    "remove_proposal": (Remove, None),
+    "pre_shared_key_proposal": (PreSharedKey, None),
+    "re_init_proposal": (ReInit, None),
+    "external_init_proposal": (ExternalInit, None),
+    "group_context_extensions_proposal": (GroupContextExtensions, None),
+    "commit": (Commit, None),
+    "public_message_application": (MLSMessage, WireFormat.public_message),
+    "public_message_proposal": (MLSMessage, WireFormat.public_message),
+    "public_message_commit": (MLSMessage, WireFormat.public_message),
+    "private_message": (MLSMessage, WireFormat.private_message),
+}
+
+
+def _h(v: str) -> bytes:
+    return bytes.fromhex(v)
+
+
+def check_messages(case: Case) -> None:
+    for name, (cls, wf) in MESSAGE_FIELDS.items():
+        raw = _h(case[name])
+        obj = cls.decode(raw)
+        if wf is not None and obj.wire_format != wf:
+            raise AssertionError(f"{name}: wire format {obj.wire_format.name}, want {wf.name}")
+        if obj.encode() != raw:
+            raise AssertionError(f"{name}: re-encoding differs")
+
+
+def check_deserialization(case: Case) -> None:
+    header = _h(case["vlbytes_header"])
+    n, end = decode_varint(header)
+    if end != len(header) or n != case["length"]:
+        raise AssertionError(f"header {header.hex()}: decoded {n} over {end} bytes, want {case['length']}")
+
+
+def check_welcome(case: Case) -> None:
+    suite = get_suite(int(case["cipher_suite"]))
+    kp = MLSMessage.decode(_h(case["key_package"])).body
+    welcome = MLSMessage.decode(_h(case["welcome"])).body
+    ref = suite.make_key_package_ref(kp.encode())
+    mine = [s for s in welcome.secrets if s.new_member == ref]
+    if len(mine) != 1:
+        raise AssertionError("no Welcome entry for the KeyPackage")
+    egs = mine[0].encrypted_group_secrets
+    gs = GroupSecrets.decode(
+        suite.decrypt_with_label(
+            _h(case["init_priv"]), b"Welcome", welcome.encrypted_group_info, egs.kem_output, egs.ciphertext
+        )
+    )
+    psk_secret = compute_psk_secret(suite, [])
+    welcome_secret = suite.derive_secret(suite.kdf_extract(gs.joiner_secret, psk_secret), b"welcome")
+    key, nonce = welcome_key_nonce(suite, welcome_secret)
+    gi = GroupInfo.decode(suite.aead_open(key, nonce, b"", welcome.encrypted_group_info))
+    if not verify_group_info(suite, gi, _h(case["signer_pub"])):
+        raise AssertionError("GroupInfo signature does not verify")
+    secrets = derive_epoch_secrets(suite, gs.joiner_secret, psk_secret, gi.group_context.encode())
+    tag = suite.mac(secrets.confirmation_key, gi.group_context.confirmed_transcript_hash)
+    if tag != gi.confirmation_tag:
+        raise AssertionError("confirmation tag mismatch")
+
+
+def check_passive_client(case: Case) -> None:
+    """Join from the Welcome and follow every epoch, comparing epoch authenticators."""
+    suite = get_suite(int(case["cipher_suite"]))
+    kp = MLSMessage.decode(_h(case["key_package"])).body
+    if suite.signature_public_key(_h(case["signature_priv"])) != kp.leaf_node.signature_key:
+        raise AssertionError("signature_priv does not match the KeyPackage")
+    if suite.hpke_public_key(_h(case["encryption_priv"])) != kp.leaf_node.encryption_key:
+        raise AssertionError("encryption_priv does not match the KeyPackage")
+    if suite.hpke_public_key(_h(case["init_priv"])) != kp.init_key:
+        raise AssertionError("init_priv does not match the KeyPackage")
+    psks = PSKStore({_h(p["psk_id"]): _h(p["psk"]) for p in case["external_psks"]})
+    tree = None
+    if case["ratchet_tree"] is not None:
+        r = Reader(_h(case["ratchet_tree"]))
+        tree = _decode_tree(RatchetTreeCodec, r)
+    priv = KeyPackagePrivate(_h(case["init_priv"]), _h(case["encryption_priv"]), _h(case["signature_priv"]))
+    group = Group.join(
+        _h(case["welcome"]), kp, priv, DeterministicRandom(b"vectors"), ratchet_tree=tree, psks=psks
+    )
+    if group.epoch_authenticator != _h(case["initial_epoch_authenticator"]):
+        raise AssertionError("initial epoch authenticator mismatch")
+    for n, epoch in enumerate(case["epochs"]):
+        for p in epoch["proposals"]:
+            group.process(_h(p))
+        staged = group.process(_h(epoch["commit"]))
+        group.merge(staged)  # type: ignore[arg-type]
+        if group.epoch_authenticator != _h(epoch["epoch_authenticator"]):
+            raise AssertionError(f"epoch {n}: epoch authenticator mismatch")
+
+
+def _decode_tree(codec: Codec, r: Reader) -> Any:
+    v = codec.decode(r, {})
+    r.done()
+    return v
+
+
+CHECKERS = {
+    "messages.json": check_messages,
+    "deserialization.json": check_deserialization,
+    "welcome.json": check_welcome,
+    "passive-client-welcome.json": check_passive_client,
+    "passive-client-handling-commit.json": check_passive_client,
+    "passive-client-random.json": check_passive_client,
+}
