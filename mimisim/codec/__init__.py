@@ -332,6 +332,8 @@ class EnumCodec(Codec):
         self._values = {int(m) for m in enum_cls}
 
     def encode(self, value: Any, out: bytearray) -> None:
+        if self.closed and int(value) not in self._values:
+            raise EncodeError(f"unknown {self.enum_cls.__name__} value {value!r}")
         self.width.encode(int(value), out)
 
     def decode(self, r: Reader, ctx: Mapping[str, Any]) -> Any:
@@ -441,14 +443,14 @@ class _StructCodec(Codec):
             r.path.append(name)
             values[name] = as_codec(c).decode(r, values)
             r.path.pop()
-        if top:
-            r.path.pop()
         obj = self.cls(**values)
         check = getattr(obj, "_check", None)
         if check is not None:
             err = check()
             if err:
                 raise r.fail(err)
+        if top:
+            r.path.pop()
         return obj
 
 

@@ -465,64 +465,20 @@ class CipherSuite:
         )
 
 
-SUITES: dict[int, CipherSuite] = {
-    s.suite_id: s
-    for s in (
-        CipherSuite(
-            1, "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", 0x0020, 0x0001, 0x0001, 32, 16, 12, "ed25519"
-        ),
-        CipherSuite(
-            2,
-            "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
-            0x0010,
-            0x0001,
-            0x0001,
-            32,
-            16,
-            12,
-            "ecdsa_secp256r1_sha256",
-        ),
-        CipherSuite(
-            3,
-            "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
-            0x0020,
-            0x0001,
-            0x0003,
-            32,
-            32,
-            12,
-            "ed25519",
-        ),
-        CipherSuite(
-            4, "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", 0x0021, 0x0003, 0x0002, 64, 32, 12, "ed448"
-        ),
-        CipherSuite(
-            5,
-            "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
-            0x0012,
-            0x0003,
-            0x0002,
-            64,
-            32,
-            12,
-            "ecdsa_secp521r1_sha512",
-        ),
-        CipherSuite(
-            6, "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", 0x0021, 0x0003, 0x0003, 64, 32, 12, "ed448"
-        ),
-        CipherSuite(
-            7,
-            "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
-            0x0011,
-            0x0002,
-            0x0002,
-            48,
-            32,
-            12,
-            "ecdsa_secp384r1_sha384",
-        ),
-    )
-}
+# fmt: off
+_SUITE_TABLE: tuple[tuple[int, str, int, int, int, int, int, int, str], ...] = (
+    # id name                                                  KEM     KDF     AEAD    Nh  Nk  Nn  signature
+    (1, "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",        0x0020, 0x0001, 0x0001, 32, 16, 12, "ed25519"),
+    (2, "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",             0x0010, 0x0001, 0x0001, 32, 16, 12, "ecdsa_secp256r1_sha256"),
+    (3, "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", 0x0020, 0x0001, 0x0003, 32, 32, 12, "ed25519"),
+    (4, "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448",            0x0021, 0x0003, 0x0002, 64, 32, 12, "ed448"),
+    (5, "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",             0x0012, 0x0003, 0x0002, 64, 32, 12, "ecdsa_secp521r1_sha512"),
+    (6, "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",     0x0021, 0x0003, 0x0003, 64, 32, 12, "ed448"),
+    (7, "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",             0x0011, 0x0002, 0x0002, 48, 32, 12, "ecdsa_secp384r1_sha384"),
+)
+# fmt: on
+
+SUITES: dict[int, CipherSuite] = {row[0]: CipherSuite(*row) for row in _SUITE_TABLE}
 
 
 def get_suite(suite_id: int) -> CipherSuite:

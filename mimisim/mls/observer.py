@@ -45,10 +45,12 @@ from mimisim.mls.structs import (
     MLSMessage,
     Node,
     PartialGroupInfo,
+    Proposal,
     ProposalType,
     PublicMessage,
     RatchetTreeExt,
     RatchetTreePresence,
+    Sender,
     SenderType,
     WireFormat,
 )
@@ -346,3 +348,22 @@ def partial_group_info(group_info: GroupInfo, previous_had_tree: bool = False) -
         presence = RatchetTreePresence.removed if previous_had_tree else RatchetTreePresence.no_ratchet_tree
     exts = [e for e in group_info.extensions if e.extension_type != ExtensionType.ratchet_tree]
     return PartialGroupInfo(presence, exts, group_info.signature)
+
+
+def external_proposal(
+    suite: CipherSuite,
+    group_id: bytes,
+    epoch: int,
+    sender_index: int,
+    signature_priv: bytes,
+    proposal: Proposal,
+    authenticated_data: bytes = b"",
+) -> MLSMessage:
+    """A proposal from an external sender (e.g. the hub removing the clients of
+    a deleted user), signed with a key listed in ``external_senders``."""
+    content = FramedContent(
+        group_id, epoch, Sender.external(sender_index), authenticated_data,
+        ContentType.proposal, None, proposal, None,
+    )
+    auth = framing.sign_content(suite, signature_priv, WireFormat.public_message, content, None)
+    return MLSMessage.wrap(PublicMessage(content, auth, None))
