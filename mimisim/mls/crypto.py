@@ -203,7 +203,10 @@ _SIG_CACHE_SIZE = 8192
 @lru_cache(maxsize=_SIG_CACHE_SIZE)
 def _load_sig_private(scheme_name: str, priv: bytes) -> _SigPriv:
     scheme = _SIG_SCHEMES[scheme_name]
-    if len(priv) != scheme.nsk:
+    # ECDSA scalars are big-endian integers: some implementations (and the
+    # official P-521 vectors) drop leading zero bytes, so accept shorter ones.
+    ecdsa = scheme_name not in ("ed25519", "ed448")
+    if len(priv) != scheme.nsk and not (ecdsa and 0 < len(priv) < scheme.nsk):
         raise CryptoError(f"{scheme_name}: private key must be {scheme.nsk} bytes, got {len(priv)}")
     try:
         if scheme_name == "ed25519":

@@ -191,7 +191,8 @@ def apply_proposals(
     by_type: dict[ProposalType, list[ResolvedProposal]] = {}
     for rp in resolved:
         by_type.setdefault(rp.proposal.proposal_type, []).append(rp)
-        check_proposal_sender(rp.proposal, rp.sender, extensions, tree)
+        if rp.ref is not None:  # by value, the committer is the sender
+            check_proposal_sender(rp.proposal, rp.sender, extensions, tree)
         if rp.proposal.proposal_type == ProposalType.self_remove and rp.ref is None:
             raise ProposalError("SelfRemove is only allowed by reference")
         if rp.proposal.proposal_type == ProposalType.update and rp.ref is None:
