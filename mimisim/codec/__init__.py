@@ -17,6 +17,12 @@ vectors (s.2.1.2) with strict decoding (minimal encodings, no trailing bytes)
 and field-path error messages; `construct` is close but slow and its errors do
 not name a struct path. The codec is small and has no I/O.
 
+A struct class that sets ``_keep_wire = True`` keeps the exact bytes it was
+decoded from and re-encodes to them without walking its fields (large
+commits are hashed and verified several times). Assigning any field drops
+the cache; mutating a nested value in place is not tracked, so decoded
+objects of such classes are treated as immutable.
+
 Decoding is strict. Truncation, trailing bytes, non-minimal or too-large
 varints, unknown values of closed enums and malformed optionals all raise
 :class:`DecodeError`, whose message names the field path (``Commit.path.nodes[2]``).
@@ -150,14 +156,32 @@ class Reader:
         return b
 
     def varint(self) -> int:
-        if self.pos >= self.end:
+        # Inline (no slicing): this runs for every length prefix of every message.
+        data, pos, end = self.data, self.pos, self.end
+        if pos >= end:
             raise self.fail("truncated varint")
-        try:
-            v, p = decode_varint(self.data[: self.end], self.pos)
-        except DecodeError as e:
-            raise self.fail(e.reason) from None
-        self.pos = p
-        return v
+        first = data[pos]
+        prefix = first >> 6
+        if prefix == 0:
+            self.pos = pos + 1
+            return first
+        if prefix == 1:
+            if pos + 2 > end:
+                raise self.fail("truncated varint")
+            v = ((first & 0x3F) << 8) | data[pos + 1]
+            if v < 0x40:
+                raise self.fail("non-minimal varint")
+            self.pos = pos + 2
+            return v
+        if prefix == 2:
+            if pos + 4 > end:
+                raise self.fail("truncated varint")
+            v = int.from_bytes(data[pos : pos + 4], "big") & 0x3FFFFFFF
+            if v < 0x4000:
+                raise self.fail("non-minimal varint")
+            self.pos = pos + 4
+            return v
+        raise self.fail("invalid varint prefix 0b11")
 
     def remaining(self) -> int:
         return self.end - self.pos
@@ -223,7 +247,11 @@ class Opaque(Codec):
         n = r.varint()
         if not self.min_len <= n <= self.max_len:
             raise r.fail(f"length {n} outside [{self.min_len}, {self.max_len}]")
-        return r.take(n)
+        pos = r.pos
+        if pos + n > r.end:
+            raise r.fail(f"truncated: need {n} bytes, have {r.end - pos}")
+        r.pos = pos + n
+        return r.data[pos : pos + n]
 
 
 opaque = Opaque()
@@ -417,38 +445,55 @@ def as_codec(x: Any) -> Codec:
 
 
 class _StructCodec(Codec):
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type, keep_wire: bool = False) -> None:
         self.cls = cls
         self.fields: list[tuple[str, Codec | Any]] = []
+        self.keep_wire = keep_wire
 
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, self.cls):
             raise EncodeError(f"expected {self.cls.__name__}, got {type(value).__name__}")
-        for name, c in self.fields:
+        wire = value.__dict__.get("_wire")
+        if wire is not None:
+            out += wire
+            return
+        for name, c in self._resolved():
             v = getattr(value, name)
             try:
                 if isinstance(c, Select):
                     c.encode_with(getattr(value, c.tag_field), v, out)
                 else:
-                    as_codec(c).encode(v, out)
+                    c.encode(v, out)
             except EncodeError as e:
                 raise EncodeError(f"{self.cls.__name__}.{name}: {e}") from None
 
+    def _resolved(self) -> list[tuple[str, Codec]]:
+        rf = self._resolved_fields
+        if rf is None:
+            rf = self._resolved_fields = [(n, as_codec(c)) for n, c in self.fields]
+        return rf
+
+    _resolved_fields: list[tuple[str, Codec]] | None = None
+
     def decode(self, r: Reader, ctx: Mapping[str, Any]) -> Any:
         values: dict[str, Any] = {}
-        top = not r.path
+        start = r.pos
+        path = r.path
+        top = not path
         if top:
-            r.path.append(self.cls.__name__)
-        for name, c in self.fields:
-            r.path.append(name)
-            values[name] = as_codec(c).decode(r, values)
-            r.path.pop()
+            path.append(self.cls.__name__)
+        for name, c in self._resolved():
+            path.append(name)
+            values[name] = c.decode(r, values)
+            path.pop()
         obj = self.cls(**values)
         check = getattr(obj, "_check", None)
         if check is not None:
             err = check()
             if err:
                 raise r.fail(err)
+        if self.keep_wire:
+            obj.__dict__["_wire"] = r.data[start : r.pos]
         if top:
             r.path.pop()
         return obj
@@ -480,6 +525,11 @@ class Struct:
         return cls._codec.decode(r, {})  # type: ignore[attr-defined,no-any-return]
 
 
+def _setattr_dropping_wire(self: Any, name: str, value: Any) -> None:
+    self.__dict__.pop("_wire", None)
+    object.__setattr__(self, name, value)
+
+
 def field(codec: Any, **kwargs: Any) -> Any:
     """A dataclass field carrying its wire codec."""
     return dataclasses.field(metadata={"codec": codec}, **kwargs)
@@ -488,7 +538,10 @@ def field(codec: Any, **kwargs: Any) -> Any:
 def struct(cls: type[T]) -> type[T]:
     """Make ``cls`` a dataclass whose fields encode in declaration order."""
     dc = dataclasses.dataclass(cls) if not dataclasses.is_dataclass(cls) else cls
-    sc = _StructCodec(dc)
+    keep_wire = bool(getattr(dc, "_keep_wire", False))
+    sc = _StructCodec(dc, keep_wire)
+    if keep_wire:
+        dc.__setattr__ = _setattr_dropping_wire  # type: ignore[assignment]
     for f in dataclasses.fields(dc):
         if "codec" not in f.metadata:
             continue  # derived/cached attribute, not on the wire

@@ -467,6 +467,7 @@ class Sender:
 
 @struct
 class FramedContent:
+    _keep_wire = True  # signed, MACed and transcript-hashed: re-encoded several times
     group_id: bytes = field(opaque)
     epoch: int = field(uint64)
     sender: Sender = field(Sender)

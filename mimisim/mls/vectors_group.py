@@ -13,17 +13,26 @@ from typing import Any
 from mimisim.codec import Codec, Reader, decode_varint
 from mimisim.mls.crypto import DeterministicRandom, get_suite
 from mimisim.mls.group import Group, PSKStore
-from mimisim.mls.keypackage import KeyPackagePrivate, verify_group_info
+from mimisim.mls.keypackage import (
+    KeyPackagePrivate,
+    create_key_package,
+    default_capabilities,
+    verify_group_info,
+)
 from mimisim.mls.keyschedule import compute_psk_secret, derive_epoch_secrets, welcome_key_nonce
+from mimisim.mls.observer import GroupObserver
 from mimisim.mls.structs import (
     Add,
+    Capabilities,
     Commit,
+    Credential,
     ExternalInit,
     GroupContextExtensions,
     GroupInfo,
     GroupSecrets,
     MLSMessage,
     PreSharedKey,
+    Proposal,
     RatchetTreeCodec,
     RatchetTreeExt,
     ReInit,
@@ -31,6 +40,7 @@ from mimisim.mls.structs import (
     Update,
     WireFormat,
 )
+from mimisim.mls.validation import required_capabilities
 
 Case = Mapping[str, Any]
 
@@ -130,6 +140,55 @@ def check_passive_client(case: Case) -> None:
         group.merge(staged)  # type: ignore[arg-type]
         if group.epoch_authenticator != _h(epoch["epoch_authenticator"]):
             raise AssertionError(f"epoch {n}: epoch authenticator mismatch")
+    _send_from_vector_state(group)
+
+
+def _send_from_vector_state(group: Group) -> None:
+    """The other direction: from the state the vector led to, the passive
+    client commits a new UpdatePath that adds a fresh member. A keyless hub
+    observer (started from the client's GroupInfo) and the new member (from
+    the Welcome) must both accept it and agree with the committer."""
+    suite = group.suite
+    rng = DeterministicRandom(b"vectors", "reverse")
+    obs = GroupObserver.from_group_info(group.group_info(with_tree=True))
+    sig, _ = suite.generate_signature_key_pair(rng)
+    kp, kp_priv = create_key_package(
+        suite, Credential.basic(b"reverse-joiner"), sig, rng,
+        capabilities=_capabilities_like(group, suite),
+    )
+    out = group.commit([Proposal.of(Add(kp))], path=True)
+    staged = obs.stage_commit(out.message)
+    obs.merge(staged)
+    group.merge_pending_commit()
+    if obs.context != group.context:
+        raise AssertionError("reverse: hub observer disagrees with the committer")
+    assert out.welcome is not None
+    joiner = Group.join(out.welcome, kp, kp_priv, rng.fork("joiner"), psks=group.psks)
+    if joiner.epoch_authenticator != group.epoch_authenticator or joiner.context != group.context:
+        raise AssertionError("reverse: the new member disagrees with the committer")
+    m = joiner.process(group.protect(b"reverse direction"))
+    if getattr(m, "data", None) != b"reverse direction":
+        raise AssertionError("reverse: application message not delivered")
+
+
+def _capabilities_like(group: Group, suite: Any) -> Capabilities:
+    """A joiner's capabilities that cover the group's extensions and every
+    credential type in use (vector groups carry GREASE and custom types)."""
+    caps = default_capabilities(suite)
+    exts = set(caps.extensions)
+    creds = set(caps.credentials)
+    for _, leaf in group.members():
+        creds.add(leaf.credential.credential_type)
+        creds.update(leaf.capabilities.credentials)
+    for e in group.extensions:
+        if e.extension_type > 5:
+            exts.add(e.extension_type)
+    rc = required_capabilities(group.extensions)
+    if rc is not None:
+        exts.update(t for t in rc.extension_types if t > 5)
+        creds.update(rc.credential_types)
+    props = set(caps.proposals) | ({t for t in rc.proposal_types if t > 7} if rc else set())
+    return Capabilities(caps.versions, caps.cipher_suites, sorted(exts), sorted(props), sorted(creds))
 
 
 def _decode_tree(codec: Codec, r: Reader) -> Any:
