@@ -235,3 +235,29 @@ def test_decode_error_on_garbage() -> None:
     for raw in (b"", b"\x00", b"\x00\x01\x00\x05", MLSMessage.wrap(alice.group_info()).encode()):
         with pytest.raises((MLSError, DecodeError)):
             alice.process(raw)
+
+
+def test_reinit_creates_successor_group() -> None:
+    from mimisim.mls.structs import ReInit
+
+    alice, bob, _ = _pair()
+    suite = get_suite(1)
+    out = alice.commit([Proposal.of(ReInit(b"g2", 1, 1, []))])
+    assert out.message.body.content.commit.path is None  # ReInit needs no path
+    bob.merge(bob.process(out.message))  # type: ignore[arg-type]
+    alice.merge_pending_commit()
+    with pytest.raises(MLSError, match="reinitialised"):
+        alice.protect(b"old group")
+    rng = DeterministicRandom(8, "reinit")
+    sa, _ = suite.generate_signature_key_pair(rng)
+    sb, _ = suite.generate_signature_key_pair(rng)
+    kpa, pa = create_key_package(suite, Credential.basic(b"alice"), sa, rng)
+    kpb, pb = create_key_package(suite, Credential.basic(b"bob"), sb, rng)
+    new_a, out2 = alice.create_reinit_group(kpa, pa, [kpb])
+    new_a.merge_pending_commit()
+    assert out2.welcome is not None
+    # Without the old group's resumption PSK, Bob cannot join the successor.
+    with pytest.raises(MLSError):
+        Group.join(out2.welcome, kpb, pb, rng)
+    new_b = Group.join(out2.welcome, kpb, pb, rng, resumption_psks=bob.resumption_psks())
+    assert new_b.group_id == b"g2" and new_b.epoch_authenticator == new_a.epoch_authenticator

@@ -81,6 +81,7 @@ from mimisim.mls.structs import (
     PSKType,
     PublicMessage,
     RatchetTreeExt,
+    ReInit,
     Remove,
     ResumptionPSKUsage,
     SelfRemove,
@@ -255,6 +256,8 @@ class Group:
         self.config = config or GroupConfig()
         self.pending: StagedCommit | None = None
         self.active = True
+        # Set once a ReInit commit is merged: the parameters of the successor group.
+        self.reinit: ReInit | None = None
         self._past: dict[int, _PastEpoch] = {}
         self._resumption: dict[tuple[bytes, int], bytes] = {
             (state.context.group_id, state.epoch): state.secrets.resumption_psk
@@ -613,6 +616,7 @@ class Group:
         ratchet_tree_in_welcome: bool = True,
         external_pub: bool = True,
         now_s: int | None = None,
+        _reinit_usage: ResumptionPSKUsage | None = None,
     ) -> CommitOutput:
         """Create a commit of ``proposals`` (by value) plus the pending ones (by
         reference). The group does not change: the result is pending until
@@ -634,6 +638,7 @@ class Group:
         outcome = apply_proposals(
             suite, st.context.group_id, st.context.extensions, st.tree, resolved, me,
             now_s=now_s, app_components=self.config.app_components, psk_known=self._psk_known,
+            reinit_usage=_reinit_usage if self.epoch == 0 else None,
         )
         if outcome.reinit is not None:
             path = False if path is None else path
@@ -745,6 +750,9 @@ class Group:
             del self._past[min(self._past)]
         self.state = staged.state
         self.pending = None
+        if staged.outcome.reinit is not None:
+            # RFC 9420 s.11.2: the old group is done; only the successor may be created.
+            self.reinit = staged.outcome.reinit
         self._resumption[(self.group_id, self.epoch)] = self.state.secrets.resumption_psk
         while len(self._resumption) > self.config.max_resumption_psks:
             del self._resumption[min(self._resumption, key=lambda k: k[1])]
@@ -949,6 +957,39 @@ class Group:
     def _check_active(self) -> None:
         if not self.active:
             raise MLSError("this member has been removed from the group")
+        if self.reinit is not None:
+            raise MLSError("the group was reinitialised; use its successor")
+
+    def resumption_psks(self) -> dict[tuple[bytes, int], bytes]:
+        """The resumption PSKs this member holds, for joining a successor group."""
+        return dict(self._resumption)
+
+    def create_reinit_group(
+        self,
+        key_package: KeyPackage,
+        kp_private: KeyPackagePrivate,
+        others: Sequence[KeyPackage],
+    ) -> tuple[Group, CommitOutput]:
+        """After a ReInit commit: create the successor group (RFC 9420 s.11.2)
+        with the ReInit's parameters, adding ``others`` in its first commit,
+        which carries the reinit resumption PSK of this group's current epoch.
+        The joiners need :meth:`resumption_psks` of their old group to join."""
+        if self.reinit is None:
+            raise MLSError("no ReInit has been committed in this group")
+        ri = self.reinit
+        if key_package.cipher_suite != ri.cipher_suite:
+            raise MLSError("KeyPackage suite differs from the ReInit's")
+        new = Group.create(
+            ri.cipher_suite, ri.group_id, key_package, kp_private, self.rng.fork("reinit"),
+            extensions=ri.extensions, psks=self.psks, config=self.config,
+        )
+        new._resumption.update(self._resumption)
+        pid = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.reinit, self.group_id, self.epoch, self.rng.random_bytes(new.suite.hash_len)
+        )
+        props = [Proposal.of(Add(kp)) for kp in others] + [Proposal.of(PreSharedKey(pid))]
+        out = new.commit(props, _reinit_usage=ResumptionPSKUsage.reinit)
+        return new, out
 
     # ------------------------------------------------------------ group info
 

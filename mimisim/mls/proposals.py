@@ -180,6 +180,7 @@ def apply_proposals(
     now_s: int | None = None,
     app_components: Mapping[int, AppComponentApply] | None = None,
     psk_known: Callable[[PreSharedKeyID], bool] | None = None,
+    reinit_usage: ResumptionPSKUsage | None = None,
 ) -> ProposalOutcome:
     """Validate a commit's proposal list against the group and apply it to a copy.
 
@@ -319,8 +320,10 @@ def apply_proposals(
     seen_psk: set[bytes] = set()
     for rp in by_type.get(ProposalType.psk, []):
         psk = rp.proposal.body.psk
-        if psk.psktype == PSKType.resumption and psk.usage != ResumptionPSKUsage.application:
-            raise ProposalError("resumption PSK proposals must have usage application", _refs(rp))
+        # usage reinit/branch only in the first commit of the group a ReInit or
+        # branch creates (RFC 9420 s.11.2-11.3); the caller says when that is.
+        if psk.psktype == PSKType.resumption and psk.usage not in (ResumptionPSKUsage.application, reinit_usage):
+            raise ProposalError(f"resumption PSK with usage {psk.usage} is not allowed here", _refs(rp))
         if len(psk.psk_nonce) != suite.hash_len:
             raise ProposalError("PSK nonce length must equal the hash length", _refs(rp))
         key = psk.encode()
