@@ -261,3 +261,31 @@ def test_reinit_creates_successor_group() -> None:
         Group.join(out2.welcome, kpb, pb, rng)
     new_b = Group.join(out2.welcome, kpb, pb, rng, resumption_psks=bob.resumption_psks())
     assert new_b.group_id == b"g2" and new_b.epoch_authenticator == new_a.epoch_authenticator
+
+
+def test_key_package_validation() -> None:
+    from mimisim.mls.errors import ValidationError
+    from mimisim.mls.keypackage import default_capabilities
+    from mimisim.mls.structs import Lifetime, RequiredCapabilities
+    from mimisim.mls.validation import validate_key_package
+
+    suite = get_suite(1)
+    rng = DeterministicRandom(10, "kpv")
+    sig, _ = suite.generate_signature_key_pair(rng)
+    kp, _ = create_key_package(suite, Credential.basic(b"x"), sig, rng, lifetime=Lifetime(100, 200))
+    validate_key_package(suite, kp, now_s=150)
+    with pytest.raises(ValidationError, match="lifetime"):
+        validate_key_package(suite, kp, now_s=201)
+    forged = MLSMessage.decode(MLSMessage.wrap(kp).encode()).body
+    forged.init_key = suite.generate_hpke_key_pair(rng)[1]
+    with pytest.raises(ValidationError, match="signature"):
+        validate_key_package(suite, forged)
+    with pytest.raises(ValidationError, match="suite"):
+        validate_key_package(get_suite(3), kp)
+    rc = Extension(ExtensionType.required_capabilities, RequiredCapabilities([0x7777], [], []).encode())
+    with pytest.raises(ValidationError, match="required extension"):
+        validate_key_package(suite, kp, group_extensions=[rc])
+    caps = default_capabilities(suite)
+    caps.extensions.append(0x7777)
+    kp2, _ = create_key_package(suite, Credential.basic(b"y"), sig, rng, capabilities=caps)
+    validate_key_package(suite, kp2, group_extensions=[rc])

@@ -1,0 +1,200 @@
+"""What goes in and out of a MIMI provider core, with no I/O.
+
+A provider core is driven by three kinds of input and answers with an
+:class:`Outcome`: the immediate answer (if any) plus a list of actions for
+whoever hosts the core (the SimPy world, a test dispatcher, a real server):
+
+* :class:`MimiRequest` from another provider, already authenticated by
+  mutual TLS: the host passes the peer's domain separately, and the core
+  refuses a request whose ``From`` names another provider (draft s.4.1,
+  "Transport layer");
+* the :class:`MimiResponse` to a request the core itself sent earlier,
+  matched by the ``token`` the core put on that request;
+* a :class:`ClientMessage` from one of its own clients (the provider-internal
+  protocol, outside MIMI; see ``docs/provider-internal-protocol.md``).
+
+Actions are :class:`SendRequest` (to another provider, with a token),
+:class:`ClientReply` (answer to a client's request) and :class:`Deliver`
+(push something to a client). They are plain data, in the order the core
+wants them to happen, so a host can log, delay, drop or duplicate them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimisim.mimi.endpoints import Endpoint
+
+# ---------------------------------------------------------------- provider to provider
+
+
+@dataclass(frozen=True)
+class MimiRequest:
+    """One HTTPS request between providers.
+
+    ``from_domain`` is the ``From: mimi@<domain>`` header's domain, ``host``
+    the ``Host`` header. ``target`` is the endpoint's path parameter (room id,
+    target user, domain) as a string. ``body`` is the encoded request body.
+    ``txn_id`` is an optional explicit transaction id (an HTTP header such as
+    ``Idempotency-Key``) used by the ``transaction_id`` dedup strategy.
+    """
+
+    endpoint: Endpoint
+    target: str
+    from_domain: str
+    host: str
+    body: bytes
+    txn_id: str = ""
+
+    @property
+    def detail(self) -> str:
+        """``METHOD /path`` as the draft writes it, for traces."""
+        return f"{self.endpoint.method} {self.endpoint.path(self.target)}"
+
+
+@dataclass(frozen=True)
+class MimiResponse:
+    """An HTTP status plus the encoded response body (empty for 201/4xx).
+
+    ``code`` is the protocol response code's name when the body carries one
+    (``wrongEpoch``), else the HTTP reason (``Created``, ``Bad Request``);
+    the trace's ``status`` column shows it.
+    """
+
+    status: int
+    body: bytes = b""
+    code: str = ""
+    retry_after_ms: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def bad_request(why: str) -> MimiResponse:
+    return MimiResponse(400, why.encode()[:200], "Bad Request")
+
+
+def forbidden(why: str) -> MimiResponse:
+    return MimiResponse(403, why.encode()[:200], "Forbidden")
+
+
+def not_found(why: str) -> MimiResponse:
+    return MimiResponse(404, why.encode()[:200], "Not Found")
+
+
+def created() -> MimiResponse:
+    return MimiResponse(201, b"", "Created")
+
+
+# ---------------------------------------------------------------- provider-internal protocol
+
+
+class ClientOp(enum.Enum):
+    """What a client asks of its own provider (outside MIMI)."""
+
+    upload_key_packages = "upload_key_packages"  # body: list of KeyPackage bytes, last_resort flags
+    create_room = "create_room"  # only at the hub: room id, GroupInfo (with tree), policy
+    fetch_key_material = "fetch_key_material"  # body: KeyMaterialRequest bytes
+    update = "update"  # body: UpdateRequest bytes (a commit or proposals)
+    submit_message = "submit_message"  # body: SubmitMessageRequest bytes
+    fetch_group_info = "fetch_group_info"  # body: GroupInfoRequest bytes
+    report_abuse = "report_abuse"  # body: AbuseReport bytes
+    request_consent = "request_consent"  # body: RequestConsentBody bytes
+    update_consent = "update_consent"  # body: UpdateConsentBody bytes
+    identifier_query = "identifier_query"  # body: IdentifierRequest bytes
+    left_room = "left_room"  # the client is no longer in the room: stop delivering to it
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    """A request from a client to its own provider.
+
+    ``request_id`` is the client's correlation number; the provider's
+    :class:`ClientReply` repeats it. ``room`` and ``target`` are the room URI
+    or user URI the operation is about (empty when not applicable).
+    """
+
+    client: str
+    op: ClientOp
+    request_id: int
+    body: bytes = b""
+    room: str = ""
+    target: str = ""
+    extra: Any = None
+
+
+class DeliveryKind(enum.Enum):
+    fanout = "fanout"  # one FanoutMessage (commit, proposal, application, welcome)
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Push one encoded FanoutMessage of ``room`` to a local client."""
+
+    client: str
+    room: str
+    body: bytes
+    msg_id: str = ""
+    kind: DeliveryKind = DeliveryKind.fanout
+
+
+@dataclass(frozen=True)
+class ClientReply:
+    """The provider's answer to a client's request."""
+
+    client: str
+    request_id: int
+    status: int
+    body: bytes = b""
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """Send ``request`` to ``request.host``; feed the response back with ``token``.
+
+    ``ordered_key`` groups requests that must be delivered in order (the
+    hub's ``/notify`` stream of one room to one follower); ``retry_until_201``
+    says the host must retry the request until it gets 201 (the hub's
+    ``/notify`` semantics).
+    """
+
+    request: MimiRequest
+    token: int
+    ordered_key: str = ""
+    retry_until_201: bool = False
+    msg_ids: tuple[str, ...] = ()
+
+
+Action = SendRequest | ClientReply | Deliver
+
+
+@dataclass
+class Event:
+    """Something the core decided that a trace should record (``kind`` is a
+    dotted name from the trace vocabulary, e.g. ``hub.accept``)."""
+
+    kind: str
+    room: str = ""
+    epoch: int | None = None
+    msg_id: str = ""
+    status: str = ""
+    detail: str = ""
+    peer: str = ""
+
+
+@dataclass
+class Outcome:
+    """What one input produced: an immediate response for an HTTP request,
+    actions to carry out, and events for the trace."""
+
+    response: MimiResponse | None = None
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.actions.extend(other.actions)
+        self.events.extend(other.events)
