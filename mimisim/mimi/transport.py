@@ -14,6 +14,7 @@ whoever hosts the core (the SimPy world, a test dispatcher, a real server):
   protocol, outside MIMI; see ``docs/provider-internal-protocol.md``).
 
 Actions are :class:`SendRequest` (to another provider, with a token),
+:class:`HttpReply` (a deferred answer to an inbound request),
 :class:`ClientReply` (answer to a client's request) and :class:`Deliver`
 (push something to a client). They are plain data, in the order the core
 wants them to happen, so a host can log, delay, drop or duplicate them.
@@ -169,7 +170,17 @@ class SendRequest:
     msg_ids: tuple[str, ...] = ()
 
 
-Action = SendRequest | ClientReply | Deliver
+@dataclass(frozen=True)
+class HttpReply:
+    """The deferred answer to an inbound request the core could not answer at
+    once (it had to ask another provider first, e.g. a hub proxying
+    ``/keyMaterial``). ``inbound`` is the token the host gave with the request."""
+
+    inbound: int
+    response: MimiResponse
+
+
+Action = SendRequest | ClientReply | Deliver | HttpReply
 
 
 @dataclass

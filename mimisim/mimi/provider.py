@@ -1,0 +1,424 @@
+"""One MIMI provider as a sans-IO core: hub of the rooms it hosts, follower
+in the others, publication point for its users' key material.
+
+The core reacts to three inputs (see :mod:`mimisim.mimi.transport`): an
+authenticated request from another provider, the response to a request it
+sent, and a request from one of its own clients. Each returns an
+:class:`~mimisim.mimi.transport.Outcome`. The host (SimPy world, test
+dispatcher) carries out the actions; the core never waits, sleeps or reads
+a clock.
+
+What lives here is routing: which endpoint, whose room, which peer, which
+local clients. The room logic is in :mod:`mimisim.mimi.hub`, key material
+in :mod:`mimisim.mimi.keystore`, notify deduplication in
+:mod:`mimisim.mimi.dedup`, consent in :mod:`mimisim.mimi.consent`, the
+identifier directory in :mod:`mimisim.mimi.identifiers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimisim.codec import DecodeError
+from mimisim.mimi import wire as W
+from mimisim.mimi.dedup import NotifyDeduplicator
+from mimisim.mimi.endpoints import Endpoint
+from mimisim.mimi.hub import HubRoom, msg_id_of
+from mimisim.mimi.identity import UriError, domain_of, hub_of_room, parse, user_of_client
+from mimisim.mimi.keystore import KeyMaterialStore, WelcomeRouting
+from mimisim.mimi.transport import (
+    ClientMessage,
+    ClientOp,
+    ClientReply,
+    Deliver,
+    Event,
+    HttpReply,
+    MimiRequest,
+    MimiResponse,
+    Outcome,
+    SendRequest,
+    bad_request,
+    created,
+    forbidden,
+    not_found,
+)
+from mimisim.mls.crypto import RandomSource, get_suite
+
+
+@dataclass
+class ProviderConfig:
+    """Per-provider protocol options a scenario can vary."""
+
+    suite_id: int = 1
+    epoch_base_ms: int = 1_700_000_000_000
+    dedup: str = "body_hash"  # none | body_hash | transaction_id
+    dedup_max_entries: int = 4096
+    dedup_max_age_ms: int = 600_000
+
+
+@dataclass
+class _Pending:
+    """Context of a request this provider sent and awaits the answer of."""
+
+    kind: str  # "client" | "proxy_key_material" | "notify"
+    client: str = ""
+    request_id: int = 0
+    op: ClientOp | None = None
+    room: str = ""
+    inbound: int = 0
+    target_domain: str = ""
+
+
+@dataclass
+class ProviderCore:
+    """The state of one provider. Construct with :meth:`new`."""
+
+    domain: str
+    rng: RandomSource
+    config: ProviderConfig
+    hub_signature_priv: bytes
+    hub_signature_pub: bytes
+    franking_key: bytes
+    keystore: KeyMaterialStore
+    routing: WelcomeRouting
+    dedup: NotifyDeduplicator
+    rooms: dict[str, HubRoom] = field(default_factory=dict)
+    # Local clients that take part in each room (hub or follower), for delivery.
+    local_members: dict[str, set[str]] = field(default_factory=dict)
+    consent: Callable[[str, str, str], Any] | None = None
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _next_token: int = 1
+    _notify_seq: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, domain: str, rng: RandomSource, config: ProviderConfig | None = None) -> ProviderCore:
+        config = config or ProviderConfig()
+        suite = get_suite(config.suite_id)
+        sig_priv, sig_pub = suite.generate_signature_key_pair(rng.fork("hub-signature") if hasattr(rng, "fork") else rng)
+        franking_key = rng.random_bytes(32)
+        return cls(
+            domain=domain,
+            rng=rng,
+            config=config,
+            hub_signature_priv=sig_priv,
+            hub_signature_pub=sig_pub,
+            franking_key=franking_key,
+            keystore=KeyMaterialStore(domain),
+            routing=WelcomeRouting(),
+            dedup=NotifyDeduplicator(config.dedup, config.dedup_max_entries, config.dedup_max_age_ms),
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _token(self) -> int:
+        t = self._next_token
+        self._next_token += 1
+        return t
+
+    def _send(self, endpoint: Endpoint, target: str, to: str, body: bytes, pending: _Pending, **kw: Any) -> SendRequest:
+        token = self._token()
+        self._pending[token] = pending
+        req = MimiRequest(endpoint, target, self.domain, to, body, kw.pop("txn_id", ""))
+        return SendRequest(req, token, **kw)
+
+    def is_hub_of(self, room: str) -> bool:
+        return room in self.rooms
+
+    def digest(self) -> bytes:
+        """A hash of all protocol state (tests compare it around rejected requests)."""
+        h = hashlib.sha256()
+        h.update(self.keystore.digest())
+        h.update(repr(sorted(self.routing.snapshot().items()) if hasattr(self.routing, "snapshot") else "").encode())
+        for room in sorted(self.rooms):
+            h.update(room.encode() + self.rooms[room].digest())
+        for room in sorted(self.local_members):
+            h.update(room.encode() + repr(sorted(self.local_members[room])).encode())
+        h.update(repr(self.dedup.state_size()).encode())
+        return h.digest()
+
+    # ------------------------------------------------------------ provider-to-provider
+
+    def handle_request(self, req: MimiRequest, peer: str, now_ms: int, inbound: int = 0) -> Outcome:
+        """An inbound request whose TLS peer is ``peer``. Never raises on bad input."""
+        if req.from_domain != peer:
+            return Outcome(forbidden(f"From {req.from_domain} does not match the TLS peer {peer}"),
+                           events=[Event("provider.reject", status="Forbidden", peer=peer,
+                                         detail=f"{req.detail} impersonation of {req.from_domain}")])
+        if req.host != self.domain:
+            return Outcome(MimiResponse(421, b"misdirected", "Misdirected Request"))
+        try:
+            handler = {
+                Endpoint.KEY_MATERIAL: self._in_key_material,
+                Endpoint.UPDATE: self._in_hub,
+                Endpoint.SUBMIT_MESSAGE: self._in_hub,
+                Endpoint.GROUP_INFO: self._in_hub,
+                Endpoint.REPORT_ABUSE: self._in_hub,
+                Endpoint.NOTIFY: self._in_notify,
+                Endpoint.REQUEST_CONSENT: self._in_consent,
+                Endpoint.UPDATE_CONSENT: self._in_consent,
+                Endpoint.IDENTIFIER_QUERY: self._in_identifier_query,
+            }.get(req.endpoint)
+            if handler is None:
+                return Outcome(not_found(f"endpoint {req.endpoint.name} not served"))
+            return handler(req, now_ms, inbound)
+        except (DecodeError, UriError) as e:
+            return Outcome(bad_request(str(e)), events=[Event("provider.reject", status="Bad Request",
+                                                              detail=f"{req.detail}: {e}", peer=peer)])
+
+    def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+        room = self.rooms.get(req.target)
+        if room is None:
+            return Outcome(not_found(f"no room {req.target} at {self.domain}"))
+        return self._hub_call(room, req.endpoint, req.body, req.from_domain, now_ms)
+
+    def _hub_call(self, room: HubRoom, endpoint: Endpoint, body: bytes, from_domain: str, now_ms: int) -> Outcome:
+        if endpoint == Endpoint.UPDATE:
+            res = room.handle_update(body, from_domain, now_ms, self._route_welcome)
+        elif endpoint == Endpoint.SUBMIT_MESSAGE:
+            res = room.handle_submit(body, from_domain, now_ms)
+        elif endpoint == Endpoint.GROUP_INFO:
+            res = room.handle_group_info(body, from_domain, now_ms)
+        else:
+            res = room.handle_report_abuse(body, from_domain, now_ms)
+        out = Outcome(res.response, events=list(res.events))
+        out.extend(self._fanout(room.room_uri, res.fanout))
+        return out
+
+    def _route_welcome(self, ref: bytes) -> str | None:
+        if self.keystore.client_for_ref(ref) is not None:
+            return self.domain
+        return self.routing.domain_for(ref)
+
+    def _fanout(self, room: str, items: list) -> Outcome:  # list[FanoutItem]
+        """Turn the hub's fanout plan into local deliveries and ordered,
+        retried /notify requests (consecutive items for one follower share a
+        request)."""
+        out = Outcome()
+        by_domain: dict[str, list] = {}
+        order: list[str] = []
+        for it in items:
+            if it.domain not in by_domain:
+                by_domain[it.domain] = []
+                order.append(it.domain)
+            by_domain[it.domain].append(it)
+        for domain in order:
+            group = by_domain[domain]
+            if domain == self.domain:
+                for it in group:
+                    out.extend(self._deliver_local(room, it.body))
+                continue
+            seq_key = f"{room}>{domain}"
+            seq = self._notify_seq.get(seq_key, 0)
+            self._notify_seq[seq_key] = seq + 1
+            body = b"".join(it.body for it in group)
+            out.actions.append(
+                self._send(
+                    Endpoint.NOTIFY, room, domain, body, _Pending("notify", room=room, target_domain=domain),
+                    ordered_key=seq_key, retry_until_201=True, txn_id=f"{seq_key}#{seq}",
+                    msg_ids=tuple(it.msg_id for it in group),
+                )
+            )
+        return out
+
+    def _deliver_local(self, room: str, body: bytes) -> Outcome:
+        """Deliver one FanoutMessage to the local clients it concerns."""
+        out = Outcome()
+        fm = W.FanoutMessage.decode(body)
+        mid = msg_id_of(fm.message.encode())
+        if fm.kind == W.MessageKind.welcome:
+            welcome = fm.message.body
+            targets = []
+            for s in welcome.secrets:
+                client = self.keystore.client_for_ref(s.new_member)
+                if client is not None and client not in targets:
+                    targets.append(client)
+            for client in targets:
+                self.local_members.setdefault(room, set()).add(client)
+                out.actions.append(Deliver(client, room, body, mid))
+            return out
+        for client in sorted(self.local_members.get(room, ())):
+            out.actions.append(Deliver(client, room, body, mid))
+        return out
+
+    def _in_notify(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+        room = req.target
+        if hub_of_room(room) != req.from_domain:
+            return Outcome(forbidden(f"{req.from_domain} is not the hub of {room}"),
+                           events=[Event("provider.reject", room=room, status="Forbidden",
+                                         detail=f"{req.detail} from non-hub", peer=req.from_domain)])
+        messages = W.decode_fanout_messages(req.body)  # DecodeError -> 400 before any state change
+        key = req.txn_id.encode() if self.config.dedup == "transaction_id" else req.body
+        if self.dedup.seen(key, now_ms):
+            return Outcome(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
+                                                    detail=req.detail, status="Created")])
+        out = Outcome(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
+                                               detail=req.detail, status="Created")])
+        for fm in messages:
+            out.extend(self._deliver_local(room, fm.encode()))
+        return out
+
+    def _in_key_material(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+        kmr = W.KeyMaterialRequest.decode(req.body)
+        target = req.target
+        if domain_of(target) == self.domain:
+            resp = self.keystore.claim(kmr, now_ms // 1000, self.consent)
+            return Outcome(MimiResponse(200, resp.encode(), resp.user_status.name))
+        # A hub proxies claims for its rooms (draft figure "Bob Fetches
+        # KeyPackages for Cathy's Clients") and records where the refs go.
+        room = str(kmr.room_id)
+        if not room or room not in self.rooms:
+            return Outcome(forbidden(f"{self.domain} does not proxy key material outside its rooms"))
+        send = self._send(
+            Endpoint.KEY_MATERIAL, target, domain_of(target), req.body,
+            _Pending("proxy_key_material", inbound=inbound, room=room, target_domain=domain_of(target)),
+        )
+        return Outcome(None, [send])
+
+    def _in_consent(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+        store = getattr(self, "consent_store", None)
+        if store is None:
+            return Outcome(not_found("consent not served"))
+        return store.handle(req, now_ms)  # type: ignore[no-any-return]
+
+    def _in_identifier_query(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+        directory = getattr(self, "identifier_directory", None)
+        if directory is None:
+            return Outcome(not_found("identifier query not served"))
+        return directory.handle(req, now_ms)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ responses to our requests
+
+    def handle_response(self, token: int, response: MimiResponse, now_ms: int) -> Outcome:
+        ctx = self._pending.pop(token, None)
+        if ctx is None:
+            return Outcome(events=[Event("provider.stale_response", detail=f"token {token}")])
+        if ctx.kind == "notify":
+            if response.status != 201:
+                # Not done: the host retries the same request; keep waiting.
+                self._pending[token] = ctx
+            return Outcome()
+        if ctx.kind == "proxy_key_material":
+            self._record_claimed(response, ctx.target_domain)
+            return Outcome(actions=[HttpReply(ctx.inbound, response)])
+        # A client's request forwarded to another provider.
+        if ctx.op == ClientOp.fetch_key_material:
+            if ctx.room in self.rooms:
+                self._record_claimed(response, ctx.target_domain)
+        if ctx.op == ClientOp.update and response.status == 200 and ctx.room:
+            self._note_member_after_update(ctx.client, ctx.room, response.body)
+        return Outcome(actions=[ClientReply(ctx.client, ctx.request_id, response.status, response.body, response.code)])
+
+    def _record_claimed(self, response: MimiResponse, domain: str) -> None:
+        """The hub remembers which provider each claimed KeyPackage came from."""
+        if response.status != 200:
+            return
+        try:
+            kmr = W.KeyMaterialResponse.decode(response.body)
+        except DecodeError:
+            return
+        suite = get_suite(self.config.suite_id)
+        for c in kmr.clients:
+            if c.key_package is not None:
+                self.routing.record(suite.make_key_package_ref(c.key_package.encode()), domain)
+
+    def _note_member_after_update(self, client: str, room: str, body: bytes) -> None:
+        try:
+            resp = W.UpdateRoomResponse.decode(body)
+        except DecodeError:
+            return
+        if resp.response_code == W.UpdateResponseCode.success:
+            self.local_members.setdefault(room, set()).add(client)
+
+    # ------------------------------------------------------------ own clients
+
+    def handle_client(self, msg: ClientMessage, now_ms: int) -> Outcome:
+        """A request from one of this provider's clients (provider-internal protocol)."""
+        try:
+            if domain_of(msg.client) != self.domain:
+                return Outcome(actions=[ClientReply(msg.client, msg.request_id, 403, b"", "not our client")])
+            return self._client_op(msg, now_ms)
+        except (DecodeError, UriError, ValueError) as e:
+            return Outcome(actions=[ClientReply(msg.client, msg.request_id, 400, str(e).encode()[:200], "Bad Request")])
+
+    def _reply(self, msg: ClientMessage, status: int, body: bytes = b"", code: str = "") -> Outcome:
+        return Outcome(actions=[ClientReply(msg.client, msg.request_id, status, body, code)])
+
+    def _client_op(self, msg: ClientMessage, now_ms: int) -> Outcome:
+        op = msg.op
+        if op == ClientOp.upload_key_packages:
+            err = self.keystore.upload(msg.client, msg.body, now_ms // 1000)
+            return self._reply(msg, 400 if err else 201, (err or "").encode(), err or "Created")
+        if op == ClientOp.left_room:
+            self.local_members.get(msg.room, set()).discard(msg.client)
+            return self._reply(msg, 201, code="Created")
+        if op == ClientOp.create_room:
+            if hub_of_room(msg.room) != self.domain:
+                return self._reply(msg, 403, b"rooms are created at their hub", "Forbidden")
+            if msg.room in self.rooms:
+                return self._reply(msg, 409, b"room exists", "Conflict")
+            try:
+                room = HubRoom.create(
+                    msg.room, msg.body, None, msg.client, hub_domain=self.domain,
+                    hub_signature_priv=self.hub_signature_priv, hub_franking_key=self.franking_key,
+                    rng=self.rng, epoch_base_ms=self.config.epoch_base_ms, now_ms=now_ms,
+                )
+            except ValueError as e:
+                return self._reply(msg, 400, str(e).encode()[:200], "Bad Request")
+            self.rooms[msg.room] = room
+            self.local_members.setdefault(msg.room, set()).add(msg.client)
+            return self._reply(msg, 201, code="Created")
+        if op == ClientOp.fetch_key_material:
+            target = msg.target
+            if domain_of(target) == self.domain:
+                kmr = W.KeyMaterialRequest.decode(msg.body)
+                resp = self.keystore.claim(kmr, now_ms // 1000, self.consent)
+                return self._reply(msg, 200, resp.encode(), resp.user_status.name)
+            # Non-hub requesters go through the room's hub; a hub (or a
+            # request outside any room) asks the target's provider directly.
+            to = domain_of(target)
+            if msg.room and hub_of_room(msg.room) != self.domain:
+                to = hub_of_room(msg.room)
+            send = self._send(
+                Endpoint.KEY_MATERIAL, target, to, msg.body,
+                _Pending("client", msg.client, msg.request_id, op, msg.room, target_domain=domain_of(target)),
+            )
+            return Outcome(actions=[send])
+        endpoint = {
+            ClientOp.update: Endpoint.UPDATE,
+            ClientOp.submit_message: Endpoint.SUBMIT_MESSAGE,
+            ClientOp.fetch_group_info: Endpoint.GROUP_INFO,
+            ClientOp.report_abuse: Endpoint.REPORT_ABUSE,
+        }.get(op)
+        if endpoint is not None:
+            parse(msg.room)
+            room = self.rooms.get(msg.room)
+            if room is not None:
+                out = self._hub_call(room, endpoint, msg.body, self.domain, now_ms)
+                resp = out.response
+                assert resp is not None
+                if op == ClientOp.update and resp.status == 200:
+                    self._note_member_after_update(msg.client, msg.room, resp.body)
+                out.response = None
+                out.actions.insert(0, ClientReply(msg.client, msg.request_id, resp.status, resp.body, resp.code))
+                return out
+            hub = hub_of_room(msg.room)
+            send = self._send(endpoint, msg.room, hub, msg.body, _Pending("client", msg.client, msg.request_id, op, msg.room))
+            return Outcome(actions=[send])
+        if op in (ClientOp.request_consent, ClientOp.update_consent, ClientOp.identifier_query):
+            endpoint = {
+                ClientOp.request_consent: Endpoint.REQUEST_CONSENT,
+                ClientOp.update_consent: Endpoint.UPDATE_CONSENT,
+                ClientOp.identifier_query: Endpoint.IDENTIFIER_QUERY,
+            }[op]
+            to = msg.target
+            send = self._send(endpoint, msg.target, to, msg.body, _Pending("client", msg.client, msg.request_id, op))
+            return Outcome(actions=[send])
+        return self._reply(msg, 400, b"unknown operation", "Bad Request")
+
+    # ------------------------------------------------------------ misc
+
+    def user_of(self, client: str) -> str:
+        return user_of_client(client)
