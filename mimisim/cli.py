@@ -34,6 +34,9 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
     sub = p.add_subparsers(dest="command", required=True)
+    from mimisim.sim.scenario_cli import add_subcommands as add_scenario_commands
+
+    add_scenario_commands(sub)
     v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")
     v.add_argument("dir", nargs="?", help="directory of vector JSON files (default: ../shared/vectors/mls)")
     v.add_argument("--json", action="store_true", help="machine-readable output")
