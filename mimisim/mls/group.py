@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from mimisim.codec import DecodeError
 from mimisim.mls import framing
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, ValidationError, WrongEpochError
@@ -27,6 +26,7 @@ from mimisim.mls.keypackage import (
     resign_leaf,
     sign_group_info,
     sign_leaf_node,
+    tree_from_group_info,
     verify_group_info,
 )
 from mimisim.mls.keyschedule import (
@@ -45,8 +45,8 @@ from mimisim.mls.proposals import (
     ResolvedProposal,
     apply_proposals,
     check_proposal_sender,
-    external_senders,
     resolve_commit,
+    sender_signature_key,
 )
 from mimisim.mls.structs import (
     MLS10,
@@ -384,7 +384,7 @@ class Group:
         ctx = gi.group_context
         if ctx.cipher_suite != suite.suite_id or ctx.version != MLS10:
             raise ValidationError("GroupInfo suite/version mismatch")
-        tree = _tree_from(suite, gi, ratchet_tree)
+        tree = tree_from_group_info(suite, gi, ratchet_tree)
         signer = tree.leaf(gi.signer) if gi.signer < tree.n_leaves else None
         if signer is None:
             raise ValidationError("GroupInfo signer is not a member")
@@ -441,7 +441,7 @@ class Group:
         """
         gi = _as_body(group_info, GroupInfo, WireFormat.group_info)
         suite = get_suite(gi.group_context.cipher_suite)
-        tree = _tree_from(suite, gi, ratchet_tree)
+        tree = tree_from_group_info(suite, gi, ratchet_tree)
         signer = tree.leaf(gi.signer) if gi.signer < tree.n_leaves else None
         if signer is None or not verify_group_info(suite, gi, signer.signature_key):
             raise ValidationError("invalid GroupInfo signature")
@@ -844,7 +844,7 @@ class Group:
     def _handle_content(self, ac: AuthenticatedContent, raw: bytes, now_s: int | None) -> Processed:
         st = self.state
         c = ac.content
-        sig_key = _sender_signature_key(st.tree, st.context.extensions, c)
+        sig_key = sender_signature_key(st.tree, st.context.extensions, c)
         if not framing.verify_content(st.suite, sig_key, ac, st.context_bytes):
             raise MLSError("invalid signature", "badSignature")
         if c.content_type == ContentType.proposal:
@@ -1030,20 +1030,6 @@ def _as_body(message: object, cls: type, wf: WireFormat) -> object:
     return message
 
 
-def _tree_from(suite: CipherSuite, gi: GroupInfo, given: Sequence[Node | None] | None) -> RatchetTree:
-    raw = gi.extension(ExtensionType.ratchet_tree)
-    if raw is not None:
-        nodes = RatchetTreeExt.decode(raw).nodes
-    elif given is not None:
-        nodes = list(given)
-    else:
-        raise ValidationError("no ratchet tree in the GroupInfo and none given")
-    try:
-        return RatchetTree.from_nodes(suite, nodes)
-    except (ValueError, DecodeError) as e:
-        raise ValidationError(f"malformed ratchet tree: {e}") from None
-
-
 def _lookup_psk(pid: PreSharedKeyID, store: PSKStore, resumption: Mapping[tuple[bytes, int], bytes]) -> bytes:
     if pid.psktype == PSKType.external:
         assert pid.psk_id is not None
@@ -1056,29 +1042,6 @@ def _lookup_psk(pid: PreSharedKeyID, store: PSKStore, resumption: Mapping[tuple[
     if v is None:
         raise MLSError(f"unknown resumption PSK for epoch {pid.psk_epoch}")
     return v
-
-
-def _sender_signature_key(tree: RatchetTree, extensions: Sequence[Extension], c: FramedContent) -> bytes:
-    s = c.sender
-    if s.sender_type == SenderType.member:
-        li = s.leaf_index or 0
-        leaf = tree.leaf(li) if li < tree.n_leaves else None
-        if leaf is None:
-            raise MLSError(f"sender leaf {li} is blank")
-        return leaf.signature_key
-    if s.sender_type == SenderType.external:
-        senders = external_senders(extensions)
-        idx = s.sender_index or 0
-        if idx >= len(senders):
-            raise MLSError("unknown external sender")
-        return senders[idx].signature_key
-    if s.sender_type == SenderType.new_member_proposal:
-        if c.proposal is None or c.proposal.proposal_type != ProposalType.add:
-            raise MLSError("new_member_proposal must carry an Add")
-        return c.proposal.body.key_package.leaf_node.signature_key
-    if c.commit is None or c.commit.path is None:
-        raise MLSError("new_member_commit needs an UpdatePath")
-    return c.commit.path.leaf_node.signature_key
 
 
 @dataclass

@@ -10,21 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mimisim.codec import DecodeError
 from mimisim.mls.crypto import CipherSuite, RandomSource
+from mimisim.mls.errors import ValidationError
 from mimisim.mls.structs import (
     MLS10,
     Capabilities,
     Credential,
     CredentialType,
     Extension,
+    ExtensionType,
     GroupContext,
     GroupInfo,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
     Lifetime,
+    Node,
     ProposalType,
+    RatchetTreeExt,
 )
+from mimisim.mls.tree import RatchetTree
 
 # What mimisim clients advertise by default: the extensions and proposals MIMI
 # needs beyond RFC 9420's defaults (app_data_dictionary, AppDataUpdate,
@@ -144,3 +150,18 @@ def sign_group_info(
 
 def verify_group_info(suite: CipherSuite, gi: GroupInfo, signer_key: bytes) -> bool:
     return suite.verify_with_label(signer_key, b"GroupInfoTBS", gi.tbs(), gi.signature)
+
+
+def tree_from_group_info(suite: CipherSuite, gi: GroupInfo, given: Sequence[Node | None] | None) -> RatchetTree:
+    """The ratchet tree of a GroupInfo: its ratchet_tree extension, else the one given."""
+    raw = gi.extension(ExtensionType.ratchet_tree)
+    if raw is not None:
+        nodes = RatchetTreeExt.decode(raw).nodes
+    elif given is not None:
+        nodes = list(given)
+    else:
+        raise ValidationError("no ratchet tree in the GroupInfo and none given")
+    try:
+        return RatchetTree.from_nodes(suite, nodes)
+    except (ValueError, DecodeError) as e:
+        raise ValidationError(f"malformed ratchet tree: {e}") from None

@@ -19,19 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from mimisim.codec import DecodeError
 from mimisim.mls import framing
 from mimisim.mls.crypto import CipherSuite, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, ValidationError, WrongEpochError
-from mimisim.mls.keypackage import verify_group_info
+from mimisim.mls.keypackage import tree_from_group_info, verify_group_info
 from mimisim.mls.proposals import (
     AppComponentApply,
     CachedProposal,
     ProposalOutcome,
     apply_proposals,
     check_proposal_sender,
-    external_senders,
     resolve_commit,
+    sender_signature_key,
 )
 from mimisim.mls.structs import (
     AuthenticatedContent,
@@ -46,7 +45,6 @@ from mimisim.mls.structs import (
     Node,
     PartialGroupInfo,
     Proposal,
-    ProposalType,
     PublicMessage,
     RatchetTreeExt,
     RatchetTreePresence,
@@ -114,13 +112,7 @@ class GroupObserver:
         gi = group_info
         suite = get_suite(gi.group_context.cipher_suite)
         raw = gi.extension(ExtensionType.ratchet_tree)
-        nodes = RatchetTreeExt.decode(raw).nodes if raw is not None else ratchet_tree
-        if nodes is None:
-            raise ValidationError("no ratchet tree given")
-        try:
-            tree = RatchetTree.from_nodes(suite, list(nodes))
-        except (ValueError, DecodeError) as e:
-            raise ValidationError(f"malformed ratchet tree: {e}") from None
+        tree = tree_from_group_info(suite, gi, ratchet_tree)
         signer = tree.leaf(gi.signer) if gi.signer < tree.n_leaves else None
         if signer is None or not verify_group_info(suite, gi, signer.signature_key):
             raise ValidationError("invalid GroupInfo signature")
@@ -192,25 +184,7 @@ class GroupObserver:
         return ac
 
     def _signature_key(self, c: FramedContent) -> bytes:
-        s = c.sender
-        if s.sender_type == SenderType.member:
-            li = s.leaf_index or 0
-            leaf = self.tree.leaf(li) if li < self.tree.n_leaves else None
-            if leaf is None:
-                raise MLSError(f"sender leaf {li} is blank")
-            return leaf.signature_key
-        if s.sender_type == SenderType.external:
-            senders = external_senders(self.context.extensions)
-            if (s.sender_index or 0) >= len(senders):
-                raise MLSError("unknown external sender")
-            return senders[s.sender_index or 0].signature_key
-        if s.sender_type == SenderType.new_member_proposal:
-            if c.proposal is None or c.proposal.proposal_type != ProposalType.add:
-                raise MLSError("new_member_proposal must carry an Add")
-            return c.proposal.body.key_package.leaf_node.signature_key
-        if c.commit is None or c.commit.path is None:
-            raise MLSError("new_member_commit needs an UpdatePath")
-        return c.commit.path.leaf_node.signature_key
+        return sender_signature_key(self.tree, self.context.extensions, c)
 
     def process_proposal(self, message: MLSMessage | PublicMessage | bytes) -> CachedProposal:
         """Validate a proposal and add it to this epoch's cache."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from mimisim.codec import DecodeError
 from mimisim.mls.crypto import CipherSuite
-from mimisim.mls.errors import ProposalError, ValidationError
+from mimisim.mls.errors import MLSError, ProposalError, ValidationError
 from mimisim.mls.structs import (
     AppDataDictionary,
     AppDataUpdateOperation,
@@ -22,6 +22,7 @@ from mimisim.mls.structs import (
     Extension,
     ExtensionType,
     ExternalSenders,
+    FramedContent,
     KeyPackage,
     LeafNodeSource,
     PreSharedKeyID,
@@ -391,3 +392,27 @@ def _apply_app_data(
             raise ProposalError(f"component {cid}: {e}", _refs(*rps)) from None
         dictionary = dictionary.with_data(cid, new)
     return replace_extension(extensions, ExtensionType.app_data_dictionary, dictionary.encode())
+
+
+def sender_signature_key(tree: RatchetTree, extensions: Sequence[Extension], c: FramedContent) -> bytes:
+    """The key that must have signed ``c``, by sender type (RFC 9420 s.6.1)."""
+    s = c.sender
+    if s.sender_type == SenderType.member:
+        li = s.leaf_index or 0
+        leaf = tree.leaf(li) if li < tree.n_leaves else None
+        if leaf is None:
+            raise MLSError(f"sender leaf {li} is blank")
+        return leaf.signature_key
+    if s.sender_type == SenderType.external:
+        senders = external_senders(extensions)
+        idx = s.sender_index or 0
+        if idx >= len(senders):
+            raise MLSError("unknown external sender")
+        return senders[idx].signature_key
+    if s.sender_type == SenderType.new_member_proposal:
+        if c.proposal is None or c.proposal.proposal_type != ProposalType.add:
+            raise MLSError("new_member_proposal must carry an Add")
+        return c.proposal.body.key_package.leaf_node.signature_key
+    if c.commit is None or c.commit.path is None:
+        raise MLSError("new_member_commit needs an UpdatePath")
+    return c.commit.path.leaf_node.signature_key
