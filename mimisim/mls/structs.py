@@ -47,7 +47,6 @@ class ExtensionType(enum.IntEnum):
     external_pub = 4
     external_senders = 5
     app_data_dictionary = 6  # draft-ietf-mls-extensions (suggested)
-    last_resort_key_package = 0x000A  # carried as a component in the extensions draft; see docs
 
 
 class ProposalType(enum.IntEnum):
