@@ -264,7 +264,7 @@ class ProviderCore:
         kmr = W.KeyMaterialRequest.decode(req.body)
         target = req.target
         if domain_of(target) == self.domain:
-            resp = self.keystore.claim(kmr, now_ms // 1000, self.consent)
+            resp = self.keystore.claim(kmr, (self.config.epoch_base_ms + now_ms) // 1000, self.consent)
             return Outcome(MimiResponse(200, resp.encode(), resp.user_status.name))
         # A hub proxies claims for its rooms (draft figure "Bob Fetches
         # KeyPackages for Cathy's Clients") and records where the refs go.
@@ -349,7 +349,7 @@ class ProviderCore:
     def _client_op(self, msg: ClientMessage, now_ms: int) -> Outcome:
         op = msg.op
         if op == ClientOp.upload_key_packages:
-            err = self.keystore.upload(msg.client, msg.body, now_ms // 1000)
+            err = self.keystore.upload(msg.client, msg.body, (self.config.epoch_base_ms + now_ms) // 1000)
             return self._reply(msg, 400 if err else 201, (err or "").encode(), err or "Created")
         if op == ClientOp.left_room:
             self.local_members.get(msg.room, set()).discard(msg.client)
@@ -374,7 +374,7 @@ class ProviderCore:
             target = msg.target
             if domain_of(target) == self.domain:
                 kmr = W.KeyMaterialRequest.decode(msg.body)
-                resp = self.keystore.claim(kmr, now_ms // 1000, self.consent)
+                resp = self.keystore.claim(kmr, (self.config.epoch_base_ms + now_ms) // 1000, self.consent)
                 return self._reply(msg, 200, resp.encode(), resp.user_status.name)
             # Non-hub requesters go through the room's hub; a hub (or a
             # request outside any room) asks the target's provider directly.
