@@ -160,7 +160,12 @@ class ConsentStore:
     def check(self, requester: str, target: str, room: str | None = None) -> KeyMaterialUserCode:
         """May ``requester`` fetch ``target``'s key material (to add it to
         ``room``; None or "" = no room)? ``success``, ``noConsent`` or
-        ``noConsentForThisRoom`` (see the module docstring for the order)."""
+        ``noConsentForThisRoom`` (see the module docstring for the order).
+
+        The signature is the key store's ``ConsentCheck``
+        (:mod:`mimisim.mimi.keystore`), so a provider passes ``store.check``
+        as its consent callable. Note ``success`` is 0: compare the code,
+        never truth-test it."""
         room = room or None
         for_room = Code.noConsentForThisRoom if self.distinguish_rooms else Code.noConsent
         if room is not None:

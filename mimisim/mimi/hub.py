@@ -800,9 +800,9 @@ class HubRoom:
                 raise _not_allowed(f"component {cid:#06x} cannot be removed")
             return
         if cid == CID.participant_list:
-            err = P.check_participant_change(pol, self._committed_list_bytes(), body.update, user, roles)
-            if err:
-                raise _not_allowed(err)
+            verdict = P.check_participant_change(pol, self._committed_list_bytes(), body.update, user, roles)
+            if not verdict.ok:
+                raise _not_allowed(verdict.reason)
             return
         if cid == CID.room_metadata:
             new = W.RoomMetaData.decode(body.update)

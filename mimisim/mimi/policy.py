@@ -201,7 +201,9 @@ class RoleData:
     Checked as a whole (a list violating these is self-contradictory):
     role indices unique; role 1, when defined, is named "banned" and has no
     capabilities; ``canOpenJoin`` only on role 0 ([RP] MUST NOT); every
-    role index an ``authorized_role_changes`` entry names is 0 or defined.
+    role index an ``authorized_role_changes`` entry names is defined, or 0,
+    or 1 ([RP]: the banned role "does not have to exist in a room"; a ban
+    then simply cannot happen).
     """
 
     roles: list[Role] = field(Vector(Role))
@@ -210,7 +212,7 @@ class RoleData:
         indices = [r.role_index for r in self.roles]
         if len(set(indices)) != len(indices):
             return "two roles share a role_index"
-        defined = set(indices) | {NO_ROLE}
+        defined = set(indices) | {NO_ROLE, BANNED}
         for r in self.roles:
             if r.role_index == BANNED:
                 if r.role_name != BANNED_ROLE_NAME:
@@ -535,14 +537,9 @@ class RoomPolicy:
         codec = POLICY_COMPONENTS.get(cid)
         if codec is None:
             raise PolicyError(f"component {cid:#06x} is not a room policy component")
-        value = codec.decode(data)
+        value = codec.decode(data)  # runs each struct's _check
         if cid == ComponentId.roles_list:
-            RoomPolicy(tuple(value.roles))
-        elif cid == ComponentId.preauth_list:
-            for i, e in enumerate(value.preauthorized_entries):
-                err = e._check()
-                if err:
-                    raise PolicyError(f"preauthorized_entries[{i}]: {err}")
+            RoomPolicy(tuple(value.roles))  # and each role's
 
     # ------------------------------------------------------------ questions
 
@@ -773,11 +770,9 @@ def apply_participant_update(current: ParticipantListData, update: ParticipantLi
         if a.user in listed:
             raise ParticipantListError(f"{a.user} is already in the participant list")
         kept.append(UserRolePair(a.user, a.role_index))
-    out = ParticipantListData(kept)
-    err = out._check()
-    if err:  # unreachable by construction; kept as the invariant's last guard
-        raise ParticipantListError(err)
-    return out
+    # No user twice and no role 0 by construction: changes refuse 0, additions
+    # are new users with non-zero roles (the update's own _check).
+    return ParticipantListData(kept)
 
 
 def merge_participant_updates(current: ParticipantListData, updates: Sequence[ParticipantListUpdate]) -> ParticipantListUpdate:
@@ -938,7 +933,10 @@ def check_participant_change(
         why = _authorise_action(policy, actor_user, role, target, from_role, to_role, actor_claims)
         if why is not None:
             return Verdict.refuse(why)
-    why = _check_constraints(policy, cur, new, active_users)
+    leaver = None
+    if policy.self_leave_always and actor_user in {users[i] for i in upd.removed_indices}:
+        leaver = actor_user  # a user may always leave: its leaving breaks no minimum
+    why = _check_constraints(policy, cur, new, active_users, leaver)
     if why is not None:
         return Verdict.refuse(why)
     return Verdict.allow(new)
@@ -984,7 +982,7 @@ def _authorise_action(
     if to_role == BANNED:
         return _authorise_ban(p, actor_role, target, allowed)
     if from_role == BANNED:  # an unban
-        if not (p.can(actor_role, C.canChangeUserRole) or (p.can(actor_role, C.canUnBan) and p.banned_role_defined)):
+        if not (p.can(actor_role, C.canChangeUserRole) or p.can(actor_role, C.canUnBan)):
             return f"role {actor_role} lacks canUnBan"
         if to_role not in allowed:
             return f"role {actor_role} may not unban users to role {to_role}"
@@ -998,9 +996,8 @@ def _authorise_action(
 
 def _authorise_ban(p: RoomPolicy, actor_role: int, target: str, allowed: frozenset[int]) -> str | None:
     """[RP] canBan: the target's role may move to 1 ("banned"); canChangeUserRole
-    with 1 among the targets allows the same ("could allow the same action")."""
-    if not p.banned_role_defined:
-        return 'the room has no role 1 named "banned"'
+    with 1 among the targets allows the same ("could allow the same action").
+    Role 1 is defined (checked by the caller) and so named "banned" (RoleData)."""
     if not (p.can(actor_role, C.canBan) or p.can(actor_role, C.canChangeUserRole)):
         return f"role {actor_role} lacks canBan"
     if BANNED not in allowed:
@@ -1044,18 +1041,26 @@ def _authorise_own(
 
 
 def _check_constraints(
-    p: RoomPolicy, old: ParticipantListData, new: ParticipantListData, active: Collection[str] | None
+    p: RoomPolicy,
+    old: ParticipantListData,
+    new: ParticipantListData,
+    active: Collection[str] | None,
+    leaver: str | None = None,
 ) -> str | None:
     """[RP] role constraints on the net effect: a role that loses members
     must keep its minimum, one that gains must stay within its maximum; the
     same for active participants when known; and the base policy's
-    ``max_users`` (non-banned entries)."""
+    ``max_users`` (non-banned entries). ``leaver`` (a self-leave under
+    ``self_leave_always``) is counted as still present for the minimums."""
+    leaver_role = old.role_of(leaver) if leaver is not None else NO_ROLE
 
     def counts(data: ParticipantListData, only: Collection[str] | None) -> dict[int, int]:
         out: dict[int, int] = {}
         for q in data.participants:
             if only is None or q.user in only:
                 out[q.role_index] = out.get(q.role_index, 0) + 1
+        if data is new and leaver_role != NO_ROLE and (only is None or leaver in only):
+            out[leaver_role] = out.get(leaver_role, 0) + 1
         return out
 
     before, after = counts(old, None), counts(new, None)
