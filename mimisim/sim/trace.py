@@ -51,6 +51,8 @@ KINDS: dict[str, str] = {
     "client.join": "a client joined a room (Welcome or external commit)",
     "client.leave": "a client asked to leave a room",
     "client.error": "a client could not process something it received",
+    "client.fail": "a client gave up an operation (retries exhausted or no longer possible)",
+    "client.propose": "a client sent proposals (a leave starts here)",
     # faults
     "fault.crash": "a node stops (detail: durable | volatile)",
     "fault.restart": "a node starts again",
