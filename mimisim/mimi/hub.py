@@ -76,7 +76,6 @@ from mimisim.mls.structs import (
     RatchetTreePresence,
     RatchetTreeRepresentation,
     Remove,
-    SafeAAD,
     Sender,
     SenderType,
     WireFormat,
@@ -92,26 +91,11 @@ CID = W.ComponentId
 #: indicates that the hub provider is using a new MLS epoch").
 DEFAULT_MAX_PAST_EPOCHS = 0
 
-#: MIMI components (0x0020-0x0030) whose AppDataUpdate a client may send,
-#: and the capability it needs ([RP] "Disruptive Policy Changes"). The
-#: participant list and room metadata have their own rules; every other MIMI
-#: component (franking_agent, policy components without a capability) can
-#: only change through the hub.
-COMPONENT_CAPABILITY: dict[int, int] = {
-    CID.roles_list: C.canChangeRoleDefinitions,
-    CID.preauth_list: C.canChangePreauthorizedUserList,
-    CID.base_room_policy: C.canChangeRoomMembershipStyle,
-}
+#: MIMI components (0x0020-0x0030). Those without a client-side rule in
+#: :mod:`mimisim.mimi.policy` (the participant list, room metadata and the
+#: policy components have one) -- e.g. ``franking_agent`` -- only change
+#: through the hub.
 MIMI_COMPONENTS = range(0x0020, 0x0031)
-
-#: [RP] "Adjust metadata": RoomMetaData field -> capability to change it.
-METADATA_CAPABILITY: dict[str, int] = {
-    "room_name": C.canChangeRoomName,
-    "room_descriptions": C.canChangeRoomDescription,
-    "room_avatar": C.canChangeRoomAvatar,
-    "room_subject": C.canChangeRoomSubject,
-    "room_mood": C.canChangeRoomMood,
-}
 
 
 class HubError(ValueError):
@@ -395,7 +379,7 @@ class HubRoom:
             if user in skip:
                 continue
             role = roles.get(user, W.RoleIndex.no_role)
-            if role in (W.RoleIndex.no_role, W.RoleIndex.banned):
+            if not P.is_active_role(role):
                 return f"member {client} belongs to {user}, who is not an active participant (role {role})"
         return None
 
@@ -702,7 +686,8 @@ class HubRoom:
             after = self._list_after(self._pending_list_updates() + batch_updates)
         except (ValueError, DecodeError):
             after = roles
-        self._authorise(pol, kind, client, user, proposal, roles, after, self.observer.tree, from_domain)
+        ref = self._proposal_ref(pm)
+        self._authorise(pol, kind, client, user, proposal, roles, after, self.observer.tree, from_domain, ref)
 
     def _authorise(
         self,
@@ -715,11 +700,14 @@ class HubRoom:
         after: dict[str, int],
         tree: RatchetTree,
         from_domain: str,
+        ref: bytes | None = None,
     ) -> None:
         """The room-policy rules for one proposal from one actor ([P] Update
-        Room State, [RP] Role Capabilities). ``roles`` is the room's
-        participant list now, ``after`` the list once the proposals that go
-        with this one are applied. Raises :class:`_Reject` (notAllowed)."""
+        Room State, [RP] Role Capabilities), asked of :mod:`mimisim.mimi.policy`.
+        ``roles`` is the room's participant list now (accepted changes
+        included), ``after`` the list once the proposals that go with this
+        one are applied; ``ref`` names the proposal in an ``invalidProposal``
+        answer (None when committed by value). Raises :class:`_Reject`."""
         t = proposal.proposal_type
         body = proposal.body
         if kind == "follower":
@@ -735,29 +723,29 @@ class HubRoom:
                 raise _not_allowed("new members can only propose Add")
             assert user is not None
             role = roles.get(user, W.RoleIndex.no_role)
-            if role in (W.RoleIndex.no_role, W.RoleIndex.banned) or not pol.has(role, C.canAddOwnClient):
+            if not P.is_active_role(role) or not pol.can(role, C.canAddOwnClient):
                 raise _not_allowed(f"{user} may not add its own client")
             return
         assert client is not None and user is not None
         role = roles.get(user, W.RoleIndex.no_role)
-        if role in (W.RoleIndex.no_role, W.RoleIndex.banned):
+        if not P.is_active_role(role):
             # [P] a removed or banned participant may only send Remove and
             # SelfRemove proposals for its own clients.
-            if t == ProposalType.self_remove:
-                return
-            if t == ProposalType.remove and _user_or_none(_client_of_leaf(tree.leaf(body.removed))) == user:
-                return
-            raise _not_allowed(f"{user} is removed or banned: only Remove/SelfRemove of its own clients")
+            if not P.may_send_proposal(role, t):
+                raise _not_allowed(f"{user} is removed or banned: only Remove/SelfRemove of its own clients")
+            if t == ProposalType.remove and _user_or_none(_client_of_leaf(tree.leaf(body.removed))) != user:
+                raise _not_allowed(f"{user} is removed or banned: it may only remove its own clients")
+            return
         if t == ProposalType.add:
             target_client = _client_of_credential(body.key_package.leaf_node.credential)
             target = _user_or_none(target_client)
             if target is None:
                 raise _not_allowed("the added client has no MIMI client credential")
             target_role = after.get(target, W.RoleIndex.no_role)
-            if target_role in (W.RoleIndex.no_role, W.RoleIndex.banned):
+            if not P.is_active_role(target_role):
                 raise _not_allowed(f"{target} is not an active participant; add it to the participant list first")
             needed = C.canAddOwnClient if target == user else C.canAddParticipant
-            if not pol.has(role, needed):
+            if not pol.can(role, needed):
                 raise _not_allowed(f"role {role} lacks {C(needed).name}")
             return
         if t in (ProposalType.remove, ProposalType.self_remove):
@@ -767,16 +755,13 @@ class HubRoom:
                 target = _user_or_none(_client_of_leaf(tree.leaf(body.removed)))
             if target is None:
                 return  # a member without a MIMI credential: anyone may remove it
-            leaving = after.get(target, W.RoleIndex.no_role) in (W.RoleIndex.no_role, W.RoleIndex.banned)
-            if target == user:
-                if leaving or pol.has(role, C.canRemoveOwnClient):
-                    return
-                raise _not_allowed(f"role {role} lacks canRemoveOwnClient")
-            if leaving or pol.has(role, C.canKick):
-                return  # the participant-list change is authorised on its own
-            raise _not_allowed(f"role {role} lacks canKick")
+            leaving = not P.is_active_role(after.get(target, W.RoleIndex.no_role))
+            verdict = P.check_client_removal(pol, user, role, target, leaving)
+            if not verdict.ok:
+                raise _not_allowed(verdict.reason)
+            return
         if t == ProposalType.app_data_update:
-            self._authorise_app_data(pol, user, role, body, roles)
+            self._authorise_app_data(pol, client, user, role, body, roles, ref)
             return
         if t == ProposalType.group_context_extensions:
             old = _dictionary(self.observer.context.extensions)
@@ -792,36 +777,43 @@ class HubRoom:
         # Update, PreSharedKey: ordinary group maintenance by an active member.
 
     def _authorise_app_data(
-        self, pol: P.RoomPolicy, user: str, role: int, body: AppDataUpdate, roles: dict[str, int]
+        self,
+        pol: P.RoomPolicy,
+        client: str,
+        user: str,
+        role: int,
+        body: AppDataUpdate,
+        roles: dict[str, int],
+        ref: bytes | None,
     ) -> None:
+        """AppDataUpdate rules: participant list, room metadata and policy
+        components as :mod:`mimisim.mimi.policy` says; other MIMI components
+        (``franking_agent``...) and removing any MIMI component are the
+        hub's alone; non-MIMI components are the application's business."""
         cid = body.component_id
         if body.op != AppDataUpdateOperation.update or body.update is None:
             if cid in MIMI_COMPONENTS:
                 raise _not_allowed(f"component {cid:#06x} cannot be removed")
             return
+        refs = [ref] if ref is not None else []
         if cid == CID.participant_list:
-            verdict = P.check_participant_change(pol, self._committed_list_bytes(), body.update, user, roles)
-            if not verdict.ok:
-                raise _not_allowed(verdict.reason)
-            return
-        if cid == CID.room_metadata:
-            new = W.RoomMetaData.decode(body.update)
-            old = self.room_metadata()
-            if new.room_uri.uri != self.room_uri:
-                raise _not_allowed("room_metadata must name this room")
-            for fname, cap in METADATA_CAPABILITY.items():
-                changed = old is None or getattr(old, fname) != getattr(new, fname)
-                if changed and not pol.has(role, cap):
-                    raise _not_allowed(f"role {role} lacks {C(cap).name}")
-            return
-        if cid in COMPONENT_CAPABILITY:
-            cap = COMPONENT_CAPABILITY[cid]
-            if not pol.has(role, cap):
-                raise _not_allowed(f"role {role} lacks {C(cap).name}")
-            P.RoomPolicy.component_check(cid, body.update)
-            return
-        if cid in MIMI_COMPONENTS:
+            active = {u for u in (_user_or_none(c) for c in _members(self.observer.tree).values()) if u is not None}
+            verdict = P.check_participant_change(
+                pol, self._committed_list_bytes(), body.update, user, roles,
+                actor_claims=P.basic_credential_claims(client), active_users=active,
+            )
+        elif cid == CID.room_metadata:
+            verdict = P.check_metadata_change(pol, self.room_metadata(), W.RoomMetaData.decode(body.update), role)
+        elif cid in P.COMPONENT_CAPABILITY:
+            verdict = P.check_policy_change(pol, cid, body.update, role)
+        elif cid in MIMI_COMPONENTS:
             raise _not_allowed(f"component {cid:#06x} can only be changed by the hub")
+        else:
+            return
+        if not verdict.ok:
+            if verdict.code == W.UpdateResponseCode.invalidProposal:
+                raise _invalid(refs, verdict.reason)
+            raise _not_allowed(verdict.reason)
 
     # ------------------------------------------------------------ commits
 
@@ -880,7 +872,7 @@ class HubRoom:
         assert client is not None and user is not None
         pol = self.policy()
         roles = self._effective_roles()
-        if kind == "member" and roles.get(user, W.RoleIndex.no_role) in (W.RoleIndex.no_role, W.RoleIndex.banned):
+        if kind == "member" and not P.may_commit(roles.get(user, W.RoleIndex.no_role)):
             raise _not_allowed(f"{user} is removed or banned and cannot commit")
         try:
             staged = self.observer.stage_commit(msg)
@@ -967,9 +959,10 @@ class HubRoom:
     ) -> int | None:
         """[P] Claim group key information: external joins are for a new
         client of an existing participant (needs ``canAddOwnClient``), or for
-        a user admitted by a joining code or open join. Returns the role to
-        give an unlisted joiner (the hub proposes the participant-list entry
-        right after the commit), or None for an existing participant."""
+        a user admitted by a joining code, open join or preauthorisation
+        (:meth:`_join_role`). Returns the role to give an unlisted joiner
+        (the hub proposes the participant-list entry right after the commit),
+        or None for an existing participant."""
         for p, _ref in resolved:
             if p.proposal_type == ProposalType.remove:
                 old = _client_of_leaf(self.observer.tree.leaf(p.body.removed))
@@ -979,15 +972,33 @@ class HubRoom:
         if role == W.RoleIndex.banned:
             raise _not_allowed(f"{user} is banned")
         if role != W.RoleIndex.no_role:
-            if not pol.has(role, C.canAddOwnClient):
+            if not pol.can(role, C.canAddOwnClient):
                 raise _not_allowed(f"role {role} lacks canAddOwnClient")
             return None
         grant = self.join_grants.get(client)
         if grant is None:
-            grant = pol.open_join_role()
+            grant = self._join_role(pol, client, None)
         if grant is None:
             raise _not_allowed(f"{user} is not a participant and has no joining code")
         return grant
+
+    def _join_role(self, pol: P.RoomPolicy, client: str, code: bytes | None) -> int | None:
+        """The role a non-participant may join as, or None ([RP] Membership
+        Capabilities): a joining code the hub knows whose role role 0 may
+        take with ``canUseJoinCode``; open join (``canOpenJoin`` on role 0);
+        or the first preauthorised role holding ``canJoinIfPreauthorized``
+        (claims of a basic credential: :func:`policy.basic_credential_claims`)."""
+        if code is not None and code in self.joining_codes:
+            role = self.joining_codes[code]
+            if role in pol.join_code_roles():
+                return role
+        role = pol.open_join_role()
+        if role is not None:
+            return role
+        pre = pol.preauthorized_role(P.basic_credential_claims(client))
+        if pre is not None and P.is_active_role(pre) and pol.can(pre, C.canJoinIfPreauthorized):
+            return pre
+        return None
 
     def _check_commit_rules(self, resolved: Sequence[tuple[Proposal, bytes | None]], staged: ObservedCommit) -> None:
         """Rules on a commit as a whole ([P] Participant List, Room Metadata,
@@ -1215,11 +1226,11 @@ class HubRoom:
             if domain_of(sender) != from_domain:
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"{from_domain} cannot send for {sender}")
             role = self._effective_roles().get(sender, W.RoleIndex.no_role)
-            if role in (W.RoleIndex.no_role, W.RoleIndex.banned):
+            if not P.is_active_role(role):
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"{sender} is not an active participant")
             if not self._clients_of(sender):
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"{sender} has no client in the group")
-            if not self.policy().has(role, C.canSendMessage):
+            if not P.may_send_message(self.policy(), role):
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"role {role} lacks canSendMessage")
             ts = self._ts(now_ms)
             frank = self._frank(pm.authenticated_data, sender, ts)
@@ -1240,18 +1251,10 @@ class HubRoom:
         ``frank_aad`` Safe AAD item, if the room has the hub as franking
         agent. AAD that is not a SafeAAD is the sender's business: the
         message is accepted unfranked."""
-        if _dictionary(self.observer.context.extensions).get(CID.franking_agent) is None:
+        if F.franking_agent_of(self.observer.context.extensions) is None:
             return None
-        try:
-            items = SafeAAD.decode(authenticated_data).aad_items
-        except DecodeError:
-            return None
-        tags = [i.aad_item_data for i in items if i.component_id == CID.frank_aad]
-        if len(tags) != 1:
-            return None
-        try:
-            tag = W.FrankAAD.decode(tags[0]).franking_tag
-        except DecodeError:
+        tag = F.frank_aad_of(authenticated_data)
+        if tag is None:
             return None
         return F.server_frank(self.suite, self.hub_franking_key, tag, sender, self.room_uri, ts)
 
@@ -1292,11 +1295,7 @@ class HubRoom:
             if role == W.RoleIndex.banned:
                 raise refuse(W.GroupInfoCode.notAuthorized, f"{user} is banned")
             if role == W.RoleIndex.no_role:
-                code = req.joining_code
-                if code is not None and code in self.joining_codes:
-                    grant = self.joining_codes[code]
-                else:
-                    grant = self.policy().open_join_role()
+                grant = self._join_role(self.policy(), client, req.joining_code)
                 if grant is None:
                     raise refuse(W.GroupInfoCode.notAuthorized, f"{user} is not a participant")
             try:
@@ -1356,7 +1355,7 @@ class HubRoom:
                 if parse(reporter).kind != "u" or domain_of(reporter) != from_domain:
                     raise _Reject(forbidden(f"{from_domain} cannot report for {reporter}"), "reporter")
                 role = self._participants.get(reporter, W.RoleIndex.no_role)
-                if role in (W.RoleIndex.no_role, W.RoleIndex.banned) or not self.policy().has(role, C.canReportAbuse):
+                if not P.is_active_role(role) or not self.policy().can(role, C.canReportAbuse):
                     raise _Reject(forbidden(f"{reporter} may not report abuse here"), "canReportAbuse")
             elif from_domain not in {domain_of(u) for u in self._participants} | {self.hub_domain}:
                 raise _Reject(forbidden(f"{from_domain} has no participants here"), "reporter")
