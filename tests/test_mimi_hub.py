@@ -22,7 +22,7 @@ from mimisim.mimi.identity import client_uri, group_id_of_room, room_uri, user_u
 from mimisim.mls.crypto import DeterministicRandom, get_suite
 from mimisim.mls.group import CommitOutput, Group, GroupConfig, StagedCommit
 from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package
-from mimisim.mls.observer import partial_group_info
+from mimisim.mls.observer import external_proposal, partial_group_info
 from mimisim.mls.structs import (
     AppDataDictionary,
     AppDataUpdate,
@@ -131,9 +131,17 @@ CONFIG = GroupConfig(app_components=P.mimi_app_components())
 class World:
     """One room at hub a.example, Alice (admin) its creator, devices by name."""
 
-    def __init__(self, seed: int = 1, *, franking: bool = True, open_join: bool = False) -> None:
+    def __init__(self, seed: int = 1, *, franking: bool = True, open_join: bool = False,
+                 followers: Sequence[str] = ()) -> None:
         self.rng = DeterministicRandom(seed, "hub-test")
         self.hub_priv, self.hub_pub = SUITE.generate_signature_key_pair(self.rng.fork("hub"))
+        #: follower domain -> (external sender index, signature private key)
+        self.followers: dict[str, tuple[int, bytes]] = {}
+        senders = [ExternalSender(self.hub_pub, Credential.basic(f"mimi://{HUB}".encode()))]
+        for dom in followers:
+            priv, pub = SUITE.generate_signature_key_pair(self.rng.fork("follower " + dom))
+            self.followers[dom] = (len(senders), priv)
+            senders.append(ExternalSender(pub, Credential.basic(f"mimi://{dom}".encode())))
         self.franking_key = self.rng.fork("franking").random_bytes(32)
         self.devices: dict[str, Device] = {}
         self.routes: dict[bytes, str] = {}
@@ -147,8 +155,7 @@ class World:
         if franking:
             comps[CID.franking_agent] = F.franking_agent_data(SUITE, self.franking_key, HUB).encode()
         self.extensions = [
-            Extension(ExtensionType.external_senders, ExternalSenders(
-                [ExternalSender(self.hub_pub, Credential.basic(f"mimi://{HUB}".encode()))]).encode()),
+            Extension(ExtensionType.external_senders, ExternalSenders(senders).encode()),
             Extension(ExtensionType.app_data_dictionary, AppDataDictionary(
                 [ComponentData(k, v) for k, v in sorted(comps.items())]).encode()),
         ]
@@ -440,6 +447,9 @@ def test_full_group_info_must_match_the_commit() -> None:
 def test_wrong_epoch_carries_the_current_epoch() -> None:
     w = three_users()
     out_b = w.commit_out("B1")
+    g = w["B1"].group
+    assert g is not None
+    stale = g.propose_update()  # of epoch 2, sent after C1's commit
     assert code_of(w.commit("C1")) == "success"
     before = w.room.digest()
     res = w.update(w.commit_body(out_b), "b.example")
@@ -448,6 +458,10 @@ def test_wrong_epoch_carries_the_current_epoch() -> None:
     assert resp.current_epoch == w.room.epoch == 3
     assert w.room.digest() == before
     assert res.events[0].kind == "hub.reject" and res.events[0].status == "wrongEpoch"
+    # Proposals of an old epoch too.
+    resp = update_response(w.update(W.UpdateRequest(W.HandshakeBundle.proposals(stale)).encode(), "b.example"))
+    assert resp.response_code == W.UpdateResponseCode.wrongEpoch and resp.current_epoch == 3
+    assert w.room.digest() == before
 
 
 NOT_ALLOWED = {
@@ -859,6 +873,25 @@ def test_hub_removal_survives_an_external_commit() -> None:
         g.process(p)
     assert code_of(w.commit("A1")) == "success"
     assert CATHY not in w.room.participants()
+
+
+def test_follower_external_proposals_may_only_remove_its_own_clients() -> None:
+    w = three_users(followers=["b.example"])
+    index, priv = w.followers["b.example"]
+
+    def external(leaf: int) -> bytes:
+        m = external_proposal(SUITE, group_id_of_room(ROOM), w.room.epoch, index, priv, Proposal.of(Remove(leaf)))
+        return W.UpdateRequest(W.HandshakeBundle.proposals(m)).encode()
+
+    before = w.room.digest()
+    assert update_response(w.update(external(3), "b.example")).response_code == W.UpdateResponseCode.notAllowed
+    assert update_response(w.update(external(2), "c.example")).response_code == W.UpdateResponseCode.notAllowed
+    assert w.room.digest() == before
+    res = w.update(external(2), "b.example")  # B2, a client of b.example: e.g. a deleted device
+    assert code_of(res) == "success"
+    w.deliver(res)
+    assert code_of(w.commit("A1")) == "success"
+    assert w["B2"].uri not in w.room.members()
 
 
 # ====================================================================== bad bodies

@@ -239,15 +239,6 @@ def _hash_parts(h: hashlib._Hash, *parts: bytes | str | int) -> None:
 
 
 @dataclass
-class _Change:
-    """What a set of proposals does, in room terms, for authorisation."""
-
-    added: list[tuple[str, str]] = field(default_factory=list)  # (client, user)
-    removed: list[tuple[str, str]] = field(default_factory=list)
-    list_updates: list[bytes] = field(default_factory=list)
-
-
-@dataclass
 class HubRoom:
     """The state a hub keeps for one room ([P] "Server State") and its
     endpoints. Create with :meth:`create`.
@@ -406,6 +397,7 @@ class HubRoom:
         return sorted({domain_of(c) for c in self.members()} - {self.hub_domain})
 
     def policy(self) -> P.RoomPolicy:
+        """The committed room policy (roles, preauthorisation, base policy)."""
         return P.RoomPolicy.from_dictionary(_dictionary(self.observer.context.extensions))
 
     def room_metadata(self) -> W.RoomMetaData | None:
@@ -1120,12 +1112,12 @@ class HubRoom:
         removed_idx: list[int] = []
         for user in sorted(set(intents)):
             clients = self._clients_of(user, obs.tree)
-            in_list = user in listed
-            if not clients and not in_list:
-                continue
+            unlist = user in listed and pol.hub_may_change_participants()
+            if not clients and not unlist:
+                continue  # gone, or only its list entry is left and the hub may not touch it
             remaining.append(user)
             proposals += [Proposal.of(Remove(leaf)) for leaf, _ in clients]
-            if in_list and pol.hub_may_change_participants():
+            if unlist:
                 removed_idx.append(listed.index(user))
         added = [W.UserRolePair(u, r) for u, r in sorted(grants.items()) if u not in listed]
         if removed_idx or added:
