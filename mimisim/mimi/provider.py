@@ -89,6 +89,9 @@ class ProviderCore:
     # Local clients that take part in each room (hub or follower), for delivery.
     local_members: dict[str, set[str]] = field(default_factory=dict)
     consent: Callable[[str, str, str], Any] | None = None
+    # Optional services; when absent the endpoints answer 404.
+    consent_store: Any = None
+    identifier_directory: Any = None
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _next_token: int = 1
     _notify_seq: dict[str, int] = field(default_factory=dict)
@@ -131,7 +134,7 @@ class ProviderCore:
         """A hash of all protocol state (tests compare it around rejected requests)."""
         h = hashlib.sha256()
         h.update(self.keystore.digest())
-        h.update(repr(sorted(self.routing.snapshot().items()) if hasattr(self.routing, "snapshot") else "").encode())
+        h.update(self.routing.digest())
         for room in sorted(self.rooms):
             h.update(room.encode() + self.rooms[room].digest())
         for room in sorted(self.local_members):
@@ -251,7 +254,7 @@ class ProviderCore:
                                          detail=f"{req.detail} from non-hub", peer=req.from_domain)])
         messages = W.decode_fanout_messages(req.body)  # DecodeError -> 400 before any state change
         key = req.txn_id.encode() if self.config.dedup == "transaction_id" else req.body
-        if self.dedup.seen(key, now_ms):
+        if self.dedup.seen(key, now_ms, origin=req.from_domain):
             return Outcome(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
                                                     detail=req.detail, status="Created")])
         out = Outcome(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
@@ -278,13 +281,13 @@ class ProviderCore:
         return Outcome(None, [send])
 
     def _in_consent(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
-        store = getattr(self, "consent_store", None)
+        store = self.consent_store
         if store is None:
             return Outcome(not_found("consent not served"))
         return store.handle(req, now_ms)  # type: ignore[no-any-return]
 
     def _in_identifier_query(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
-        directory = getattr(self, "identifier_directory", None)
+        directory = self.identifier_directory
         if directory is None:
             return Outcome(not_found("identifier query not served"))
         return directory.handle(req, now_ms)  # type: ignore[no-any-return]
