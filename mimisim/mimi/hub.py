@@ -269,6 +269,8 @@ class HubRoom:
     #: Users the hub is removing (propose_remove_user) until they are gone.
     removal_intents: list[str] = field(default_factory=list)
     last_commit: tuple[str, int] | None = None
+    #: The provider that submitted ``last_commit`` (only it gets the retry answer).
+    last_commit_from: str = ""
     created_ms: int = 0
     _participants: dict[str, int] = field(default_factory=dict)
 
@@ -432,7 +434,7 @@ class HubRoom:
         for user in sorted(self.removal_intents):
             _hash_parts(h, user)
         if self.last_commit is not None:
-            _hash_parts(h, *self.last_commit)
+            _hash_parts(h, *self.last_commit, self.last_commit_from)
         for user in sorted(self._participants):
             _hash_parts(h, user, self._participants[user])
         return h.digest()
@@ -852,6 +854,8 @@ class HubRoom:
             raise _bad("message for another group")
         if c.epoch != self.epoch:
             if self.last_commit is not None and self.last_commit[0] == mid:
+                if from_domain != self.last_commit_from:
+                    raise _not_allowed(f"a replay of {self.last_commit_from}'s commit")
                 # A retry of the commit the hub accepted last: same answer, no
                 # second fanout (HTTP retries after a lost response, failover).
                 resp = W.UpdateRoomResponse.success(self.last_commit[1], "duplicate")
@@ -930,6 +934,7 @@ class HubRoom:
         self.observer = new_obs
         self.pending = hub_entries
         self.last_commit = (mid, ts)
+        self.last_commit_from = from_domain
         self._participants = new_roles
         self.removal_intents = intents
         if kind == "joiner":

@@ -760,25 +760,36 @@ def _consent_refusal(result: Any) -> KeyMaterialUserCode | None:
 
 @dataclass(frozen=True)
 class RouteEntry:
-    """A claimed KeyPackage's provider, as the hub that proxied the claim saw it."""
+    """A claimed KeyPackage's provider, as the hub that proxied the claim saw
+    it: until when the KeyPackage is valid (seconds, None if unknown) and
+    when the hub recorded it (milliseconds of the host's clock, None if
+    unknown)."""
 
     domain: str
     not_after: int | None = None
+    recorded_ms: int | None = None
 
 
 class WelcomeRouting:
     """The hub's KeyPackageRef -> target provider table ([P] Fetch Key
     Material: "the hub provider needs to associate its KeyPackageRef with the
     target provider"), so a Welcome's ``new_member`` refs say which follower
-    gets it. Small on purpose: record, look up, forget, prune."""
+    gets it. Small on purpose: record, look up, forget, prune.
+
+    Bounded: the provider forgets a ref once a Welcome for it was routed
+    ([P]: the associations "can be deleted after a Welcome message is
+    forwarded"), :meth:`prune` drops refs whose KeyPackage expired, and
+    :meth:`prune_recorded_before` drops refs recorded too long ago (a claim
+    whose Welcome never came: the adder gave up, or lost the race).
+    """
 
     def __init__(self) -> None:
         self._routes: dict[bytes, RouteEntry] = {}
 
-    def record(self, ref: bytes, domain: str, not_after: int | None = None) -> None:
+    def record(self, ref: bytes, domain: str, not_after: int | None = None, recorded_ms: int | None = None) -> None:
         """Remember that ``ref`` belongs to a client of ``domain`` (the last
         record wins: a last-resort KeyPackage may be claimed again)."""
-        self._routes = {**self._routes, bytes(ref): RouteEntry(domain, not_after)}
+        self._routes = {**self._routes, bytes(ref): RouteEntry(domain, not_after, recorded_ms)}
 
     def domain_for(self, ref: bytes) -> str | None:
         entry = self._routes.get(bytes(ref))
@@ -792,6 +803,15 @@ class WelcomeRouting:
         """Drop entries whose KeyPackage expired (entries without a known
         ``not_after`` stay until forgotten); returns how many went."""
         kept = {r: e for r, e in self._routes.items() if e.not_after is None or e.not_after >= now_s}
+        dropped = len(self._routes) - len(kept)
+        if dropped:
+            self._routes = kept
+        return dropped
+
+    def prune_recorded_before(self, cutoff_ms: int) -> int:
+        """Drop entries recorded before ``cutoff_ms`` (entries without a
+        recording time stay); returns how many went."""
+        kept = {r: e for r, e in self._routes.items() if e.recorded_ms is None or e.recorded_ms >= cutoff_ms}
         dropped = len(self._routes) - len(kept)
         if dropped:
             self._routes = kept
@@ -812,5 +832,6 @@ class WelcomeRouting:
         for ref in sorted(self._routes):
             e = self._routes[ref]
             na = b"-" if e.not_after is None else e.not_after.to_bytes(8, "big")
-            h.update(_lp(ref) + _lp(e.domain.encode()) + _lp(na))
+            rec = b"-" if e.recorded_ms is None else e.recorded_ms.to_bytes(8, "big", signed=True)
+            h.update(_lp(ref) + _lp(e.domain.encode()) + _lp(na) + _lp(rec))
         return h.digest()

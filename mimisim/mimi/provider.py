@@ -22,13 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mimisim.codec import DecodeError
+from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
+from mimisim.mimi.consent import ConsentStore
 from mimisim.mimi.dedup import NotifyDeduplicator
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.hub import HubRoom, msg_id_of
-from mimisim.mimi.identity import UriError, domain_of, hub_of_room, parse, user_of_client
-from mimisim.mimi.keystore import KeyMaterialStore, WelcomeRouting
+from mimisim.mimi.identifiers import IdentifierDirectory
+from mimisim.mimi.identity import UriError, client_of_identity, domain_of, hub_of_room, parse, user_of_client
+from mimisim.mimi.keystore import ConsentCheck, KeyMaterialStore, WelcomeRouting
 from mimisim.mimi.transport import (
     ClientMessage,
     ClientOp,
@@ -46,6 +48,7 @@ from mimisim.mimi.transport import (
     not_found,
 )
 from mimisim.mls.crypto import RandomSource, get_suite
+from mimisim.mls.structs import CredentialType
 
 
 @dataclass
@@ -57,6 +60,15 @@ class ProviderConfig:
     dedup: str = "body_hash"  # none | body_hash | transaction_id
     dedup_max_entries: int = 4096
     dedup_max_age_ms: int = 600_000
+    # Consent for /keyMaterial claims (ConsentStore): "open" = every requester
+    # has consent unless the target revoked it; "explicit" = only after a grant.
+    consent_mode: str = "open"
+    # Refuse (noConsent) KeyMaterialRequests whose -06 signature does not verify
+    # or whose requester credential is not a client of the requesting user.
+    require_signed_key_requests: bool = True
+    # The hub forgets a Welcome route this long after recording it (the claim's
+    # Welcome never came); routes also go when their Welcome was routed.
+    routing_max_age_ms: int = 86_400_000
 
 
 @dataclass
@@ -88,10 +100,11 @@ class ProviderCore:
     rooms: dict[str, HubRoom] = field(default_factory=dict)
     # Local clients that take part in each room (hub or follower), for delivery.
     local_members: dict[str, set[str]] = field(default_factory=dict)
+    # An explicit consent callable overrides the consent store's check.
     consent: Callable[[str, str, str], Any] | None = None
-    # Optional services; when absent the endpoints answer 404.
-    consent_store: Any = None
-    identifier_directory: Any = None
+    # Services :meth:`new` sets up; when None the endpoints answer 404.
+    consent_store: ConsentStore | None = None
+    identifier_directory: IdentifierDirectory | None = None
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _next_token: int = 1
     _notify_seq: dict[str, int] = field(default_factory=dict)
@@ -102,6 +115,8 @@ class ProviderCore:
         suite = get_suite(config.suite_id)
         sig_priv, sig_pub = suite.generate_signature_key_pair(rng.fork("hub-signature") if hasattr(rng, "fork") else rng)
         franking_key = rng.random_bytes(32)
+        if config.consent_mode not in ("open", "explicit"):
+            raise ValueError(f"consent_mode must be open or explicit, not {config.consent_mode!r}")
         return cls(
             domain=domain,
             rng=rng,
@@ -109,9 +124,11 @@ class ProviderCore:
             hub_signature_priv=sig_priv,
             hub_signature_pub=sig_pub,
             franking_key=franking_key,
-            keystore=KeyMaterialStore(domain),
+            keystore=KeyMaterialStore(domain, require_signed_requests=config.require_signed_key_requests),
             routing=WelcomeRouting(),
             dedup=NotifyDeduplicator(config.dedup, config.dedup_max_entries, config.dedup_max_age_ms),
+            consent_store=ConsentStore(domain, implicit=_open_consent if config.consent_mode == "open" else None),
+            identifier_directory=IdentifierDirectory(domain),
         )
 
     # ------------------------------------------------------------ helpers
@@ -140,7 +157,25 @@ class ProviderCore:
         for room in sorted(self.local_members):
             h.update(room.encode() + repr(sorted(self.local_members[room])).encode())
         h.update(repr(self.dedup.state_size()).encode())
+        if self.consent_store is not None:
+            h.update(self.consent_store.digest())
         return h.digest()
+
+    def consent_check(self) -> ConsentCheck | None:
+        """The consent rule for /keyMaterial claims: the explicit ``consent``
+        callable if set, else the consent store's :meth:`ConsentStore.check`."""
+        if self.consent is not None:
+            return self.consent
+        return self.consent_store.check if self.consent_store is not None else None
+
+    def _claim_local(self, kmr: W.KeyMaterialRequest, now_ms: int) -> MimiResponse:
+        """Claim key material of one of our users (validated request)."""
+        now_s = (self.config.epoch_base_ms + now_ms) // 1000
+        if self.keystore.require_signed_requests and not _credential_names_requester(kmr):
+            resp = W.KeyMaterialResponse(W.MLS10, W.KeyMaterialUserCode.noConsent, kmr.target_user, [])
+        else:
+            resp = self.keystore.claim(kmr, now_s, self.consent_check())
+        return MimiResponse(200, resp.encode(), W.KeyMaterialUserCode(resp.user_status).name)
 
     # ------------------------------------------------------------ provider-to-provider
 
@@ -174,8 +209,22 @@ class ProviderCore:
     def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
         room = self.rooms.get(req.target)
         if room is None:
-            return Outcome(not_found(f"no room {req.target} at {self.domain}"))
+            return Outcome(self._no_such_room(req.endpoint, req.target, req.body))
         return self._hub_call(room, req.endpoint, req.body, req.from_domain, now_ms)
+
+    def _no_such_room(self, endpoint: Endpoint, room: str, body: bytes) -> MimiResponse:
+        """The answer for a room this provider does not host. The body must
+        decode (else 400, raised as DecodeError); /groupInfo then answers the
+        draft's ``noSuchRoom`` GroupInfoResponse, the other endpoints 404
+        (their response codes have no "no such room")."""
+        if endpoint == Endpoint.GROUP_INFO:
+            W.GroupInfoRequest.decode(body)
+            try:
+                resp = W.GroupInfoResponse.failure(room, W.GroupInfoCode.noSuchRoom).encode()
+            except (EncodeError, ValueError):
+                return not_found(f"no room {room!r} at {self.domain}")
+            return MimiResponse(200, resp, W.GroupInfoCode.noSuchRoom.name)
+        return not_found(f"no room {room} at {self.domain}")
 
     def _hub_call(self, room: HubRoom, endpoint: Endpoint, body: bytes, from_domain: str, now_ms: int) -> Outcome:
         if endpoint == Endpoint.UPDATE:
@@ -188,7 +237,19 @@ class ProviderCore:
             res = room.handle_report_abuse(body, from_domain, now_ms)
         out = Outcome(res.response, events=list(res.events))
         out.extend(self._fanout(room.room_uri, res.fanout))
+        if endpoint == Endpoint.UPDATE and res.response.status == 200 and res.response.code == "success":
+            self._forget_routed_welcomes(res.fanout)
         return out
+
+    def _forget_routed_welcomes(self, items: list) -> None:  # list[FanoutItem]
+        """A Welcome was routed: its KeyPackageRefs are spent ([P]: the
+        association "can be deleted after a Welcome message is forwarded")."""
+        for it in items:
+            if it.kind != "welcome":
+                continue
+            fm = W.FanoutMessage.decode(it.body)
+            for s in fm.message.body.secrets:
+                self.routing.forget(s.new_member)
 
     def _route_welcome(self, ref: bytes) -> str | None:
         if self.keystore.client_for_ref(ref) is not None:
@@ -212,6 +273,8 @@ class ProviderCore:
             if domain == self.domain:
                 for it in group:
                     out.extend(self._deliver_local(room, it.body))
+                    if it.kind == "commit":
+                        self._drop_removed_local_members(room)
                 continue
             seq_key = f"{room}>{domain}"
             seq = self._notify_seq.get(seq_key, 0)
@@ -225,6 +288,19 @@ class ProviderCore:
                 )
             )
         return out
+
+    def _drop_removed_local_members(self, room: str) -> None:
+        """At the hub, after a commit reached the local clients: those it
+        removed get nothing more of this room. (A follower cannot tell from a
+        /notify without the group's tree; its clients say ``left_room``.)"""
+        hub_room = self.rooms.get(room)
+        local = self.local_members.get(room)
+        if hub_room is None or not local:
+            return
+        members = set(hub_room.members())
+        kept = {c for c in local if c in members}
+        if kept != local:
+            self.local_members[room] = kept
 
     def _deliver_local(self, room: str, body: bytes) -> Outcome:
         """Deliver one FanoutMessage to the local clients it concerns."""
@@ -241,6 +317,9 @@ class ProviderCore:
             for client in targets:
                 self.local_members.setdefault(room, set()).add(client)
                 out.actions.append(Deliver(client, room, body, mid))
+            for s in welcome.secrets:  # delivered: the refs are spent
+                if self.keystore.client_for_ref(s.new_member) in targets:
+                    self.keystore.forget_ref(s.new_member)
             return out
         for client in sorted(self.local_members.get(room, ())):
             out.actions.append(Deliver(client, room, body, mid))
@@ -266,12 +345,19 @@ class ProviderCore:
     def _in_key_material(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
         kmr = W.KeyMaterialRequest.decode(req.body)
         target = req.target
+        if kmr.target_user.uri != target:
+            return Outcome(bad_request(f"the body targets {kmr.target_user.uri!r}, the path {target!r}"))
+        # The requesting user must be one of the sender's users, unless the
+        # sender is the hub of the room the request names (it proxies claims).
+        requester, room = kmr.requesting_user.uri, kmr.room_id.uri
+        if domain_of(requester) != req.from_domain and not (room and hub_of_room(room) == req.from_domain):
+            return Outcome(forbidden(f"{req.from_domain} cannot claim key material for {requester}"),
+                           events=[Event("provider.reject", status="Forbidden", peer=req.from_domain,
+                                         detail=f"{req.detail} for another provider's user {requester}")])
         if domain_of(target) == self.domain:
-            resp = self.keystore.claim(kmr, (self.config.epoch_base_ms + now_ms) // 1000, self.consent)
-            return Outcome(MimiResponse(200, resp.encode(), resp.user_status.name))
+            return Outcome(self._claim_local(kmr, now_ms))
         # A hub proxies claims for its rooms (draft figure "Bob Fetches
         # KeyPackages for Cathy's Clients") and records where the refs go.
-        room = str(kmr.room_id)
         if not room or room not in self.rooms:
             return Outcome(forbidden(f"{self.domain} does not proxy key material outside its rooms"))
         send = self._send(
@@ -304,18 +390,20 @@ class ProviderCore:
                 self._pending[token] = ctx
             return Outcome()
         if ctx.kind == "proxy_key_material":
-            self._record_claimed(response, ctx.target_domain)
+            self._record_claimed(response, ctx.target_domain, now_ms)
             return Outcome(actions=[HttpReply(ctx.inbound, response)])
         # A client's request forwarded to another provider.
         if ctx.op == ClientOp.fetch_key_material:
             if ctx.room in self.rooms:
-                self._record_claimed(response, ctx.target_domain)
+                self._record_claimed(response, ctx.target_domain, now_ms)
         if ctx.op == ClientOp.update and response.status == 200 and ctx.room:
             self._note_member_after_update(ctx.client, ctx.room, response.body)
         return Outcome(actions=[ClientReply(ctx.client, ctx.request_id, response.status, response.body, response.code)])
 
-    def _record_claimed(self, response: MimiResponse, domain: str) -> None:
-        """The hub remembers which provider each claimed KeyPackage came from."""
+    def _record_claimed(self, response: MimiResponse, domain: str, now_ms: int) -> None:
+        """The hub remembers which provider each claimed KeyPackage came from
+        (until its Welcome was routed, the KeyPackage expired, or
+        ``routing_max_age_ms`` passed)."""
         if response.status != 200:
             return
         try:
@@ -323,9 +411,13 @@ class ProviderCore:
         except DecodeError:
             return
         suite = get_suite(self.config.suite_id)
+        self.routing.prune((self.config.epoch_base_ms + now_ms) // 1000)
+        self.routing.prune_recorded_before(now_ms - self.config.routing_max_age_ms)
         for c in kmr.clients:
             if c.key_package is not None:
-                self.routing.record(suite.make_key_package_ref(c.key_package.encode()), domain)
+                lifetime = c.key_package.leaf_node.lifetime
+                not_after = lifetime.not_after if lifetime is not None else None
+                self.routing.record(suite.make_key_package_ref(c.key_package.encode()), domain, not_after, now_ms)
 
     def _note_member_after_update(self, client: str, room: str, body: bytes) -> None:
         try:
@@ -377,8 +469,8 @@ class ProviderCore:
             target = msg.target
             if domain_of(target) == self.domain:
                 kmr = W.KeyMaterialRequest.decode(msg.body)
-                resp = self.keystore.claim(kmr, (self.config.epoch_base_ms + now_ms) // 1000, self.consent)
-                return self._reply(msg, 200, resp.encode(), resp.user_status.name)
+                r = self._claim_local(kmr, now_ms)
+                return self._reply(msg, r.status, r.body, r.code)
             # Non-hub requesters go through the room's hub; a hub (or a
             # request outside any room) asks the target's provider directly.
             to = domain_of(target)
@@ -408,20 +500,103 @@ class ProviderCore:
                 out.actions.insert(0, ClientReply(msg.client, msg.request_id, resp.status, resp.body, resp.code))
                 return out
             hub = hub_of_room(msg.room)
+            if hub == self.domain:  # our room id, but no such room: answer here
+                r = self._no_such_room(endpoint, msg.room, msg.body)
+                return self._reply(msg, r.status, r.body, r.code)
             send = self._send(endpoint, msg.room, hub, msg.body, _Pending("client", msg.client, msg.request_id, op, msg.room))
             return Outcome(actions=[send])
-        if op in (ClientOp.request_consent, ClientOp.update_consent, ClientOp.identifier_query):
-            endpoint = {
-                ClientOp.request_consent: Endpoint.REQUEST_CONSENT,
-                ClientOp.update_consent: Endpoint.UPDATE_CONSENT,
-                ClientOp.identifier_query: Endpoint.IDENTIFIER_QUERY,
-            }[op]
-            to = msg.target
-            send = self._send(endpoint, msg.target, to, msg.body, _Pending("client", msg.client, msg.request_id, op))
+        if op in (ClientOp.request_consent, ClientOp.update_consent):
+            return self._client_consent(msg, now_ms)
+        if op == ClientOp.identifier_query:
+            W.IdentifierRequest.decode(msg.body)
+            send = self._send(Endpoint.IDENTIFIER_QUERY, msg.target, msg.target, msg.body,
+                              _Pending("client", msg.client, msg.request_id, op))
             return Outcome(actions=[send])
         return self._reply(msg, 400, b"unknown operation", "Bad Request")
+
+    # ------------------------------------------------------------ host lifecycle
+
+    def abandon_requests(self, *, keep_notify: bool) -> list[tuple[str, int]]:
+        """The host lost its connections (a crash): forget every request this
+        provider was waiting on, except (with ``keep_notify``) its ``/notify``
+        fanout, which a durable outbox resends after a restart. Returns the
+        ``(client, request_id)`` of the clients' requests that will now never
+        be answered, sorted, so the host can tell those clients."""
+        lost: list[tuple[str, int]] = []
+        for token in sorted(self._pending):
+            ctx = self._pending[token]
+            if ctx.kind == "notify" and keep_notify:
+                continue
+            if ctx.kind == "client":
+                lost.append((ctx.client, ctx.request_id))
+            del self._pending[token]
+        return sorted(lost)
+
+    def lose_soft_state(self) -> None:
+        """A volatile restart: what lives only in memory is gone. That is the
+        notify dedup window (a follower then processes a retried notify
+        again). Rooms, key material and routing are the provider's database
+        and survive (see docs/simulator.md, "Crashes")."""
+        c = self.config
+        self.dedup = NotifyDeduplicator(c.dedup, c.dedup_max_entries, c.dedup_max_age_ms)
+
+    def _client_consent(self, msg: ClientMessage, now_ms: int) -> Outcome:
+        """A local user's consent operation: ``request_consent`` (request or
+        cancel, by the requester) or ``update_consent`` (grant or revoke, by
+        the target). Recorded in our consent store first (a grant is what
+        lets the requester claim our user's key material), then sent to the
+        other user's provider (``/requestConsent/{targetDomain}`` or
+        ``/updateConsent/{requesterDomain}``); no request when both users are
+        ours."""
+        store = self.consent_store
+        if store is None:
+            return self._reply(msg, 404, b"consent not served", "Not Found")
+        requesting = msg.op == ClientOp.request_consent
+        entry = (W.RequestConsentBody if requesting else W.UpdateConsentBody).decode(msg.body)
+        op = W.ConsentOperation(entry.consent_operation)
+        if (op in (W.ConsentOperation.request, W.ConsentOperation.cancel)) != requesting:
+            return self._reply(msg, 400, f"{op.name} does not belong in {msg.op.value}".encode(), "Bad Request")
+        requester, target = entry.requester_uri.uri, entry.target_uri.uri
+        room = entry.room_id.uri if entry.room_id is not None else None
+        local = requester if requesting else target
+        if local != user_of_client(msg.client):
+            return self._reply(msg, 403, f"{msg.client} cannot act for {local}".encode(), "Forbidden")
+        action = {
+            W.ConsentOperation.request: store.request,
+            W.ConsentOperation.cancel: store.cancel,
+            W.ConsentOperation.revoke: store.revoke,
+        }.get(op)
+        if action is not None:
+            res = action(requester, target, room, now_ms)
+        else:
+            res = store.grant(requester, target, room, now_ms, entry.client_key_packages or ())
+        if not res.ok or res.entry is None:
+            return self._reply(msg, res.status, res.reason.encode()[:200], "Refused")
+        other = domain_of(target if requesting else requester)
+        if other == self.domain:
+            return self._reply(msg, 201, code="Created")
+        endpoint = Endpoint.REQUEST_CONSENT if requesting else Endpoint.UPDATE_CONSENT
+        send = self._send(endpoint, other, other, res.entry.encode(),
+                          _Pending("client", msg.client, msg.request_id, msg.op))
+        return Outcome(actions=[send])
 
     # ------------------------------------------------------------ misc
 
     def user_of(self, client: str) -> str:
         return user_of_client(client)
+
+
+def _open_consent(requester: str, target: str, room: str | None) -> bool:
+    """``consent_mode="open"``: consent unless the target revoked it."""
+    return True
+
+
+def _credential_names_requester(kmr: W.KeyMaterialRequest) -> bool:
+    """The -06 ``requesterCredential`` must be a basic credential naming a
+    client of ``requestingUser`` (else the signature proves nothing about
+    who asks)."""
+    cred = kmr.requester_credential
+    if cred.credential_type != CredentialType.basic:
+        return False
+    client = client_of_identity(cred.identity)
+    return client is not None and user_of_client(client) == kmr.requesting_user.uri

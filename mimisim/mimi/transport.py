@@ -51,8 +51,13 @@ class MimiRequest:
 
     @property
     def detail(self) -> str:
-        """``METHOD /path`` as the draft writes it, for traces."""
-        return f"{self.endpoint.method} {self.endpoint.path(self.target)}"
+        """``METHOD /path`` as the draft writes it, for traces. Never raises:
+        a parameter that does not fit the endpoint (a URI where a domain
+        belongs) is shown as given."""
+        try:
+            return f"{self.endpoint.method} {self.endpoint.path(self.target)}"
+        except ValueError:
+            return f"{self.endpoint.method} {self.endpoint.spec.prefix}{self.target!r}"
 
 
 @dataclass(frozen=True)
