@@ -31,12 +31,41 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from mimisim.api import format_summary, run
+    from mimisim.sim.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.file, args.overrides)
+    except ScenarioError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    progress = False if args.no_progress else None
+    result = run(scenario, seed=args.seed, out=args.out, progress=progress)
+    if not args.quiet:
+        print(format_summary(result))
+        print(f"results: {result.dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
     sub = p.add_subparsers(dest="command", required=True)
     from mimisim.sim.scenario_cli import add_subcommands as add_scenario_commands
 
     add_scenario_commands(sub)
+    from mimisim.sim.scenario_cli import add_set_option
+
+    r = sub.add_parser("run", help="run a scenario; writes results/<name>/seed-<n>/ and prints a summary",
+                       description="Run a scenario file. Results (trace.parquet, tables, summary.csv, "
+                                   "manifest.json) go to <outputs.dir>/<name>/seed-<n>/ unless --out is given.")
+    r.add_argument("file", help="scenario YAML file")
+    add_set_option(r)
+    r.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
+    r.add_argument("--out", default=None, help="folder to write seed-<n>/ into (default: <outputs.dir>/<name>)")
+    r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    r.add_argument("--quiet", action="store_true", help="print nothing on success")
+    r.set_defaults(func=cmd_run)
     v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")
     v.add_argument("dir", nargs="?", help="directory of vector JSON files (default: ../shared/vectors/mls)")
     v.add_argument("--json", action="store_true", help="machine-readable output")

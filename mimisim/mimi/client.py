@@ -65,7 +65,7 @@ from mimisim.mimi.identity import UriError, client_of_identity, domain_of, group
 from mimisim.mimi.keystore import encode_upload, last_resort_extension
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, Deliver, Event
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource, get_suite
-from mimisim.mls.errors import MLSError, ReplayError, WrongEpochError
+from mimisim.mls.errors import MLSError, ProposalError, ReplayError, WrongEpochError
 from mimisim.mls.group import (
     ApplicationMessage,
     Group,
@@ -73,7 +73,7 @@ from mimisim.mls.group import (
     ProposalReceived,
     StagedCommit,
 )
-from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package
+from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package, tree_from_group_info
 from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import (
     Add,
@@ -264,22 +264,37 @@ class RetryStrategy:
     ``invalidProposal``, until the missing proposals arrived), then rebuild
     the same operation. ``mode="immediate"``: rebuild at once against
     whatever epoch the client has; if it still lags, the hub refuses again
-    and that costs an attempt. Either way the rebuild happens no earlier
-    than ``backoff_ms * 2**(failures-1)`` plus a uniform jitter in
-    ``[0, jitter_ms]`` (drawn from the client's rng) after the refusal.
-    ``max_attempts`` counts submissions, the first included.
+    and that costs an attempt. ``mode="abandon"``: an Update commit (which
+    has no intent beyond refreshing keys) is dropped after its first refusal;
+    other operations behave as ``after_commit``.
+
+    The rebuild happens no earlier than a backoff after the refusal: the
+    wait ``w = min(cap_ms, backoff_ms * factor**(failures-1))``, then the
+    jitter: ``"add"`` adds a uniform draw in ``[0, jitter_ms]`` (the default,
+    so a plain ``backoff_ms``/``jitter_ms`` pair means what it says),
+    ``"full"`` draws uniformly in ``[0, w]``, ``"equal"`` takes ``w/2`` plus a
+    uniform draw in ``[0, w/2]``, ``"none"`` takes ``w``. Draws come from the
+    client's timing stream. ``max_attempts`` counts submissions, the first
+    included.
     """
 
     max_attempts: int = 5
     backoff_ms: int = 0
     jitter_ms: int = 0
     mode: str = "after_commit"
+    factor: float = 2.0
+    cap_ms: int | None = None
+    jitter: str = "add"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("after_commit", "immediate"):
-            raise ValueError(f"retry mode must be after_commit or immediate, not {self.mode!r}")
+        if self.mode not in ("after_commit", "immediate", "abandon"):
+            raise ValueError(f"retry mode must be after_commit, immediate or abandon, not {self.mode!r}")
         if self.max_attempts < 1 or self.backoff_ms < 0 or self.jitter_ms < 0:
             raise ValueError("max_attempts >= 1, backoff_ms >= 0, jitter_ms >= 0")
+        if self.factor < 1 or (self.cap_ms is not None and self.cap_ms < 0):
+            raise ValueError("factor >= 1, cap_ms >= 0")
+        if self.jitter not in ("add", "full", "equal", "none"):
+            raise ValueError(f"jitter must be add, full, equal or none, not {self.jitter!r}")
 
 
 PENDING_STRATEGIES = ("immediate_commit", "random_delay")
@@ -290,7 +305,7 @@ PENDING_STRATEGIES = ("immediate_commit", "random_delay")
 MAX_BUFFERED = 4096
 
 # Operation kinds, in the order the API lists them.
-_CREATE, _ADD, _REMOVE, _LEAVE, _SEND, _JOIN, _COMMIT_PENDING = (
+_CREATE, _ADD, _REMOVE, _LEAVE, _SEND, _JOIN, _COMMIT_PENDING, _UPDATE = (
     "create_room",
     "add_user",
     "remove_user",
@@ -298,6 +313,7 @@ _CREATE, _ADD, _REMOVE, _LEAVE, _SEND, _JOIN, _COMMIT_PENDING = (
     "send_message",
     "join",
     "commit_pending",
+    "update",
 )
 # Stages of an operation.
 _NEW, _FETCHING, _SUBMITTED, _WAITING, _DONE, _FAILED = "new", "fetching", "submitted", "waiting", "done", "failed"
@@ -332,7 +348,9 @@ class _Op:
     wait_refs: list[bytes] | None = None
     wait_from_epoch: int = -1
     backoff_timer: int | None = None
-    # join: the HPKE key for the GroupInfo response and the would-be group.
+    # join: the HPKE key for the GroupInfo response and the would-be group;
+    # resync: a join that replaces this client's own stale leaf (gap recovery).
+    resync: bool = False
     hpke_priv: bytes = b""
     joiner: Group | None = None
     # create_room: the group being created.
@@ -361,6 +379,12 @@ class _Room:
     pending_timer: int | None = None
     removed: bool = False
     joins: int = 0
+    # Commits of the current epoch that reference proposals not yet received
+    # (the hub's notifies can overtake each other): retried when proposals arrive.
+    held: list[tuple[int, str, W.FanoutMessage]] = field(default_factory=list)
+    # Gap detection: the epoch the client was stuck at when the gap timer was armed.
+    gap_timer: int | None = None
+    gap_epoch: int = -1
 
     @property
     def member(self) -> bool:
@@ -392,6 +416,7 @@ class ClientCore:
         pending_proposals: str = "immediate_commit",
         pending_delay_ms: tuple[int, int] = (0, 2000),
         now_s: int = 0,
+        gap_timeout_ms: int | None = 10_000,
     ) -> None:
         if pending_proposals not in PENDING_STRATEGIES:
             raise ValueError(f"pending_proposals must be one of {PENDING_STRATEGIES}, not {pending_proposals!r}")
@@ -407,6 +432,9 @@ class ClientCore:
         self.pending_proposals = pending_proposals
         self.pending_delay_ms = (int(lo), int(hi))
         self.now_s = now_s
+        if gap_timeout_ms is not None and gap_timeout_ms <= 0:
+            raise ValueError("gap_timeout_ms must be > 0 (or None: never resync)")
+        self.gap_timeout_ms = gap_timeout_ms
         self._timing = _fork(rng, "timing")
         self.signature_priv, self.signature_pub = self.suite.generate_signature_key_pair(_fork(rng, "signature"))
         self.credential = Credential.basic(client_uri.encode())
@@ -422,12 +450,19 @@ class ClientCore:
         self._kp_counter = 0
         # (room, msg id) -> (application_data, verified frank), for abuse reports.
         self._franks: dict[tuple[str, str], tuple[bytes, F.ReceivedFrank]] = {}
+        # Per-room pending-proposal strategy (the room policy's), overriding the default.
+        self._room_pending: dict[str, tuple[str, tuple[int, int]]] = {}
 
     # ------------------------------------------------------------ accessors
 
     def rooms(self) -> list[str]:
         """Rooms in which this client is currently a member, sorted."""
         return sorted(u for u, r in self._rooms.items() if r.member)
+
+    def is_member(self, room: str) -> bool:
+        """Whether this client is currently a member of ``room`` (cheap; no sorting)."""
+        r = self._rooms.get(room)
+        return r is not None and r.member
 
     def group(self, room: str) -> Group | None:
         r = self._rooms.get(room)
@@ -635,6 +670,23 @@ class ClientCore:
         """Send ``text`` as franked MIMI content (see the module docstring)."""
         return self._api(room_uri, _SEND, now_ms, text=text)
 
+    def update(self, room_uri: str, now_ms: int) -> ClientStep:
+        """Commit with a path and no proposals of its own (an Update commit:
+        fresh keys for this leaf, forward secrecy), carrying every cached
+        proposal as any commit must. The epoch-conflict study's driver."""
+        return self._api(room_uri, _UPDATE, now_ms)
+
+    def set_pending_strategy(self, room_uri: str, strategy: str, delay_ms: tuple[int, int] = (0, 0)) -> None:
+        """Use the room policy's pending-proposal strategy for ``room_uri``
+        instead of this client's default (the policy is per room; the
+        client's constructor argument is the default for rooms without one)."""
+        if strategy not in PENDING_STRATEGIES:
+            raise ValueError(f"pending_proposals must be one of {PENDING_STRATEGIES}, not {strategy!r}")
+        lo, hi = delay_ms
+        if lo < 0 or hi < lo:
+            raise ValueError("delay_ms must be (lo, hi) with 0 <= lo <= hi")
+        self._room_pending[room_uri] = (strategy, (int(lo), int(hi)))
+
     def join_new_device(self, room_uri: str, now_ms: int) -> ClientStep:
         """Join a room of this client's user by external commit ([P] "Cathy
         adds a new device"): fetch the GroupInfo from the hub, then commit."""
@@ -727,6 +779,12 @@ class ClientCore:
             for op in r.queue:
                 if op.id == op_id and op.backoff_timer == token:
                     op.backoff_timer = None
+        elif what == "gap" and r.gap_timer == token:
+            r.gap_timer = None
+            if self._stuck(r) and r.group is not None and r.group.epoch == r.gap_epoch:
+                self._queue_resync(r, now_ms, step)
+            elif self._stuck(r):
+                self._arm_gap_timer(r, now_ms, step)  # progress was made; still behind: watch again
         elif what == "pending" and r.pending_timer == token:
             r.pending_timer = None
             if r.member and self._needs_commit(r):
@@ -788,8 +846,11 @@ class ClientCore:
             op.stage = _SUBMITTED
             return
         if op.kind == _JOIN:
-            if r.member:
+            if r.member and not op.resync:
                 self._done(op)  # already in the group (e.g. added meanwhile)
+                return
+            if op.resync and not self._stuck(r):
+                self._done(op)  # the gap filled while the resync waited
                 return
             self._fetch_group_info(r, op, step)
             return
@@ -806,6 +867,8 @@ class ClientCore:
                 self._commit_remove(r, op, now_ms, step)
             elif op.kind == _COMMIT_PENDING:
                 self._commit_pending(r, op, now_ms, step)
+            elif op.kind == _UPDATE:
+                self._send_commit(r, op, [], now_ms, step)
             elif op.kind == _LEAVE:
                 self._propose_leave(r, op, step)
             elif op.kind == _SEND:
@@ -823,12 +886,15 @@ class ClientCore:
         if op.attempts >= self.retry.max_attempts:
             self._fail(step, r, op, f"gave up after {op.attempts} attempt(s), last: {why}", why)
             return
+        if self.retry.mode == "abandon" and op.kind == _UPDATE:
+            self._fail(step, r, op, f"abandoned after {why}", why)
+            return
         op.stage = _WAITING
         after = self.retry.mode == "after_commit" and op.kind != _JOIN
         op.wait_epoch = hub_epoch if after else None
         op.wait_refs = list(refs) if after and refs else None
         op.wait_from_epoch = g.epoch if g is not None else -1
-        delay = self.retry.backoff_ms * (1 << (op.attempts - 1)) + self._uniform(0, self.retry.jitter_ms)
+        delay = self._backoff(op.attempts)
         op.backoff_timer = self._timer(step, now_ms + delay, "retry", r.uri, op.id) if delay > 0 else None
         waits = []
         if op.wait_epoch is not None:
@@ -842,6 +908,21 @@ class ClientCore:
             detail += " after " + ", ".join(waits)
         self._ev(step, "client.retry", r.uri, hub_epoch if hub_epoch is not None else (g.epoch if g else None),
                  op.msg_id, why, detail, op.target)
+
+    def _backoff(self, failures: int) -> int:
+        """The wait before the rebuild after ``failures`` refusals (see RetryStrategy)."""
+        rs = self.retry
+        wait = rs.backoff_ms * rs.factor ** (failures - 1)
+        if rs.cap_ms is not None:
+            wait = min(wait, rs.cap_ms)
+        w = int(wait)
+        if rs.jitter == "add":
+            return w + self._uniform(0, rs.jitter_ms)
+        if rs.jitter == "full":
+            return self._uniform(0, w)
+        if rs.jitter == "equal":
+            return w // 2 + self._uniform(0, w - w // 2)
+        return w
 
     # ------------------------------------------------------------ building requests
 
@@ -997,6 +1078,7 @@ class ClientCore:
         body = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(self.user_uri)).encode()
         op.request_id = self._request(step, ClientOp.submit_message, r.uri, op.id, "submit", body)
         op.stage = _SUBMITTED
+        self._ev(step, "client.submit", r.uri, g.epoch, mid, "", f"attempt {op.attempts}, {len(op.content)} bytes")
 
     def _fetch_group_info(self, r: _Room, op: _Op, step: ClientStep) -> None:
         priv, pub = self.suite.generate_hpke_key_pair(self.rng)
@@ -1144,10 +1226,18 @@ class ClientCore:
             if p.proposal.body.content.proposal is not None
             and p.proposal.body.content.proposal.proposal_type == ProposalType.self_remove
         ]
+        resync_leaf = None
+        if op.resync:
+            full = tree_from_group_info(self.suite, gi, tree)
+            for i in range(full.n_leaves):
+                leaf = full.leaf(i)
+                if leaf is not None and leaf.signature_key == self.signature_pub:
+                    resync_leaf = i
+                    break
         r.joins += 1
         group, commit = Group.external_join(
             gi, self.credential, self.signature_priv, _fork(self.rng, f"group {r.uri} #{r.joins}"),
-            ratchet_tree=tree, self_removes=self_removes, config=self._config(),
+            ratchet_tree=tree, self_removes=self_removes, config=self._config(), resync_leaf=resync_leaf,
         )
         gio = W.GroupInfoOption.partial(partial_group_info(group.group_info()))
         rto_out = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
@@ -1156,6 +1246,9 @@ class ClientCore:
         op.msg_id = msg_id_of(commit.encode())
         op.attempts += 1
         op.request_id = self._request(step, ClientOp.update, r.uri, op.id, "external_commit", body)
+        if resync_leaf is not None:
+            self._ev(step, "client.gap", r.uri, gi.group_context.epoch, op.msg_id, "resync",
+                     f"resync by external commit replacing leaf {resync_leaf}")
         op.stage = _SUBMITTED
         self._ev(step, "client.commit", r.uri, gi.group_context.epoch, op.msg_id, "",
                  f"join attempt {op.attempts}: external commit", self.user_uri)
@@ -1169,6 +1262,9 @@ class ClientCore:
             r.group, r.removed = op.joiner, False
             op.joiner = None
             self._done(op)
+            if op.resync:
+                r.held.clear()
+                r.gap_epoch = -1
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
             self._ev(step, "client.epoch", r.uri, r.group.epoch, op.msg_id, "joined", "joined by external commit")
             return
@@ -1212,6 +1308,7 @@ class ClientCore:
             if not any(e == ep for e, _, _, _ in r.buffer):
                 self._ev(step, "client.gap", r.uri, ep, mid, "", f"have epoch {g.epoch}, got {kind.name} of epoch {ep}")
             self._buffer(r, ep, mid, fm, step)
+            self._arm_gap_timer(r, now_ms, step)
             return
         r.seen.add(mid)
         if mid in r.own_msgs:
@@ -1282,6 +1379,18 @@ class ClientCore:
             return
         try:
             res = g.process(fm.message, now_s=self._now_s(now_ms))
+        except ProposalError as e:
+            if "unknown proposal" in str(e) and len(r.held) < MAX_BUFFERED:
+                # The proposals it commits are still on their way (the hub's
+                # notifies overtook each other): hold it until they arrive.
+                r.seen.discard(mid)
+                r.buffered_ids.add(mid)
+                r.held.append((ep, mid, fm))
+                self._ev(step, "client.gap", r.uri, ep, mid, "waitProposals", "commit waits for the proposals it references")
+                self._arm_gap_timer(r, now_ms, step)
+                return
+            self._ev(step, "client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            return
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
             self._ev(step, "client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
             return
@@ -1353,6 +1462,13 @@ class ClientCore:
                 continue
             if isinstance(res, ProposalReceived):
                 received += 1
+        if received and r.held:
+            held, r.held = r.held, []
+            for _ep, hmid, hfm in held:
+                r.buffered_ids.discard(hmid)
+                self._ingest(r, hfm, hmid, now_ms, step)
+            if not r.member:
+                return
         if received:
             self._pending_proposals_arrived(r, now_ms, step)
 
@@ -1431,6 +1547,37 @@ class ClientCore:
 
     # ------------------------------------------------------------ pending proposals
 
+    def _stuck(self, r: _Room) -> bool:
+        """Whether the room waits for something that has not come: a buffered
+        message of a later epoch, or a commit held for missing proposals."""
+        g = r.group
+        if g is None or not r.member:
+            return False
+        return bool(r.held) or any(ep > g.epoch for ep, _, _, _ in r.buffer)
+
+    def _arm_gap_timer(self, r: _Room, now_ms: int, step: ClientStep) -> None:
+        """Watch a gap: if the client is still stuck at the same epoch after
+        ``gap_timeout_ms`` (what it misses was lost, not late), it resyncs by
+        external commit. A gap is never skipped silently."""
+        if self.gap_timeout_ms is None or r.gap_timer is not None or r.group is None:
+            return
+        r.gap_epoch = r.group.epoch
+        r.gap_timer = self._timer(step, now_ms + self.gap_timeout_ms, "gap", r.uri, 0)
+
+    def _queue_resync(self, r: _Room, now_ms: int, step: ClientStep) -> None:
+        if any(op.kind == _JOIN and op.resync and op.stage not in (_DONE, _FAILED) for op in r.queue):
+            return
+        g = r.group
+        self._ev(step, "client.gap", r.uri, g.epoch if g else None, "", "stuck",
+                 f"no progress for {self.gap_timeout_ms} ms: resync")
+        op = _Op(self._next_op, _JOIN, r.uri, now_ms, resync=True)
+        self._next_op += 1
+        head = r.queue[0] if r.queue else None
+        if head is not None and head.stage == _WAITING:
+            r.queue.appendleft(op)  # the head waits for the epoch we cannot reach
+        else:
+            r.queue.insert(1 if head is not None else 0, op)
+
     def _removal_pending(self, g: Group) -> bool:
         """Whether a cached proposal removes this client: then it must not
         commit (it cannot commit its own removal; the hub requires every
@@ -1457,10 +1604,11 @@ class ClientCore:
         delay if nobody else did by then."""
         if not self._needs_commit(r):
             return
-        if self.pending_proposals == "immediate_commit":
+        strategy, delays = self._room_pending.get(r.uri, (self.pending_proposals, self.pending_delay_ms))
+        if strategy == "immediate_commit":
             self._queue_commit_pending(r, now_ms)
         elif r.pending_timer is None:
-            delay = self._uniform(*self.pending_delay_ms)
+            delay = self._uniform(*delays)
             r.pending_timer = self._timer(step, now_ms + delay, "pending", r.uri, 0)
 
 

@@ -31,6 +31,8 @@ from mimisim.mls import hpke
 from mimisim.mls.hpke import HPKEError, HPKESuite
 
 __all__ = [
+    "OPS",
+    "OpCounts",
     "SUITES",
     "CipherSuite",
     "CryptoError",
@@ -39,6 +41,26 @@ __all__ = [
     "UnsupportedCipherSuite",
     "get_suite",
 ]
+
+
+@dataclass
+class OpCounts:
+    """Running totals of the expensive public-key operations, for the
+    simulator's processing-cost model (per signature, per HPKE operation).
+
+    A plain counter, not I/O: the core never reads it. The host reads it
+    before and after a core call and charges the difference. One process runs
+    one simulation at a time, so a module-level instance is deterministic.
+    """
+
+    signatures: int = 0
+    hpke: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.signatures, self.hpke
+
+
+OPS = OpCounts()
 
 
 class CryptoError(Exception):
@@ -343,6 +365,7 @@ class CipherSuite:
         return _mls_label(label) + _opaque(content)
 
     def sign_with_label(self, priv: bytes, label: bytes | str, content: bytes) -> bytes:
+        OPS.signatures += 1
         key = _load_sig_private(self._sig.name, bytes(priv))
         data = self._sign_content(label, content)
         if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -353,6 +376,7 @@ class CipherSuite:
     def verify_with_label(self, pub: bytes, label: bytes | str, content: bytes, sig: bytes) -> bool:
         # Never raises: a malformed key or signature from a peer is just an
         # invalid signature as far as the protocol is concerned.
+        OPS.signatures += 1
         try:
             key = _load_sig_public(self._sig.name, bytes(pub))
             data = self._sign_content(label, content)
@@ -416,12 +440,14 @@ class CipherSuite:
         self, pub: bytes, info: bytes, aad: bytes, pt: bytes, rng: RandomSource
     ) -> tuple[bytes, bytes]:
         """SealBase -> (enc, ct)."""
+        OPS.hpke += 1
         try:
             return self.hpke.seal_base(bytes(pub), info, aad, pt, rng)
         except HPKEError as exc:
             raise CryptoError(str(exc)) from exc
 
     def hpke_open_base(self, priv: bytes, enc: bytes, info: bytes, aad: bytes, ct: bytes) -> bytes:
+        OPS.hpke += 1
         try:
             return self.hpke.open_base(bytes(enc), bytes(priv), info, aad, ct)
         except HPKEError as exc:
@@ -431,6 +457,7 @@ class CipherSuite:
         self, pub: bytes, info: bytes, exporter_context: bytes, length: int, rng: RandomSource
     ) -> tuple[bytes, bytes]:
         """SetupBaseS + Export -> (enc, exported secret)."""
+        OPS.hpke += 1
         try:
             return self.hpke.send_export_base(bytes(pub), info, exporter_context, length, rng)
         except HPKEError as exc:
@@ -439,6 +466,7 @@ class CipherSuite:
     def hpke_export_receiver(
         self, priv: bytes, enc: bytes, info: bytes, exporter_context: bytes, length: int
     ) -> bytes:
+        OPS.hpke += 1
         try:
             return self.hpke.receive_export_base(bytes(enc), bytes(priv), info, exporter_context, length)
         except HPKEError as exc:

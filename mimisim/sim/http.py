@@ -86,17 +86,26 @@ class HttpFabric:
     _next_req: int = 0
 
     def exchange(
-        self, src: str, req: MimiRequest, policy: RetryPolicy, gen: np.random.Generator, msg_id: str = ""
+        self, src: str, req: MimiRequest, policy: RetryPolicy, gen: np.random.Generator, msg_id: str = "",
+        alive: Callable[[], bool] | None = None,
     ) -> simpy.Process:
-        """Start an exchange; the process's value is an :class:`ExchangeResult`."""
-        return self.env.process(self._exchange(src, req, policy, gen, msg_id))
+        """Start an exchange; the process's value is an :class:`ExchangeResult`.
+
+        ``alive`` says whether the sender still exists (it returns False once
+        the sending node crashed): the exchange then stops at its next step,
+        without another attempt, and returns ``gave_up``. A copy already on
+        the wire still arrives, as it would."""
+        return self.env.process(self._exchange(src, req, policy, gen, msg_id, alive))
 
     def _exchange(
-        self, src: str, req: MimiRequest, policy: RetryPolicy, gen: np.random.Generator, msg_id: str
+        self, src: str, req: MimiRequest, policy: RetryPolicy, gen: np.random.Generator, msg_id: str,
+        alive: Callable[[], bool] | None = None,
     ) -> Generator[simpy.Event, Any, ExchangeResult]:
         attempt = 0
         last: MimiResponse | None = None
         while True:
+            if alive is not None and not alive():
+                return ExchangeResult(None, attempt, True)
             attempt += 1
             self._next_req += 1
             req_id = self._next_req
@@ -109,6 +118,8 @@ class HttpFabric:
             self._send_request(src, req, req_id, answered, msg_id)
             timeout = self.env.timeout(policy.timeout_ms)
             yield answered | timeout
+            if alive is not None and not alive():
+                return ExchangeResult(None, attempt, True)
             if answered.triggered:
                 last = answered.value
                 assert last is not None

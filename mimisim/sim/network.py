@@ -321,6 +321,20 @@ class Network:
                 return "partition"
         return None
 
+    def blocked_until(self, src: str, dst: str, now_ms: float) -> float:
+        """When the fault that blocks ``src -> dst`` at ``now_ms`` ends (the
+        latest end among the offline windows and partitions blocking it now;
+        ``now_ms`` if nothing blocks it). A reliable transport waits that
+        long instead of polling a dead link."""
+        end = now_ms
+        for w in self.offline:
+            if (w.node == src or w.node == dst) and w.start_ms <= now_ms < w.end_ms:
+                end = max(end, w.end_ms)
+        for p in self.partitions:
+            if p.start_ms <= now_ms < p.end_ms and self.separates(p, src, dst):
+                end = max(end, p.end_ms)
+        return end
+
     def is_online(self, node: str, now_ms: float) -> bool:
         return not any(w.node == node and w.start_ms <= now_ms < w.end_ms for w in self.offline)
 

@@ -35,6 +35,7 @@ KINDS: dict[str, str] = {
     "hub.accept": "the hub accepted a handshake or application message",
     "hub.reject": "the hub refused one (status: protocol code)",
     "hub.fanout": "the hub planned delivery of a message to a follower",
+    "hub.lost": "a message the hub had accepted is lost by a failover to a lagging standby",
     # follower
     "notify.accept": "a follower processed a /notify body",
     "notify.dedup": "a follower recognised a duplicate /notify and answered 201",
@@ -42,6 +43,7 @@ KINDS: dict[str, str] = {
     "provider.reject": "a provider refused a request before any room logic (impersonation, malformed)",
     "provider.stale_response": "a response for a request the provider no longer waits for",
     "client.send": "a client sends a request to its provider",
+    "client.submit": "a client submits an application message (msg_id: the MLSMessage's id)",
     "client.deliver": "an application message reaches a client's user",
     "client.commit": "a client creates a commit",
     "client.epoch": "a client's group moves to a new epoch",
@@ -60,6 +62,7 @@ KINDS: dict[str, str] = {
     "fault.partition": "a partition starts or heals",
     "fault.degrade": "a link degradation starts or ends",
     "fault.offline": "a client goes offline or comes back",
+    "fault.effect": "at the end: whether a fault affected any exchange (status: bit | harmless)",
     # run
     "run.start": "the run begins",
     "run.end": "the run ends",

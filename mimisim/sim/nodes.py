@@ -1,0 +1,547 @@
+"""Provider and client nodes: the sans-IO cores inside SimPy processes.
+
+A :class:`ProviderNode` wraps one :class:`~mimisim.mimi.provider.ProviderCore`
+and a :class:`ClientNode` one :class:`~mimisim.mimi.client.ClientCore`. The
+nodes own everything the cores refuse to own: time, links, processing cost,
+crashes. The cores are used unchanged; a real HTTPS server could host them
+the same way.
+
+**Processing cost.** A provider handles one input at a time (a SimPy
+``Resource`` of capacity 1: its CPU). Each input costs
+``per_request + per_byte * body bytes + per_signature * signatures +
+per_hpke * HPKE operations``, where the signature and HPKE counts are the
+operations the core really performed during the call
+(:data:`mimisim.mls.crypto.OPS`), so the cost follows the protocol, not a
+guess. Clients' processing is free (their devices are not the object of
+study).
+
+**The input is a transaction.** The core handles an input at once when the
+CPU takes it up; its new state and the ``/notify`` requests it must send
+(the outbox) are committed then. The response and the other actions leave
+only after the processing time. A crash during that time loses the response
+and the actions, but not the state or (with durable storage) the outbox: the
+requester times out and retries, the followers still get their notifies.
+
+**Crashes.** A crashed provider answers nothing and its exchanges stop.
+``durable``: on restart it resends its outbox (every ``/notify`` not yet
+answered with 201), in order, and resumes the deliveries queued for its
+clients. ``volatile``: the outbox, the queued deliveries, the outstanding
+requests and the notify dedup window are lost; rooms, key material and
+routing survive (they are the provider's database). Clients whose requests
+were in the crashed provider get a ``503 connection lost`` at once.
+
+**Failover.** A hub with a standby can fail over: the primary stops and
+after ``takeover`` the standby answers for the domain. ``sync``: the standby
+has every input the primary committed (the same state, the same outbox).
+``lag``: every input reaches the standby ``lag`` later (in order); at the
+failover the standby rebuilds the core by replaying the inputs that had
+arrived (the core is deterministic in its inputs and seeded randomness, so
+the replay is exact), and every accepted message in the lost suffix is
+recorded as ``hub.lost``.
+
+**Client access.** The client-to-provider protocol is outside MIMI; it runs
+over a reliable ordered connection (:class:`Stream`): a message lost on the
+access link is retransmitted after a TCP-like timeout, a message for an
+offline client waits at the provider until the client is back (store and
+forward), and the receiver sees messages in the order they were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from mimisim.mimi.client import ClientCore, ClientStep
+from mimisim.mimi.provider import ProviderCore
+from mimisim.mimi.transport import (
+    ClientMessage,
+    ClientReply,
+    Deliver,
+    HttpReply,
+    MimiRequest,
+    MimiResponse,
+    Outcome,
+    SendRequest,
+)
+from mimisim.mls.crypto import OPS
+from mimisim.sim.http import RetryPolicy
+from mimisim.sim.links import wire_size
+from mimisim.sim.rng import stream
+
+if TYPE_CHECKING:
+    from mimisim.sim.world import World
+
+#: First retransmission timeout on an access link (RFC 6298's minimum is 1 s;
+#: mobile stacks use ~200 ms), doubled per loss up to ``RTO_MAX_MS``.
+RTO_MS = 200.0
+RTO_MAX_MS = 8_000.0
+#: How often a connection to a crashed provider is retried.
+RECONNECT_MS = 500.0
+
+
+# ====================================================================== access connections
+
+
+class Stream:
+    """One direction of a client's connection to its own provider: reliable,
+    ordered, retransmitting (see the module docstring).
+
+    ``sender_up`` / ``receiver_up`` say whether each end is running (a
+    crashed provider neither sends nor accepts). :meth:`reset` drops what is
+    queued or in flight (a volatile crash): the receiver then expects the
+    next message sent after the reset.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        src: str,
+        dst: str,
+        on_arrive: Callable[[Any], None],
+        sender_up: Callable[[], bool],
+        receiver_up: Callable[[], bool],
+    ) -> None:
+        self.world = world
+        self.src, self.dst = src, dst
+        self.on_arrive = on_arrive
+        self.sender_up, self.receiver_up = sender_up, receiver_up
+        self.next_send = 0
+        self.next_deliver = 0
+        self.arrived: dict[int, Any] = {}
+        self.generation = 0
+
+    def send(self, item: Any, size: int, msg_id: str = "", detail: str = "") -> None:
+        seq = self.next_send
+        self.next_send += 1
+        self.world.env.process(self._carry(seq, self.generation, item, size, msg_id, detail))
+
+    def reset(self) -> int:
+        """Forget everything queued or in flight; returns how many messages were lost."""
+        lost = self.next_send - self.next_deliver
+        self.generation += 1
+        self.arrived.clear()
+        self.next_deliver = self.next_send
+        return lost
+
+    def _carry(self, seq: int, gen: int, item: Any, size: int, msg_id: str, detail: str) -> Generator:
+        w = self.world
+        env, net, trace = w.env, w.network, w.trace
+        rto = RTO_MS
+        first = True
+        while True:
+            if gen != self.generation:
+                return
+            if not self.sender_up():
+                yield env.timeout(RECONNECT_MS)
+                continue
+            now = env.now
+            if first:
+                trace.record(now, "net.send", self.src, peer=self.dst, msg_id=msg_id, size=size, detail=detail)
+            arrivals = net.transmit(self.src, self.dst, now, size)
+            if arrivals:
+                yield env.timeout(max(0.0, min(a.at_ms for a in arrivals) - now))
+                if gen != self.generation:
+                    return
+                if self.receiver_up():
+                    trace.record(env.now, "net.deliver", self.dst, peer=self.src, msg_id=msg_id, size=size,
+                                 detail=detail)
+                    self.arrived[seq] = item
+                    self._release()
+                    return
+                trace.record(env.now, "net.drop", self.src, peer=self.dst, msg_id=msg_id, size=size,
+                             detail="crashed")
+                wait = RECONNECT_MS
+            else:
+                reason = net.last_drop_reason or "loss"
+                trace.record(now, "net.drop", self.src, peer=self.dst, msg_id=msg_id, size=size,
+                             detail=reason if first else f"{reason} (retransmission)")
+                if reason in ("offline", "partition"):
+                    wait = max(net.blocked_until(self.src, self.dst, now) - now, 1.0)
+                else:
+                    wait = rto
+                    rto = min(rto * 2, RTO_MAX_MS)
+            first = False
+            yield env.timeout(wait)
+
+    def _release(self) -> None:
+        while self.next_deliver in self.arrived:
+            item = self.arrived.pop(self.next_deliver)
+            self.next_deliver += 1
+            self.on_arrive(item)
+
+
+# ====================================================================== clients
+
+
+class ClientNode:
+    """A client device: its core, its connection to its provider, its timers."""
+
+    def __init__(self, world: World, core: ClientCore, provider: ProviderNode) -> None:
+        self.world = world
+        self.core = core
+        self.uri = core.client_uri
+        self.provider = provider
+        # request id -> whether it reached the provider (then a crash loses it)
+        self.outstanding: dict[int, bool] = {}
+        self.uplink = Stream(world, self.uri, provider.domain, self._arrived_at_provider,
+                             sender_up=lambda: True, receiver_up=lambda: provider.up)
+
+    @property
+    def now(self) -> int:
+        return int(self.world.env.now)
+
+    def apply(self, step: ClientStep) -> None:
+        """Carry out what a core call produced."""
+        w = self.world
+        t = w.env.now
+        for e in step.events:
+            w.trace.record(t, e.kind, self.uri, peer=e.peer, room=e.room, epoch=e.epoch, msg_id=e.msg_id,
+                           status=e.status, detail=e.detail)
+        for m in step.messages:
+            self.outstanding[m.request_id] = False
+            size = wire_size(len(m.body))
+            w.trace.record(t, "client.send", self.uri, peer=self.provider.domain, room=m.room, req_id=m.request_id,
+                           size=size, detail=m.op.value)
+            self.uplink.send(m, size, detail=m.op.value)
+        for timer in step.timers:
+            w.env.process(self._timer(timer.at_ms, timer.token))
+
+    def _timer(self, at_ms: int, token: int) -> Generator:
+        yield self.world.env.timeout(max(0.0, at_ms - self.world.env.now))
+        self.apply(self.core.on_timer(token, self.now))
+
+    def _arrived_at_provider(self, msg: ClientMessage) -> None:
+        if msg.request_id in self.outstanding:
+            self.outstanding[msg.request_id] = True
+        self.provider.on_client_message(msg)
+
+    def on_reply(self, reply: ClientReply) -> None:
+        self.outstanding.pop(reply.request_id, None)
+        self.apply(self.core.on_reply(reply, self.now))
+
+    def on_deliver(self, deliver: Deliver) -> None:
+        self.apply(self.core.on_deliver(deliver, self.now))
+
+    def connection_lost(self, request_ids: list[int] | None = None) -> None:
+        """The provider crashed: the requests it had received will never be
+        answered; the client sees the connection drop (503) for each."""
+        ids = sorted(r for r, reached in self.outstanding.items() if reached)
+        if request_ids is not None:
+            ids = sorted(set(ids) | {r for r in request_ids if r in self.outstanding})
+        for rid in ids:
+            self.on_reply(ClientReply(self.uri, rid, 503, b"", "connection lost"))
+
+
+# ====================================================================== providers
+
+
+@dataclass
+class Cost:
+    """The processing-cost model of one provider, in ms (see the module docstring)."""
+
+    per_request: float = 0.0
+    per_byte: float = 0.0
+    per_signature: float = 0.0
+    per_hpke: float = 0.0
+
+    def of(self, body_bytes: int, signatures: int, hpke: int) -> float:
+        return (self.per_request + self.per_byte * body_bytes + self.per_signature * signatures
+                + self.per_hpke * hpke)
+
+
+@dataclass
+class LogEntry:
+    """One input to a core, kept for a lagging standby's replay."""
+
+    t_ms: float
+    replicated_ms: float
+    method: str
+    args: tuple[Any, ...]
+    accepted: tuple[tuple[str, str, int], ...] = ()  # (room, msg_id, epoch) of hub.accept events
+
+
+class ProviderNode:
+    """One provider in the world (see the module docstring)."""
+
+    def __init__(
+        self,
+        world: World,
+        core: ProviderCore,
+        cost: Cost,
+        *,
+        make_core: Callable[[], ProviderCore],
+        notify_policy: RetryPolicy,
+        request_policy: RetryPolicy,
+        state: str = "durable",
+        standby: Any = None,
+        lag_sampler: Callable[[], float] | None = None,
+    ) -> None:
+        self.world = world
+        self.core = core
+        self.domain = core.domain
+        self.cost = cost
+        self.make_core = make_core
+        self.notify_policy = notify_policy
+        self.request_policy = request_policy
+        self.state = state
+        self.standby = standby
+        self.lag_sampler = lag_sampler
+        self.up = True
+        self.incarnation = 0
+        self.cpu = simpy.Resource(world.env, capacity=1)
+        self.gen = stream(world.seed, f"http:{self.domain}")
+        # /notify requests not yet answered with 201, by core token (the outbox).
+        self.outbox: dict[int, SendRequest] = {}
+        self.inbound_waiters: dict[int, simpy.Event] = {}
+        self._next_inbound = 1
+        self.downlinks: dict[str, Stream] = {}
+        self.log: list[LogEntry] | None = [] if lag_sampler is not None else None
+        self._last_replicated = 0.0
+        self.busy_ms = 0.0
+        self.inputs = 0
+
+    # ---------------------------------------------------------------- core calls
+
+    def _alive(self, inc: int) -> Callable[[], bool]:
+        return lambda: self.up and self.incarnation == inc
+
+    def _call(self, method: str, *args: Any, size: int = 0) -> tuple[Outcome, float]:
+        """Feed one input to the core, record its events, and return the
+        outcome and the processing time it costs."""
+        s0, h0 = OPS.signatures, OPS.hpke
+        out: Outcome = getattr(self.core, method)(*args)
+        cost = self.cost.of(size, OPS.signatures - s0, OPS.hpke - h0)
+        self.inputs += 1
+        self.busy_ms += cost
+        w = self.world
+        t = w.env.now
+        accepted = []
+        for e in out.events:
+            w.trace.record(t, e.kind, self.domain, peer=e.peer, room=e.room, epoch=e.epoch, msg_id=e.msg_id,
+                           status=e.status, detail=e.detail)
+            if e.kind == "hub.accept" and e.msg_id:
+                accepted.append((e.room, e.msg_id, -1 if e.epoch is None else e.epoch))
+        self._log(method, args, tuple(accepted))
+        for a in out.actions:
+            if isinstance(a, SendRequest) and a.retry_until_201:
+                self.outbox[a.token] = a
+        return out, cost
+
+    def _log(self, method: str, args: tuple[Any, ...], accepted: tuple[tuple[str, str, int], ...] = ()) -> None:
+        if self.log is None or self.lag_sampler is None:
+            return
+        t = self.world.env.now
+        self._last_replicated = max(self._last_replicated, t + self.lag_sampler())
+        self.log.append(LogEntry(t, self._last_replicated, method, args, accepted))
+
+    def _perform(self, out: Outcome, inc: int) -> None:
+        """Carry out a core outcome's actions (after its processing time)."""
+        if inc != self.incarnation or not self.up:
+            return
+        w = self.world
+        for a in out.actions:
+            if isinstance(a, SendRequest):
+                if a.retry_until_201 and a.token not in self.outbox:
+                    continue  # already acknowledged (cannot happen before it is sent) or dropped
+                self._start_exchange(a, inc)
+            elif isinstance(a, ClientReply):
+                self._downlink(a.client, a, wire_size(len(a.body), "response"), "", "reply")
+            elif isinstance(a, Deliver):
+                self._downlink(a.client, a, wire_size(len(a.body), "request"), a.msg_id, "deliver")
+            elif isinstance(a, HttpReply):
+                ev = self.inbound_waiters.pop(a.inbound, None)
+                if ev is not None and not ev.triggered:
+                    ev.succeed(a.response)
+        del w
+
+    def _downlink(self, client: str, item: Any, size: int, msg_id: str, detail: str) -> None:
+        node = self.world.clients.get(client)
+        if node is None:
+            return
+        s = self.downlinks.get(client)
+        if s is None:
+            def arrive(x: Any, node: ClientNode = node) -> None:
+                if isinstance(x, ClientReply):
+                    node.on_reply(x)
+                else:
+                    node.on_deliver(x)
+
+            s = Stream(self.world, self.domain, client, arrive, sender_up=lambda: self.up,
+                       receiver_up=lambda: True)
+            self.downlinks[client] = s
+        s.send(item, size, msg_id, detail)
+
+    # ---------------------------------------------------------------- inputs
+
+    def serve(self, req: MimiRequest, peer: str, now: float) -> Generator[simpy.Event, Any, MimiResponse | None]:
+        """The HTTP server: an inbound request from ``peer`` (the TLS identity)."""
+        env = self.world.env
+        if not self.up:
+            self.world.trace.record(env.now, "net.drop", peer, peer=self.domain, size=wire_size(len(req.body)),
+                                    detail="crashed")
+            return None
+        inc = self.incarnation
+        waiter = None
+        with self.cpu.request() as rq:
+            yield rq
+            if inc != self.incarnation:
+                return None
+            inbound = self._next_inbound
+            self._next_inbound += 1
+            out, cost = self._call("handle_request", req, peer, int(env.now), inbound, size=len(req.body))
+            if out.response is None:
+                waiter = env.event()
+                self.inbound_waiters[inbound] = waiter
+            yield env.timeout(cost)
+        if inc != self.incarnation:
+            return None
+        self._perform(out, inc)
+        if waiter is not None:
+            resp = yield waiter
+            return resp if inc == self.incarnation else None
+        return out.response
+
+    def on_client_message(self, msg: ClientMessage) -> None:
+        self.world.env.process(self._client_message(msg))
+
+    def _client_message(self, msg: ClientMessage) -> Generator:
+        env = self.world.env
+        inc = self.incarnation
+        with self.cpu.request() as rq:
+            yield rq
+            if inc != self.incarnation:
+                return
+            out, cost = self._call("handle_client", msg, int(env.now), size=len(msg.body))
+            yield env.timeout(cost)
+        self._perform(out, inc)
+
+    def _start_exchange(self, action: SendRequest, inc: int) -> None:
+        w = self.world
+        req = action.request
+        if action.retry_until_201:
+            for mid in action.msg_ids:
+                w.trace.record(w.env.now, "hub.fanout", self.domain, peer=req.host, room=req.target, msg_id=mid,
+                               detail=req.detail)
+        w.env.process(self._exchange(action, inc))
+
+    def _exchange(self, action: SendRequest, inc: int) -> Generator:
+        w = self.world
+        env = w.env
+        policy = self.notify_policy if action.retry_until_201 else self.request_policy
+        mid = action.msg_ids[0] if action.msg_ids else ""
+        result = yield w.fabric.exchange(self.domain, action.request, policy, self.gen, mid, alive=self._alive(inc))
+        if inc != self.incarnation or not self.up:
+            return
+        resp = result.response
+        if resp is None:
+            resp = MimiResponse(504, b"", "Gateway Timeout")
+        if action.retry_until_201:
+            if resp.status != 201:
+                return  # gave up under a finite notify retry policy: the follower misses it
+            self.outbox.pop(action.token, None)
+        with self.cpu.request() as rq:
+            yield rq
+            if inc != self.incarnation:
+                return
+            out, cost = self._call("handle_response", action.token, resp, int(env.now), size=len(resp.body))
+            yield env.timeout(cost)
+        self._perform(out, inc)
+
+    # ---------------------------------------------------------------- faults
+
+    def crash(self, state: str | None = None, *, why: str = "crash") -> None:
+        """Stop now. ``state`` (default: the provider's) says what survives."""
+        if not self.up:
+            return
+        state = state or self.state
+        w = self.world
+        self.up = False
+        self.incarnation += 1
+        w.trace.record(w.env.now, "fault.crash", self.domain, status=state, detail=why)
+        lost = self.core.abandon_requests(keep_notify=state == "durable")
+        self._log("abandon_requests", (state == "durable",))
+        for ev in self.inbound_waiters.values():
+            if not ev.triggered:
+                ev.succeed(None)
+        self.inbound_waiters.clear()
+        if state == "volatile":
+            self.core.lose_soft_state()
+            self._log("lose_soft_state", ())
+            self.outbox.clear()
+            for s in self.downlinks.values():
+                s.reset()
+        by_client: dict[str, list[int]] = {}
+        for client, rid in lost:
+            by_client.setdefault(client, []).append(rid)
+        for uri in sorted(set(by_client) | {c for c, n in w.clients.items() if n.provider is self}):
+            node = w.clients.get(uri)
+            if node is not None:
+                node.connection_lost(by_client.get(uri, []))
+
+    def restart(self, *, why: str = "restart") -> None:
+        if self.up:
+            return
+        w = self.world
+        self.up = True
+        w.trace.record(w.env.now, "fault.restart", self.domain, detail=why,
+                       status=f"{len(self.outbox)} notify to resend")
+        inc = self.incarnation
+        for token in sorted(self.outbox):
+            self._start_exchange(self.outbox[token], inc)
+
+    def failover(self) -> None:
+        """The hub fails; its standby takes the domain over after ``takeover``."""
+        w = self.world
+        if self.standby is None:
+            raise ValueError(f"{self.domain} has no standby to fail over to")
+        if not self.up:
+            return
+        mode = self.standby.replication
+        if mode == "sync":
+            self.crash("durable", why="failover (sync standby)")
+        else:
+            self.crash("volatile", why="failover (lagging standby)")
+            self._replay(w.env.now)
+        w.env.process(self._takeover(float(self.standby.takeover)))
+
+    def _takeover(self, delay: float) -> Generator:
+        yield self.world.env.timeout(delay)
+        self.restart(why="standby takes over")
+
+    def _replay(self, at_ms: float) -> None:
+        """Rebuild the core from the inputs that reached the standby by ``at_ms``."""
+        assert self.log is not None
+        w = self.world
+        core = self.make_core()
+        outbox: dict[int, SendRequest] = {}
+        applied = 0
+        for entry in self.log:
+            if entry.replicated_ms > at_ms:
+                break
+            applied += 1
+            if entry.method == "abandon_requests":
+                core.abandon_requests(keep_notify=entry.args[0])
+                continue
+            if entry.method == "lose_soft_state":
+                core.lose_soft_state()
+                continue
+            out = getattr(core, entry.method)(*entry.args)
+            for a in out.actions:
+                if isinstance(a, SendRequest) and a.retry_until_201:
+                    outbox[a.token] = a
+            if entry.method == "handle_response" and entry.args[1].status == 201:
+                outbox.pop(entry.args[0], None)
+        lost = self.log[applied:]
+        for entry in lost:
+            for room, mid, epoch in entry.accepted:
+                w.trace.record(w.env.now, "hub.lost", self.domain, room=room, epoch=epoch, msg_id=mid,
+                               detail=f"accepted at {entry.t_ms:.1f} ms, not replicated by the failover")
+        w.trace.record(w.env.now, "fault.failover", self.domain, status="lag",
+                       detail=f"standby replayed {applied} inputs, {len(lost)} lost")
+        # The standby's log is the replayed prefix; its outbox what the prefix left unacknowledged.
+        self.log = self.log[:applied]
+        self.core = core
+        self.outbox = outbox

@@ -1,0 +1,271 @@
+"""What the simulated users do: Poisson activities and a fixed script.
+
+Each activity of each room (or client, or user) is its own Poisson process
+with its own random stream (``workload:<activity>:<target>``), so adding an
+activity or a room never shifts the draws of another. At each event the
+process picks its actor uniformly among the *online members* of the room,
+sorted by URI (never from an unordered set), and asks that client's core to
+act; if nobody qualifies the event is recorded as skipped, not silently
+lost. Whether the action then succeeds is up to the protocol: a member
+without ``canAddParticipant`` who tries an add gets ``notAllowed``, and that
+is data too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mimisim.mimi.client import ClientCore
+from mimisim.mimi.identity import client_uri
+from mimisim.sim.rng import stream
+
+if TYPE_CHECKING:
+    from mimisim.sim.nodes import ClientNode
+    from mimisim.sim.world import World
+
+
+def filler_text(prefix: str, size: int) -> str:
+    """A message text of exactly ``size`` bytes (at least the prefix)."""
+    if len(prefix) >= size:
+        return prefix
+    return prefix + "x" * (size - len(prefix))
+
+
+class Workload:
+    """The workload processes of one world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.scn = world.scenario
+        self._sent = 0
+        self._new_devices = 0
+
+    # ---------------------------------------------------------------- helpers
+
+    def _record(self, node: str, room: str, action: str, status: str = "", detail: str = "") -> None:
+        w = self.world
+        w.trace.record(w.env.now, "workload.action", node, room=room, status=status, detail=action + (
+            f" {detail}" if detail else ""))
+
+    def online_members(self, room: str) -> list[ClientNode]:
+        w = self.world
+        now = w.env.now
+        out = []
+        for uri in w.room_candidates.get(room, ()):
+            node = w.clients[uri]
+            if node.core.is_member(room) and w.network.is_online(uri, now):
+                out.append(node)
+        return out
+
+    def _poisson(self, name: str, rate_per_s: float, start: float, stop: float | None,
+                 act: Callable[[np.random.Generator], None]) -> Generator:
+        env = self.world.env
+        gen = stream(self.world.seed, "workload:" + name)
+        end = float(self.scn.duration) if stop is None else float(stop)
+        if rate_per_s <= 0:
+            return
+        mean = 1000.0 / rate_per_s
+        t = float(start)
+        while True:
+            t += float(gen.exponential(mean))
+            if t >= end:
+                return
+            yield env.timeout(t - env.now)
+            act(gen)
+
+    def _rooms(self, names: list[str] | None) -> list[str]:
+        names = names if names is not None else list(self.scn.rooms)
+        return [self.scn.room_uri(n) for n in names]
+
+    def _pick(self, gen: np.random.Generator, items: list[Any]) -> Any:
+        return items[int(gen.integers(len(items)))]
+
+    # ---------------------------------------------------------------- activities
+
+    def start(self) -> None:
+        wl = self.scn.workload
+        env = self.world.env
+        if wl.messages is not None:
+            a = wl.messages
+            if a.per == "room":
+                for room in self._rooms(a.rooms):
+                    env.process(self._poisson(f"messages:{room}", a.rate, a.start, a.stop,
+                                              lambda g, room=room, size=a.size: self._send_in_room(g, room, size)))
+            else:
+                msg_rooms = self._rooms(a.rooms)
+                for uri in sorted(self.world.clients):
+                    env.process(self._poisson(f"messages:{uri}", a.rate, a.start, a.stop,
+                                              lambda g, uri=uri, rooms=msg_rooms, size=a.size:
+                                              self._send_from_client(g, uri, rooms, size)))
+        if wl.updates is not None:
+            a = wl.updates
+            if a.per == "room":
+                for room in self._rooms(a.rooms):
+                    env.process(self._poisson(f"updates:{room}", a.rate, a.start, a.stop,
+                                              lambda g, room=room: self._update_in_room(g, room)))
+            else:
+                upd_rooms = self._rooms(a.rooms)
+                for uri in sorted(self.world.clients):
+                    env.process(self._poisson(f"updates:{uri}", a.rate, a.start, a.stop,
+                                              lambda g, uri=uri, rooms=upd_rooms:
+                                              self._update_from_client(g, uri, rooms)))
+        for kind in ("adds", "removes", "leaves"):
+            a = getattr(wl, kind)
+            if a is None:
+                continue
+            for room in self._rooms(a.rooms):
+                env.process(self._poisson(f"{kind}:{room}", a.rate, a.start, a.stop,
+                                          lambda g, room=room, kind=kind, users=a.users:
+                                          self._membership(g, room, kind, users)))
+        if wl.new_devices is not None:
+            a = wl.new_devices
+            users = a.users or list(self.scn.users)
+            if a.per == "scenario":
+                env.process(self._poisson("new_devices", a.rate, a.start, a.stop,
+                                          lambda g, users=users: self._new_device(self._pick(g, users), a.access)))
+            else:
+                for user in users:
+                    env.process(self._poisson(f"new_devices:{user}", a.rate, a.start, a.stop,
+                                              lambda g, user=user: self._new_device(user, a.access)))
+        for i, step in enumerate(sorted(enumerate(wl.script), key=lambda x: (x[1].at, x[0]))):
+            env.process(self._script(i, step[1]))
+
+    def _text(self, room: str, size: int) -> str:
+        self._sent += 1
+        return filler_text(f"m{self._sent} ", int(size))
+
+    def _send_in_room(self, gen: np.random.Generator, room: str, size: int) -> None:
+        members = self.online_members(room)
+        if not members:
+            self._record("", room, "send", "skipped", "no online member")
+            return
+        node = self._pick(gen, members)
+        self._record(node.uri, room, "send")
+        node.apply(node.core.send_message(room, self._text(room, size), node.now))
+
+    def _send_from_client(self, gen: np.random.Generator, uri: str, rooms: list[str], size: int) -> None:
+        node = self.world.clients[uri]
+        mine = [r for r in rooms if node.core.is_member(r)]
+        if not mine or not self.world.network.is_online(uri, self.world.env.now):
+            self._record(uri, "", "send", "skipped", "offline or in no room")
+            return
+        room = self._pick(gen, mine)
+        self._record(uri, room, "send")
+        node.apply(node.core.send_message(room, self._text(room, size), node.now))
+
+    def _update_in_room(self, gen: np.random.Generator, room: str) -> None:
+        members = self.online_members(room)
+        if not members:
+            self._record("", room, "update", "skipped", "no online member")
+            return
+        node = self._pick(gen, members)
+        self._record(node.uri, room, "update")
+        node.apply(node.core.update(room, node.now))
+
+    def _update_from_client(self, gen: np.random.Generator, uri: str, rooms: list[str]) -> None:
+        node = self.world.clients[uri]
+        mine = [r for r in rooms if node.core.is_member(r)]
+        if not mine or not self.world.network.is_online(uri, self.world.env.now):
+            self._record(uri, "", "update", "skipped", "offline or in no room")
+            return
+        room = self._pick(gen, mine)
+        self._record(uri, room, "update")
+        node.apply(node.core.update(room, node.now))
+
+    def _membership(self, gen: np.random.Generator, room: str, kind: str, users: list[str] | None) -> None:
+        w = self.world
+        members = self.online_members(room)
+        if not members:
+            self._record("", room, kind[:-1], "skipped", "no online member")
+            return
+        candidates = sorted(users or self.scn.users)
+        if kind == "adds":
+            actor = self._pick(gen, members)
+            listed = actor.core.participants(room)
+            choices = [u for u in candidates if self.scn.user_uri(u) not in listed]
+            if not choices:
+                self._record(actor.uri, room, "add_user", "skipped", "every candidate is a participant")
+                return
+            user = self._pick(gen, choices)
+            w.add_candidates(room, user)
+            self._record(actor.uri, room, "add_user", detail=user)
+            actor.apply(actor.core.add_user(room, self.scn.user_uri(user), actor.now))
+        elif kind == "removes":
+            actor = self._pick(gen, members)
+            listed = actor.core.participants(room)
+            choices = [u for u in candidates if self.scn.user_uri(u) in listed and
+                       self.scn.user_uri(u) != actor.core.user_uri]
+            if not choices:
+                self._record(actor.uri, room, "remove_user", "skipped", "no other participant")
+                return
+            user = self._pick(gen, choices)
+            self._record(actor.uri, room, "remove_user", detail=user)
+            actor.apply(actor.core.remove_user(room, self.scn.user_uri(user), actor.now))
+        else:
+            by_user: dict[str, list[ClientNode]] = {}
+            for m in members:
+                by_user.setdefault(m.core.user_uri, []).append(m)
+            allowed = {self.scn.user_uri(u) for u in candidates}
+            choices = sorted(u for u in by_user if u in allowed)
+            if len(by_user) < 2 or not choices:
+                self._record("", room, "leave", "skipped", "no user could leave (or only one remains)")
+                return
+            user = self._pick(gen, choices)
+            node = self._pick(gen, by_user[user])
+            self._record(node.uri, room, "leave")
+            node.apply(node.core.leave(room, node.now))
+
+    def _new_device(self, user: str, access: str) -> None:
+        w = self.world
+        self._new_devices += 1
+        spec = self.scn.users[user]
+        device = f"new{self._new_devices}"
+        uri = client_uri(spec.provider, user, device)
+        node = w.add_client(uri, spec.provider, access if access in self.scn.network.access else None)
+        rooms = sorted(r for r, cands in w.room_candidates.items()
+                       if any(w.clients[c].core.user_uri == node.core.user_uri and w.clients[c].core.is_member(r)
+                              for c in cands))
+        self._record(uri, "", "new_device", detail=f"joins {len(rooms)} room(s)")
+        node.apply(node.core.upload_key_packages(w.key_packages))
+        for room in rooms:
+            w.room_candidates[room].append(uri)
+            w.room_candidates[room].sort()
+            node.apply(node.core.join_new_device(room, node.now))
+
+    # ---------------------------------------------------------------- script
+
+    def _script(self, index: int, step: Any) -> Generator:
+        w = self.world
+        yield w.env.timeout(max(0.0, float(step.at) - w.env.now))
+        uri = self.scn.client(step.client).uri
+        node = w.clients[uri]
+        core: ClientCore = node.core
+        room = self.scn.room_uri(step.room)
+        now = node.now
+        detail = step.user or ""
+        self._record(uri, room, step.action, detail=f"script[{index}] {detail}".strip())
+        if step.action == "create_room":
+            w.add_candidates(room, core.user_uri, client=uri)
+            node.apply(w.create_room_step(node, step.room, step.role))
+        elif step.action == "add_user":
+            assert step.user is not None
+            w.add_candidates(room, step.user)
+            node.apply(core.add_user(room, self.scn.user_uri(step.user), now, role=step.role))
+        elif step.action == "remove_user":
+            assert step.user is not None
+            node.apply(core.remove_user(room, self.scn.user_uri(step.user), now))
+        elif step.action == "leave":
+            node.apply(core.leave(room, now))
+        elif step.action == "send":
+            size = step.size if step.size is not None else (
+                self.scn.workload.messages.size if self.scn.workload.messages is not None else 100)
+            text = step.text if step.text is not None else self._text(room, int(size))
+            node.apply(core.send_message(room, text, now))
+        elif step.action == "update":
+            node.apply(core.update(room, now))
+        elif step.action == "join_room":
+            w.add_candidates(room, core.user_uri, client=uri)
+            node.apply(core.join_new_device(room, now))

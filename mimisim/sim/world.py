@@ -1,0 +1,297 @@
+"""One simulated world built from a scenario: network, HTTP fabric,
+provider and client nodes, workload, faults, and the trace; and its run.
+
+The run has three phases, all in simulated time and all in the trace:
+
+1. **Setup** (from t=0): every client that starts in its rooms uploads its
+   KeyPackages; once they are acknowledged (or after ``SETUP_WAIT_MS``), the
+   creator of each room creates it at its hub and adds the other initial
+   participants one by one, through the real protocol.
+2. **Workload** from each activity's ``start``: Poisson activities and the
+   script (:mod:`mimisim.sim.workload`).
+3. **Faults** at their times (:mod:`mimisim.sim.faults`), each recorded with
+   its id; at the end a ``fault.effect`` row per fault says whether it bit.
+
+Randomness: one root seed; every component draws from its own named stream
+(:mod:`mimisim.sim.rng`), the protocol cores from
+:func:`~mimisim.sim.rng.protocol_random` streams named after the node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from mimisim.mimi import policy as P
+from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
+from mimisim.mimi.identity import user_of_client
+from mimisim.mimi.provider import ProviderConfig, ProviderCore
+from mimisim.sim import scenario as S
+from mimisim.sim.faults import FaultPlan, expand, fault_effects
+from mimisim.sim.http import HttpFabric, RetryPolicy
+from mimisim.sim.links import LatencyModel, LinkModel
+from mimisim.sim.network import Degradation, Network, Partition
+from mimisim.sim.nodes import ClientNode, Cost, ProviderNode
+from mimisim.sim.rng import protocol_random, stream
+from mimisim.sim.trace import Trace
+from mimisim.sim.workload import Workload
+
+#: One-time KeyPackages each client publishes at the start (plus one last-resort).
+KEY_PACKAGES = 4
+#: How long the setup waits for the KeyPackage uploads before creating rooms anyway.
+SETUP_WAIT_MS = 5_000.0
+
+
+def _link_model(spec: S.LinkSpec, base_dir: Any) -> LinkModel:
+    return LinkModel.from_dict(spec.to_link_dict(base_dir))
+
+
+def _retry_policy(rp: S.RequestPolicy, *, notify: bool) -> RetryPolicy:
+    b = rp.retry.backoff
+    return RetryPolicy(
+        timeout_ms=float(rp.timeout),
+        max_attempts=rp.retry.max_attempts,
+        backoff_base_ms=float(b.base),
+        backoff_factor=float(b.factor),
+        backoff_cap_ms=float(b.cap),
+        jitter=b.jitter,
+        honour_retry_after=rp.retry.honour_retry_after,
+        success_statuses=frozenset({201}) if notify else None,
+    )
+
+
+def room_policy(spec: S.RoomPolicy) -> P.RoomPolicy:
+    """The scenario's room policy as the protocol's ``roles_list``."""
+    roles = []
+    for name, r in sorted(spec.roles.items(), key=lambda kv: kv[1].index):
+        roles.append(P.make_role(
+            r.index, name, [P.C[c] for c in r.capabilities], {k: list(v) for k, v in r.role_changes.items()},
+            min_participants=r.min_participants, max_participants=r.max_participants,
+            min_active=r.min_active_participants, max_active=r.max_active_participants,
+        ))
+    return P.RoomPolicy.from_roles(roles)
+
+
+class World:
+    """Everything one run needs; :meth:`run` runs it."""
+
+    def __init__(self, scenario: S.Scenario, seed: int | None = None) -> None:
+        self.scenario = scn = scenario
+        self.seed = scn.seed if seed is None else int(seed)
+        self.env = simpy.Environment()
+        self.trace = Trace()
+        self.key_packages = KEY_PACKAGES
+        base = scn.base_dir
+        proto = scn.protocol
+        # ---- network
+        net = Network(self.seed, default_link=_link_model(scn.network.default, base),
+                      on_event=lambda ev: None)  # drops are recorded by the carriers, with context
+        for domain in scn.providers:
+            net.add_provider(domain)
+        for a in scn.providers:
+            for b in scn.providers:
+                if a != b and scn.link(a, b) != scn.network.default:
+                    net.set_link(a, b, _link_model(scn.link(a, b), base), both_directions=False)
+        for name in scn.network.access:
+            up, down = scn.access(name)
+            net.add_profile(name, _link_model(up, base), _link_model(down, base))
+        self.network = net
+        self.fabric = HttpFabric(self.env, net, self.trace)
+        # ---- providers
+        self.providers: dict[str, ProviderNode] = {}
+        config = ProviderConfig(
+            suite_id=proto.suite, epoch_base_ms=scn.epoch_base_ms, dedup=proto.dedup.strategy,
+            dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
+        )
+        self.provider_config = config
+        notify_policy = _retry_policy(proto.notify, notify=True)
+        request_policy = _retry_policy(proto.requests, notify=False)
+        for domain, spec in scn.providers.items():
+            def make(domain: str = domain) -> ProviderCore:
+                return ProviderCore.new(domain, protocol_random(self.seed, f"provider {domain}"), config)
+
+            lag = None
+            if spec.standby is not None and spec.standby.replication == "lag":
+                assert spec.standby.lag is not None
+                model = LatencyModel.from_dict(S.dist_to_dict(spec.standby.lag, base))
+                g = stream(self.seed, f"replication:{domain}")
+
+                def lag(model: LatencyModel = model, g: Any = g) -> float:
+                    return max(0.0, float(model.sample(g)))
+
+            c = spec.cost
+            node = ProviderNode(
+                self, make(), Cost(c.per_request, c.per_byte, c.per_signature, c.per_hpke), make_core=make,
+                notify_policy=notify_policy, request_policy=request_policy, state=spec.state,
+                standby=spec.standby, lag_sampler=lag,
+            )
+            self.providers[domain] = node
+            self.fabric.servers[domain] = node.serve
+        # ---- clients
+        self.clients: dict[str, ClientNode] = {}
+        self.room_candidates: dict[str, list[str]] = {scn.room_uri(r): [] for r in scn.rooms}
+        wr = scn.workload.retry
+        mode = {"rebuild": "after_commit"}.get(wr.mode, wr.mode)
+        self.retry = RetryStrategy(
+            max_attempts=wr.max_attempts, backoff_ms=int(wr.backoff.base), mode=mode,
+            factor=float(wr.backoff.factor), cap_ms=int(wr.backoff.cap), jitter=wr.backoff.jitter,
+        )
+        self.pending = proto.pending_proposals
+        for info in scn.clients():
+            self.add_client(info.uri, info.provider, info.spec.access if info.spec.access in scn.network.access
+                            else None)
+        self.plan: FaultPlan = expand(scn, self.seed)
+        self._apply_network_faults()
+        self.workload = Workload(self)
+        self.wall_s = 0.0
+
+    # ---------------------------------------------------------------- building
+
+    def add_client(self, uri: str, provider: str, access: str | None) -> ClientNode:
+        scn = self.scenario
+        self.network.add_client(uri, provider, access)
+        core = ClientCore(
+            uri, scn.protocol.suite, protocol_random(self.seed, f"client {uri}"), retry=self.retry,
+            pending_proposals=self.pending.strategy,
+            pending_delay_ms=(int(self.pending.min_delay), int(self.pending.max_delay)),
+            now_s=scn.epoch_base_ms // 1000,
+        )
+        for name, room in scn.rooms.items():
+            pp = room.policy.pending_proposals
+            if pp is not None:
+                core.set_pending_strategy(scn.room_uri(name), pp.strategy, (int(pp.min_delay), int(pp.max_delay)))
+        node = ClientNode(self, core, self.providers[provider])
+        self.clients[uri] = node
+        return node
+
+    def add_candidates(self, room: str, user: str, client: str | None = None) -> None:
+        """Remember which clients may be members of ``room`` (the workload's
+        actor pool), so it never scans every client of the world."""
+        cands = self.room_candidates.setdefault(room, [])
+        if client is not None:
+            new = [client]
+        else:
+            user_uri = user if user.startswith("mimi://") else self.scenario.user_uri(user)
+            new = [uri for uri in self.clients if user_of_client(uri) == user_uri]
+        for uri in new:
+            if uri not in cands:
+                cands.append(uri)
+        cands.sort()
+
+    def _apply_network_faults(self) -> None:
+        end = float(self.scenario.duration)
+        for f in self.plan.faults:
+            stop = f.end_ms if f.end_ms is not None else end
+            if stop <= f.at_ms:
+                continue
+            if f.kind == "partition":
+                self.network.add_partition(Partition(f.at_ms, stop, [set(g) for g in f.groups]))
+            elif f.kind == "degrade":
+                self.network.add_degradation(Degradation(
+                    f.at_ms, stop, f.links if isinstance(f.links, str) else list(f.links),
+                    f.latency_factor, f.extra_loss, f.extra_latency_ms))
+            elif f.kind == "offline":
+                self.network.add_offline(f.node, f.at_ms, stop)
+
+    def create_room_step(self, node: ClientNode, room: str, role: str | None) -> ClientStep:
+        scn = self.scenario
+        spec = scn.rooms[room]
+        hub = self.providers[spec.hub].core
+        return node.core.create_room(
+            scn.room_uri(room), hub_signature_key=hub.hub_signature_pub, hub_franking_key=hub.franking_key,
+            policy=room_policy(spec.policy), creator_role=role or spec.policy.creator_role, room_name=room,
+            now_ms=node.now,
+        )
+
+    # ---------------------------------------------------------------- processes
+
+    def _setup(self) -> Generator:
+        scn = self.scenario
+        env = self.env
+        joined = [c for c in scn.clients() if c.spec.joined]
+        for info in joined:
+            node = self.clients[info.uri]
+            node.apply(node.core.upload_key_packages(self.key_packages))
+        waited = 0.0
+        while any(self.clients[c.uri].outstanding for c in joined) and waited < SETUP_WAIT_MS:
+            yield env.timeout(10.0)
+            waited += 10.0
+        for name, room in scn.rooms.items():
+            if not room.participants:
+                continue
+            uri = scn.room_uri(name)
+            users = list(room.participants)
+            if room.created_by is not None:
+                creator = scn.client(room.created_by)
+            else:
+                first = users[0]
+                creator = next(c for c in scn.clients() if c.user == first and c.spec.joined)
+            node = self.clients[creator.uri]
+            self.add_candidates(uri, creator.user)
+            self.trace.record(env.now, "workload.action", node.uri, room=uri, detail="create_room (setup)")
+            node.apply(self.create_room_step(node, name, room.participants.get(creator.user)))
+            for user in users:
+                if user == creator.user:
+                    continue
+                self.add_candidates(uri, user)
+                self.trace.record(env.now, "workload.action", node.uri, room=uri, detail=f"add_user (setup) {user}")
+                node.apply(node.core.add_user(uri, scn.user_uri(user), node.now, role=room.participants[user]))
+
+    def _fault(self, f: Any) -> Generator:
+        env = self.env
+        yield env.timeout(max(0.0, f.at_ms - env.now))
+        tr = self.trace
+        if f.kind == "crash":
+            self.providers[f.node].crash(f.state, why=f.describe())
+            if f.end_ms is not None:
+                yield env.timeout(max(0.0, f.end_ms - env.now))
+                self.providers[f.node].restart(why=f"{f.id} restart")
+        elif f.kind == "restart":
+            self.providers[f.node].restart(why=f.describe())
+        elif f.kind == "failover":
+            tr.record(env.now, "fault.failover", f.node, detail=f.describe())
+            self.providers[f.node].failover()
+        else:
+            kind = {"partition": "fault.partition", "degrade": "fault.degrade", "offline": "fault.offline"}[f.kind]
+            node = f.node if f.kind == "offline" else ""
+            tr.record(env.now, kind, node, status="start", detail=f.describe())
+            stop = f.end_ms if f.end_ms is not None else float(self.scenario.duration)
+            if stop < float(self.scenario.duration):
+                yield env.timeout(max(0.0, stop - env.now))
+                tr.record(env.now, kind, node, status="end", detail=f.describe())
+
+    # ---------------------------------------------------------------- run
+
+    def run(self, progress: bool | None = None) -> World:
+        """Run to the scenario's duration. ``progress``: None shows a bar only
+        when the run takes more than two seconds of wall time."""
+        scn = self.scenario
+        env = self.env
+        t0 = time.perf_counter()
+        self.trace.record(0.0, "run.start", detail=f"scenario {scn.name} seed {self.seed}")
+        env.process(self._setup())
+        self.workload.start()
+        for f in self.plan.faults:
+            env.process(self._fault(f))
+        end = float(scn.duration)
+        mode = scn.outputs.progress if progress is None else ("always" if progress else "never")
+        if mode == "never":
+            env.run(until=end)
+        else:
+            from tqdm import tqdm
+
+            steps = 200
+            with tqdm(total=steps, desc=f"{scn.name} seed {self.seed}", unit="step", leave=False,
+                      delay=0.0 if mode == "always" else 2.0) as bar:
+                for i in range(1, steps + 1):
+                    env.run(until=end * i / steps)
+                    bar.update(1)
+        self.trace.record(end, "run.end", detail=f"{len(self.trace)} events")
+        for f, n, why in fault_effects(self.trace.cols, self.plan, end):
+            self.trace.record(end, "fault.effect", f.node, status="bit" if n else "harmless",
+                              detail=f"{f.id} {f.kind}: {why}")
+        self.wall_s = time.perf_counter() - t0
+        return self
