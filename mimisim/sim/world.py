@@ -263,6 +263,29 @@ class World:
                 yield env.timeout(max(0.0, stop - env.now))
                 tr.record(env.now, kind, node, status="end", detail=f.describe())
 
+    # ---------------------------------------------------------------- inspection
+
+    def disagreements(self) -> list[str]:
+        """Members whose view of a room differs from its hub's right now
+        (epoch, tree hash, participant list), one line each. Empty when every
+        member caught up: the agreement invariant at the end of a quiet run."""
+        out = []
+        for domain in sorted(self.providers):
+            core = self.providers[domain].core
+            for room in sorted(core.rooms):
+                hub = core.rooms[room]
+                for uri in sorted(self.clients):
+                    c = self.clients[uri].core
+                    if not c.is_member(room):
+                        continue
+                    if c.epoch(room) != hub.epoch:
+                        out.append(f"{uri} in {room}: epoch {c.epoch(room)}, hub {hub.epoch}")
+                    elif c.tree_hash(room) != hub.observer.tree_hash:
+                        out.append(f"{uri} in {room}: tree hash differs from the hub's")
+                    elif c.participants(room) != hub.participants():
+                        out.append(f"{uri} in {room}: participant list differs from the hub's")
+        return out
+
     # ---------------------------------------------------------------- run
 
     def run(self, progress: bool | None = None) -> World:
