@@ -858,7 +858,9 @@ class ProviderSpec(_Model):
 
     cost: CostModel = Field(default_factory=CostModel)
     state: Literal["durable", "volatile"] = "durable"
-    """Whether its state survives a crash (``volatile``: rooms, key material and the dedup window are lost)."""
+    """What survives a crash: ``durable`` keeps everything (the notify outbox is resent on restart);
+    ``volatile`` loses what lives in memory (notify outbox, queued deliveries, the dedup window) but keeps
+    rooms and key material (docs/simulator.md, "Crashes and failover")."""
     standby: Standby | None = None
     """Hub failover target; needed by ``failover`` faults."""
 
@@ -1117,9 +1119,10 @@ class WrongEpochRetry(_Model):
     max_attempts: int = Field(default=5, ge=1)
     """Attempts in all, the first included."""
     backoff: Backoff = Field(default_factory=lambda: Backoff(base=50.0, cap=2_000.0))
-    mode: Literal["rebuild", "abandon"] = "rebuild"
+    mode: Literal["rebuild", "immediate", "abandon"] = "rebuild"
     """``rebuild``: catch up to the hub's currentEpoch, wait the backoff, recreate the commit with
-    the same intent; ``abandon``: drop the intent (Update commits) and carry on."""
+    the same intent; ``immediate``: recreate it after the backoff against whatever epoch the client
+    has (it may be refused again); ``abandon``: drop the intent (Update commits) and carry on."""
 
 
 ScriptAction = Literal["create_room", "add_user", "remove_user", "leave", "send", "update", "join_room"]
