@@ -15,6 +15,10 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
 from mimisim.mimi import wire as W
 from mimisim.mimi.client import ClientCore
 from mimisim.mimi.consent import ConsentStore
@@ -647,3 +651,333 @@ def test_identifier_query_through_the_provider() -> None:
     out = net.p(C).handle_client(ClientMessage(net.cl["c1"].client_uri, ClientOp.identifier_query, 5, body,
                                                target=B), 0)
     assert isinstance(out.actions[0], SendRequest) and out.actions[0].request.host == B
+
+
+# ====================================================================== impersonation
+
+
+def _forge(msg: MLSMessage) -> MLSMessage:
+    """The same handshake message with its signature replaced by another key's."""
+    forged = MLSMessage.decode(msg.encode())
+    forged.body.auth.signature = SUITE.sign_with_label(
+        SUITE.generate_signature_key_pair(DeterministicRandom(9, "forger"))[0], b"FramedContentTBS", b"forged")
+    return forged
+
+
+def test_forged_signatures_on_commits_and_proposals_are_refused() -> None:
+    net = build()
+    gc = net.group("c1")
+    body, msg = commit_body(copy.deepcopy(gc))
+    req = W.UpdateRequest.decode(body)
+    req.bundle.proposal_or_commit = _forge(msg)
+    out = refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, req.encode(), frm=C))
+    assert out.response is not None and out.response.status in (200, 400)
+    assert out.response.code != "success"
+    prop = _forge(copy.deepcopy(gc).propose(Proposal.of(Remove(leaf_of(gc, net.cl["c1"].client_uri)))))
+    out = refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, proposals_body(prop), frm=C))
+    assert out.response is not None and out.response.code != "success"
+    # The genuine commit is accepted afterwards: the forgeries left nothing behind.
+    assert update_response(net.call(A, Endpoint.UPDATE, ROOM, body, frm=C)).response_code == UPD.success
+
+
+def test_non_members_and_removed_users_cannot_submit() -> None:
+    net = build()
+    hub = net.p(A)
+    gc, gb = net.group("c1"), net.group("b1")
+    # c.example sends Cathy's ciphertext in the name of Eve, who is no participant.
+    eve = W.SubmitMessageRequest(W.MLS10, gc.protect(b"x"), W.IdentifierUri("mimi://c.example/u/eve")).encode()
+    out = refused(net, A, lambda: net.call(A, Endpoint.SUBMIT_MESSAGE, ROOM, eve, frm=C))
+    assert out.response is not None and out.response.code == "notAllowed"
+    # Bob is removed; a message from his (old) group is refused, whatever the epoch window.
+    a1 = net.cl["a1"]
+    net.w.client_step(a1.client_uri, a1.remove_user(ROOM, BOB, net.w.now_ms))
+    assert BOB not in hub.rooms[ROOM].participants()
+    hub.rooms[ROOM].max_past_epochs = 5
+    late = W.SubmitMessageRequest(W.MLS10, gb.protect(b"still here"), W.IdentifierUri(BOB)).encode()
+    out = refused(net, A, lambda: net.call(A, Endpoint.SUBMIT_MESSAGE, ROOM, late, frm=B))
+    assert out.response is not None and out.response.code == "notAllowed"
+
+
+def test_a_banned_user_cannot_commit() -> None:
+    net = build()
+    hub = net.p(A)
+    index = list(hub.rooms[ROOM].participants()).index(BOB)
+    ban = net.group("a1").propose(plist(changed=[(index, BANNED)]))
+    out = hub.handle_client(ClientMessage(net.cl["a1"].client_uri, ClientOp.update, 1, proposals_body(ban), ROOM), 0)
+    assert isinstance(out.actions[0], ClientReply) and out.actions[0].code == "success"
+    gb = net.group("b1")
+    gb.process(ban)
+    for name, props in (("empty", []), ("kick Cathy", [Proposal.of(Remove(leaf_of(gb, net.cl["c1"].client_uri)))])):
+        body, _ = commit_body(copy.deepcopy(gb), props, include_pending=False)
+        r = update_response(refused(net, A, lambda body=body: net.call(A, Endpoint.UPDATE, ROOM, body, frm=B)))
+        assert r.response_code == UPD.notAllowed, name
+    # Including the ban does not help either: the banned user may not commit at all.
+    body, _ = commit_body(copy.deepcopy(gb))
+    r = update_response(refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, body, frm=B)))
+    assert r.response_code == UPD.notAllowed
+
+
+def test_a_replayed_commit_is_answered_once_and_only_to_its_provider() -> None:
+    net = build()
+    hub = net.p(A)
+    body, _ = commit_body(net.group("c1"))
+    first = net.call(A, Endpoint.UPDATE, ROOM, body, frm=C)
+    assert update_response(first).response_code == UPD.success
+    assert [a for a in first.actions if isinstance(a, SendRequest)]  # fanned out
+    # A retry from the same provider: the same answer, nothing fanned out again.
+    again = refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, body, frm=C))
+    assert update_response(again).accepted_timestamp == update_response(first).accepted_timestamp
+    # The same bytes replayed by another provider: notAllowed.
+    r = update_response(refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, body, frm=B)))
+    assert r.response_code == UPD.notAllowed
+    # Once the room has moved on: wrongEpoch.
+    ga = net.group("a1")
+    staged = ga.process(W.UpdateRequest.decode(body).bundle.proposal_or_commit)
+    assert isinstance(staged, StagedCommit)
+    ga.merge(staged)
+    nxt, _ = commit_body(ga)
+    out = hub.handle_client(ClientMessage(net.cl["a1"].client_uri, ClientOp.update, 2, nxt, ROOM), 0)
+    assert isinstance(out.actions[0], ClientReply) and out.actions[0].code == "success"
+    r = update_response(refused(net, A, lambda: net.call(A, Endpoint.UPDATE, ROOM, body, frm=C)))
+    assert r.response_code == UPD.wrongEpoch
+
+
+def test_a_follower_cannot_claim_another_providers_from() -> None:
+    net = build()
+    body, _ = commit_body(net.group("c1"))
+    g = net.group("c1")
+    fm = W.encode_fanout_messages([W.FanoutMessage.application(BASE_MS, g.protect(b"hi"))])
+    for receiver, ep, target, payload, claimed in (
+        (A, Endpoint.UPDATE, ROOM, body, C),  # b.example relays Cathy's commit as c.example
+        (B, Endpoint.NOTIFY, ROOM, fm, A),  # c.example poses as the hub
+        (B, Endpoint.KEY_MATERIAL, BOB, kmr(net.cl["c1"], BOB), A),  # c.example poses as the hub
+    ):
+        peer = B if claimed == C else C
+        out = refused(net, receiver, lambda r=receiver, e=ep, t=target, p=payload, c=claimed, q=peer:
+                      net.call(r, e, t, p, frm=c, peer=q))
+        assert out.response is not None and out.response.status == 403
+
+
+# ====================================================================== local members, Welcome routes
+
+
+ANN = "mimi://a.example/u/ann"
+
+
+def test_the_hub_drops_removed_local_clients_after_delivering_the_commit() -> None:
+    net = build()
+    hub, a1 = net.p(A), net.cl["a1"]
+    an1 = ClientCore("mimi://a.example/d/ann/AN1", 1, DeterministicRandom(4, "ann"), now_s=BASE_MS // 1000)
+    net.w.add_client(an1)
+    net.w.client_step(an1.client_uri, an1.upload_key_packages(1))
+    net.w.client_step(a1.client_uri, a1.add_user(ROOM, ANN, net.w.now_ms))
+    assert an1.client_uri in hub.local_members[ROOM]
+    # Alice removes Ann: her update goes to the hub; the core's outcome (not
+    # yet carried out) already delivers the commit to Ann and forgets her.
+    step = a1.remove_user(ROOM, ANN, net.w.now_ms)
+    (msg,) = step.messages
+    out = hub.handle_client(msg, net.w.now_ms)
+    delivered = [a.client for a in out.actions if isinstance(a, Deliver)]
+    assert an1.client_uri in delivered and a1.client_uri in delivered
+    assert hub.local_members[ROOM] == {a1.client_uri}
+
+
+def test_a_follower_forgets_clients_that_say_left_room() -> None:
+    # A follower cannot see who a commit removes without the group's tree;
+    # the removed clients tell it (ClientOp.left_room).
+    net = build()
+    b, a1 = net.p(B), net.cl["a1"]
+    assert b.local_members[ROOM] == {net.cl["b1"].client_uri, net.cl["b2"].client_uri}
+    net.w.client_step(a1.client_uri, a1.remove_user(ROOM, BOB, net.w.now_ms))
+    assert net.cl["b1"].rooms() == [] and b.local_members[ROOM] == set()
+    # Later room traffic no longer reaches Bob's clients (nor b.example).
+    n = len(net.w.exchanges)
+    c1 = net.cl["c1"]
+    net.w.client_step(c1.client_uri, c1.send_message(ROOM, "bye bob", net.w.now_ms))
+    assert f"{A}->{B}: POST /notify/a.example/r/clubhouse" not in net.w.exchange_lines(n)
+
+
+def test_welcome_routes_are_forgotten_once_routed_or_too_old() -> None:
+    net = build()
+    hub, b = net.p(A), net.p(B)
+    assert len(hub.routing) == 0  # Bob's and Cathy's Welcomes were routed
+    assert b.keystore.snapshot().claimed == ()  # and delivered: b.example forgot its refs too
+    assert net.p(C).keystore.snapshot().claimed == ()
+    # A proxied claim whose Welcome never comes: its routes stay until the age bound.
+    c1 = net.cl["c1"]
+
+    def proxied_claim(now_ms: int) -> None:
+        out = hub.handle_request(MimiRequest(Endpoint.KEY_MATERIAL, BOB, C, A, kmr(c1, BOB)), C, now_ms)
+        (send,) = out.actions
+        assert isinstance(send, SendRequest)
+        answer = b.handle_request(send.request, A, now_ms)
+        assert answer.response is not None and answer.response.code == "success"
+        hub.handle_response(send.token, answer.response, now_ms)
+
+    proxied_claim(1_000)
+    assert len(hub.routing) == 2
+    old = set(hub.routing.snapshot())
+    proxied_claim(1_000 + hub.config.routing_max_age_ms + 1)
+    assert len(hub.routing) == 2 and not old & set(hub.routing.snapshot())
+    # Routes carry the KeyPackage's not_after: expired ones go too.
+    entry = next(iter(hub.routing.snapshot().values()))
+    assert entry.not_after is not None and entry.recorded_ms == 1_000 + hub.config.routing_max_age_ms + 1
+    assert hub.routing.prune(entry.not_after + 1) == 2
+
+
+# ====================================================================== bad input, per endpoint (hypothesis)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A valid request to one provider: who receives it, the path target, the sender."""
+
+    receiver: str
+    target: str
+    frm: str
+    body: bytes
+
+
+ERROR_CODES = {
+    "wrongEpoch", "notAllowed", "invalidProposal", "epochTooOld", "notAuthorized", "noSuchRoom",
+    "incompatibleProtocol", "noCompatibleMaterial", "userUnknown", "noConsent", "noConsentForThisRoom",
+    "userDeleted", "notFound", "ambiguous", "forbidden", "unsupportedField",
+}
+# Endpoints whose bodies are not (fully) authenticated end to end, so a
+# mutated body may legitimately be accepted: a PrivateMessage's ciphertext
+# (the hub cannot read it), a /notify from the genuine hub over mutual TLS,
+# an abuse report's note, consent bodies and identifier queries (plain data).
+MAY_ACCEPT_MUTATED = {
+    Endpoint.SUBMIT_MESSAGE, Endpoint.NOTIFY, Endpoint.REPORT_ABUSE, Endpoint.REQUEST_CONSENT,
+    Endpoint.UPDATE_CONSENT, Endpoint.IDENTIFIER_QUERY, Endpoint.GROUP_INFO,
+}
+_FUZZ: list[tuple[Net, dict[Endpoint, Case]]] = []
+
+
+def fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
+    """One world and one valid body per endpoint, built once for every example."""
+    if _FUZZ:
+        return _FUZZ[0]
+    net = build(21)
+    c1, b1 = net.cl["c1"], net.cl["b1"]
+    net.w.client_step(c1.client_uri, c1.send_message(ROOM, "report me", net.w.now_ms))
+    mid = next(d[3] for u, d in net.w.delivered if u == b1.client_uri)
+    stored = b1.received_frank(ROOM, mid)
+    assert stored is not None
+    report = W.AbuseReport(W.IdentifierUri(BOB), W.IdentifierUri(CATHY), 0, "rude",
+                           [stored[1].abusive_message(stored[0])], AppDataDictionary([]))
+    gc = net.group("c1")
+    b3 = ClientCore("mimi://b.example/d/bob/B3", 1, DeterministicRandom(3, "b3"), now_s=BASE_MS // 1000)
+    net.p(B).identifier_directory.add(UserRecord(BOB, handle="im:bob@b.example",  # type: ignore[union-attr]
+                                                 policy=SearchPolicy.exact_handle()))
+    cases = {
+        Endpoint.KEY_MATERIAL: Case(B, BOB, C, kmr(c1, BOB)),
+        Endpoint.UPDATE: Case(A, ROOM, C, commit_body(copy.deepcopy(gc))[0]),
+        Endpoint.SUBMIT_MESSAGE: Case(A, ROOM, C, W.SubmitMessageRequest(
+            W.MLS10, copy.deepcopy(gc).protect(b"fuzz"), W.IdentifierUri(CATHY)).encode()),
+        Endpoint.GROUP_INFO: Case(A, ROOM, B, gi_request(b3)),
+        Endpoint.REPORT_ABUSE: Case(A, ROOM, B, report.encode()),
+        Endpoint.NOTIFY: Case(B, ROOM, A, W.encode_fanout_messages(
+            [W.FanoutMessage.application(BASE_MS, copy.deepcopy(gc).protect(b"n"))])),
+        Endpoint.REQUEST_CONSENT: Case(B, B, C, W.RequestConsentBody(
+            W.ConsentOperation.request, W.IdentifierUri(CATHY), W.IdentifierUri(BOB), W.IdentifierUri(ROOM), None,
+            AppDataDictionary([])).encode()),
+        Endpoint.UPDATE_CONSENT: Case(C, C, B, W.UpdateConsentBody(
+            W.ConsentOperation.grant, W.IdentifierUri(CATHY), W.IdentifierUri(BOB), None, [],
+            AppDataDictionary([])).encode()),
+        Endpoint.IDENTIFIER_QUERY: Case(B, B, C, identifier_request(
+            query_element(W.SearchIdentifierType.handle, "im:bob@b.example")).encode()),
+    }
+    # Every valid body is valid indeed (a GroupInfo request changes nothing;
+    # the others are only ever sent mutated).
+    out = net.call(A, Endpoint.GROUP_INFO, ROOM, cases[Endpoint.GROUP_INFO].body, frm=B)
+    assert gi_status(out) == W.GroupInfoCode.success
+    _FUZZ.append((net, cases))
+    return net, cases
+
+
+def _accepted(resp: MimiResponse) -> bool:
+    return resp.status == 201 or (resp.status == 200 and resp.code not in ERROR_CODES)
+
+
+def check_bad_input(endpoint: Endpoint, body: bytes, *, mutated: bool) -> None:
+    """Send ``body`` as ``endpoint``'s; the answer is a response, never an
+    exception; a refusal (4xx or a draft error code) changes nothing."""
+    net, cases = fuzz_world()
+    case = cases[endpoint]
+    p = net.p(case.receiver)
+    before = p.digest()
+    out = net.call(case.receiver, endpoint, case.target, body, frm=case.frm)
+    resp = out.response
+    assert isinstance(resp, MimiResponse)
+    assert resp.status in (200, 201) or 400 <= resp.status < 500, resp
+    if _accepted(resp):
+        assert mutated and endpoint in MAY_ACCEPT_MUTATED, (endpoint, resp)
+    else:
+        assert p.digest() == before, (endpoint, resp)
+        assert not [a for a in out.actions if isinstance(a, (SendRequest, Deliver))]
+
+
+def membership_tag_range(update_body: bytes) -> range:
+    """Where the membership_tag of an UpdateRequest's commit lies in the body."""
+    msg = W.UpdateRequest.decode(update_body).bundle.proposal_or_commit
+    raw, tag = msg.encode(), msg.body.membership_tag
+    assert update_body.startswith(raw) and tag and raw.endswith(tag)
+    return range(len(raw) - len(tag), len(raw))
+
+
+def test_the_hub_cannot_check_membership_tags() -> None:
+    """A documented limit, not a wish: the membership_tag is a MAC under the
+    epoch's membership key, which only members hold (RFC 9420 s.6.2). The
+    hub accepts a commit whose tag was damaged by its sender's provider;
+    every member then refuses the commit (its sender's provider is the only
+    one that could have changed it, over mutual TLS)."""
+    net = build(22)
+    body, _ = commit_body(net.group("c1"))
+    damaged = bytearray(body)
+    damaged[membership_tag_range(body)[5]] ^= 0x10
+    out = net.call(A, Endpoint.UPDATE, ROOM, bytes(damaged), frm=C)
+    assert update_response(out).response_code == UPD.success
+    (notify,) = [a for a in out.actions if isinstance(a, SendRequest) and a.request.host == B]
+    follower = net.p(B).handle_request(notify.request, A, 0)
+    b1 = net.cl["b1"]
+    (deliver,) = [a for a in follower.actions if isinstance(a, Deliver) and a.client == b1.client_uri]
+    epoch = b1.epoch(ROOM)
+    step = b1.on_deliver(deliver, 0)
+    assert b1.epoch(ROOM) == epoch and [e.kind for e in step.events] == ["client.drop"]
+
+
+ENDPOINTS = sorted((e for e in Endpoint if e != Endpoint.PROXY_DOWNLOAD), key=lambda e: e.name)
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+@FUZZ
+@given(frac=st.floats(0, 1, exclude_max=True))
+def test_truncated_bodies_are_refused(endpoint: Endpoint, frac: float) -> None:
+    body = fuzz_world()[1][endpoint].body
+    check_bad_input(endpoint, body[: int(len(body) * frac)], mutated=False)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+@FUZZ
+@given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_bit_flipped_bodies_never_raise(endpoint: Endpoint, where: float, bit: int) -> None:
+    body = bytearray(fuzz_world()[1][endpoint].body)
+    i = int(len(body) * where)
+    # The hub cannot check a commit's membership_tag (it has no membership
+    # key); test_the_hub_cannot_check_membership_tags shows what happens.
+    assume(not (endpoint == Endpoint.UPDATE and i in membership_tag_range(bytes(body))))
+    body[i] ^= 1 << bit
+    check_bad_input(endpoint, bytes(body), mutated=True)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_foreign_bodies_are_refused(endpoint: Endpoint) -> None:
+    for other in ENDPOINTS:
+        if other != endpoint:
+            check_bad_input(endpoint, fuzz_world()[1][other].body, mutated=False)
+
+
+def test_every_endpoint_is_fuzzed() -> None:
+    assert set(fuzz_world()[1]) == set(ENDPOINTS)
