@@ -24,7 +24,13 @@ from mimisim.mimi.client import ClientCore
 from mimisim.mimi.consent import ConsentStore
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.hub import msg_id_of
-from mimisim.mimi.identifiers import SearchPolicy, UserRecord, identifier_request, query_element
+from mimisim.mimi.identifiers import (
+    ProviderSearchPolicy,
+    SearchPolicy,
+    UserRecord,
+    identifier_request,
+    query_element,
+)
 from mimisim.mimi.inmemory import InMemoryWorld
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
 from mimisim.mimi.transport import (
@@ -647,6 +653,14 @@ def test_identifier_query_through_the_provider() -> None:
     assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, nick, frm=C).response.code == "notFound"  # type: ignore[union-attr]
     assert net.call(B, Endpoint.IDENTIFIER_QUERY, C, body, frm=C).response.status == 404  # type: ignore[union-attr]
     assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, body[:-1], frm=C).response.status == 400  # type: ignore[union-attr]
+    # ambiguous (a partial query that is too short), unsupportedField, forbidden.
+    short = identifier_request(query_element(W.SearchIdentifierType.partialName, "bo")).encode()
+    assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, short, frm=C).response.code == "ambiguous"  # type: ignore[union-attr]
+    odd = identifier_request(query_element(W.SearchIdentifierType.oidcStdClaim, "x", "shoe_size")).encode()
+    assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, odd, frm=C).response.code == "unsupportedField"  # type: ignore[union-attr]
+    b.identifier_directory.policy = ProviderSearchPolicy(allowed_domains=frozenset({A}))
+    assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, body, frm=C).response.code == "forbidden"  # type: ignore[union-attr]
+    assert net.call(B, Endpoint.IDENTIFIER_QUERY, B, body, frm=A).response.code == "success"  # type: ignore[union-attr]
     # A client's query goes to the named provider.
     out = net.p(C).handle_client(ClientMessage(net.cl["c1"].client_uri, ClientOp.identifier_query, 5, body,
                                                target=B), 0)
