@@ -813,7 +813,17 @@ class ClientCore:
                 continue
             if op.stage == _WAITING:
                 if not self._ready(r, op):
-                    return
+                    # A resync queued behind an operation that waits for an
+                    # epoch the client cannot reach (the gap) goes first.
+                    for i in range(1, len(r.queue)):
+                        cand = r.queue[i]
+                        if cand.kind == _JOIN and cand.resync and cand.stage == _NEW:
+                            del r.queue[i]
+                            r.queue.appendleft(cand)
+                            break
+                    else:
+                        return
+                    continue
                 op.stage = _NEW
             if op.stage != _NEW:
                 return  # a request is in flight
