@@ -60,7 +60,7 @@ from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
-from mimisim.mimi.hub import msg_id_of
+from mimisim.mimi.hub import msg_id_of, state_tag
 from mimisim.mimi.identity import UriError, client_of_identity, domain_of, group_id_of_room, user_of_client
 from mimisim.mimi.keystore import encode_upload, last_resort_extension
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, Deliver, Event
@@ -1110,7 +1110,7 @@ class ClientCore:
         r.group, r.removed = op.creating, False
         op.creating = None
         self._done(op)
-        self._ev(step, "client.epoch", r.uri, r.group.epoch, "", "created", "created the room")
+        self._ev(step, "client.epoch", r.uri, r.group.epoch, "", "created", "created the room " + self._tag(r))
 
     def _on_key_material_reply(self, r: _Room, op: _Op, reply: ClientReply, now_ms: int, step: ClientStep) -> None:
         if reply.status != 200:
@@ -1276,7 +1276,8 @@ class ClientCore:
                 r.held.clear()
                 r.gap_epoch = -1
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
-            self._ev(step, "client.epoch", r.uri, r.group.epoch, op.msg_id, "joined", "joined by external commit")
+            self._ev(step, "client.epoch", r.uri, r.group.epoch, op.msg_id, "joined",
+                     "joined by external commit " + self._tag(r))
             return
         op.joiner = None
         if resp is None:
@@ -1431,7 +1432,7 @@ class ClientCore:
         if not g.active or (staged is not None and staged.removed_self):
             self._removed(r, mid, now_ms, step)
             return
-        self._ev(step, "client.epoch", r.uri, g.epoch, mid, "", detail)
+        self._ev(step, "client.epoch", r.uri, g.epoch, mid, "", detail + " " + self._tag(r))
         r.own_commits = {k: v for k, v in r.own_commits.items() if v.epoch > g.epoch}
         if external_proposals:
             # The hub's proposals for the new epoch, stapled to the commit ([P6] Fanout).
@@ -1553,9 +1554,15 @@ class ClientCore:
         if not last_resort:
             del self._key_packages[ref]
         r.group, r.removed = group, False
-        self._ev(step, "client.epoch", r.uri, group.epoch, mid, "joined", "joined from a Welcome")
+        self._ev(step, "client.epoch", r.uri, group.epoch, mid, "joined", "joined from a Welcome " + self._tag(r))
 
     # ------------------------------------------------------------ pending proposals
+
+    def _tag(self, r: _Room) -> str:
+        """The room state fingerprint for ``client.epoch`` details (see hub.state_tag)."""
+        g = r.group
+        assert g is not None
+        return state_tag(g.tree_hash, dict(_participants(g.extensions)), g.epoch_authenticator)
 
     def _stuck(self, r: _Room) -> bool:
         """Whether the room waits for something that has not come: a buffered

@@ -103,6 +103,21 @@ class HubError(ValueError):
     the hub's provider, not a MIMI request with a response code)."""
 
 
+def state_tag(tree_hash: bytes, participants: dict[str, int], epoch_authenticator: bytes | None = None) -> str:
+    """A short fingerprint of a room's state for trace details:
+    ``tree=<8 hex> plist=<8 hex>`` (plus ``auth=<8 hex>`` for a member, who
+    knows the epoch authenticator; the hub does not). The agreement invariant
+    compares these between the hub's ``hub.accept`` and members' ``client.epoch``
+    rows without any live object."""
+    plist = hashlib.sha256(
+        "\n".join(f"{u}:{r}" for u, r in sorted(participants.items())).encode()
+    ).hexdigest()[:8]
+    tag = f"tree={tree_hash.hex()[:8]} plist={plist}"
+    if epoch_authenticator is not None:
+        tag += f" auth={epoch_authenticator.hex()[:8]}"
+    return tag
+
+
 def msg_id_of(mls_message_bytes: bytes) -> str:
     """A stable id of one MLS message end to end: the first 16 hex digits of
     SHA-256 over the encoded MLSMessage.
@@ -929,6 +944,7 @@ class HubRoom:
             f"commit by {client} epoch {old_epoch}->{old_epoch + 1}"
             f" +{len(staged.outcome.added)} -{len(staged.outcome.removed)}"
             + (" external" if kind == "joiner" else "")
+            + " " + state_tag(new_obs.tree_hash, new_roles)
         )
         # commit
         self.observer = new_obs
