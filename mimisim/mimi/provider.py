@@ -18,6 +18,7 @@ identifier directory in :mod:`mimisim.mimi.identifiers`.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,12 @@ class ProviderConfig:
     # The hub forgets a Welcome route this long after recording it (the claim's
     # Welcome never came); routes also go when their Welcome was routed.
     routing_max_age_ms: int = 86_400_000
+    # How many recent fanout messages per room a provider keeps to replay to a
+    # local client that joins by Welcome (0: none). The hub's notifies are
+    # pipelined, so a commit of the new member's first epoch can reach its
+    # provider before the Welcome; without the replay the client would only
+    # recover by resync (docs/mimi-choices.md, "Provider").
+    replay_window: int = 64
 
 
 @dataclass
@@ -108,6 +115,8 @@ class ProviderCore:
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _next_token: int = 1
     _notify_seq: dict[str, int] = field(default_factory=dict)
+    # Per room: the latest non-Welcome fanout bodies (msg id, body), oldest first.
+    _recent: dict[str, deque[tuple[str, bytes]]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, domain: str, rng: RandomSource, config: ProviderConfig | None = None) -> ProviderCore:
@@ -157,6 +166,8 @@ class ProviderCore:
         for room in sorted(self.local_members):
             h.update(room.encode() + repr(sorted(self.local_members[room])).encode())
         h.update(repr(self.dedup.state_size()).encode())
+        for room in sorted(self._recent):
+            h.update(room.encode() + repr([m for m, _ in self._recent[room]]).encode())
         if self.consent_store is not None:
             h.update(self.consent_store.digest())
         return h.digest()
@@ -314,13 +325,23 @@ class ProviderCore:
                 client = self.keystore.client_for_ref(s.new_member)
                 if client is not None and client not in targets:
                     targets.append(client)
+            members = self.local_members.setdefault(room, set())
             for client in targets:
-                self.local_members.setdefault(room, set()).add(client)
+                new = client not in members
+                members.add(client)
                 out.actions.append(Deliver(client, room, body, mid))
+                if new:
+                    # What arrived before the Welcome may belong to the new
+                    # member's epochs; older messages it drops as stale.
+                    for rmid, rbody in self._recent.get(room, ()):
+                        out.actions.append(Deliver(client, room, rbody, rmid))
             for s in welcome.secrets:  # delivered: the refs are spent
                 if self.keystore.client_for_ref(s.new_member) in targets:
                     self.keystore.forget_ref(s.new_member)
             return out
+        if self.config.replay_window > 0:
+            recent = self._recent.setdefault(room, deque(maxlen=self.config.replay_window))
+            recent.append((mid, body))
         for client in sorted(self.local_members.get(room, ())):
             out.actions.append(Deliver(client, room, body, mid))
         return out
