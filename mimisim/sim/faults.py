@@ -63,6 +63,18 @@ class FaultPlan:
     def to_json(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.faults]
 
+    @classmethod
+    def from_json(cls, items: list[dict[str, Any]]) -> FaultPlan:
+        """The inverse of :meth:`to_json` (a manifest's ``faults`` list)."""
+        out = []
+        for d in items:
+            d = dict(d)
+            d["groups"] = tuple(tuple(g) for g in d.get("groups", ()))
+            links = d.get("links", "all")
+            d["links"] = links if isinstance(links, str) else tuple((a, b) for a, b in links)
+            out.append(FaultEvent(**d))
+        return cls(out)
+
 
 def _sampler(dist: Any, gen: np.random.Generator, base_dir: Any) -> Any:
     model = LatencyModel.from_dict(S.dist_to_dict(dist, base_dir))

@@ -78,7 +78,9 @@ def room_policy(spec: S.RoomPolicy) -> P.RoomPolicy:
 class World:
     """Everything one run needs; :meth:`run` runs it."""
 
-    def __init__(self, scenario: S.Scenario, seed: int | None = None) -> None:
+    def __init__(self, scenario: S.Scenario, seed: int | None = None, faults: FaultPlan | None = None) -> None:
+        """``faults`` replaces the schedule the scenario and seed expand to
+        (``mimisim check`` replays and shrinks failing schedules with it)."""
         self.scenario = scn = scenario
         self.seed = scn.seed if seed is None else int(seed)
         self.env = simpy.Environment()
@@ -143,7 +145,7 @@ class World:
         for info in scn.clients():
             self.add_client(info.uri, info.provider, info.spec.access if info.spec.access in scn.network.access
                             else None)
-        self.plan: FaultPlan = expand(scn, self.seed)
+        self.plan: FaultPlan = faults if faults is not None else expand(scn, self.seed)
         self._apply_network_faults()
         self.workload = Workload(self)
         self.wall_s = 0.0
