@@ -106,13 +106,16 @@ def test_clean_run_delivers_every_message_once_and_members_agree() -> None:
     _members_expected(w, _senders(w))
 
 
-def test_same_seed_same_trace_different_seed_different_trace(tmp_path: Path) -> None:
-    """Byte-identical trace.parquet from separate processes with different PYTHONHASHSEED."""
+@pytest.mark.parametrize("name", ["quickstart", "chaos"])
+def test_same_seed_same_trace_different_seed_different_trace(tmp_path: Path, name: str) -> None:
+    """Byte-identical trace.parquet from separate processes with different
+    PYTHONHASHSEED (chaos: with random crashes, failovers and partitions)."""
     digests = []
     for i, (seed, hashseed) in enumerate([(1, "0"), (1, "12345"), (2, "0")]):
         out = tmp_path / f"r{i}"
         env = dict(os.environ, PYTHONHASHSEED=hashseed)
-        subprocess.run([sys.executable, "-m", "mimisim.cli", "run", str(QUICKSTART), "--seed", str(seed),
+        subprocess.run([sys.executable, "-m", "mimisim.cli", "run", str(ROOT / "scenarios" / f"{name}.yaml"),
+                        "--seed", str(seed),
                         "--out", str(out), "--quiet", "--no-progress"], check=True, env=env, cwd=tmp_path)
         digests.append(hashlib.sha256((out / f"seed-{seed}" / "trace.parquet").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
