@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mimisim.sim.scenario_cli import add_subcommands as add_scenario_commands
 
     add_scenario_commands(sub)
+    from mimisim.sweep import add_subcommands as add_sweep_commands
+
+    add_sweep_commands(sub)  # sweep, plot
     from mimisim.sim.scenario_cli import add_set_option
 
     r = sub.add_parser("run", help="run a scenario; writes results/<name>/seed-<n>/ and prints a summary",

@@ -1020,7 +1020,8 @@ class ClientCore:
             rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
         gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
         body = W.UpdateRequest(W.HandshakeBundle.commit(out.message, gio, rto, welcome)).encode()
-        mid = msg_id_of(out.message.encode())
+        encoded = out.message.encode()
+        mid = msg_id_of(encoded)
         r.own_commits[mid] = out.staged
         op.msg_id, op.staged, op.merged = mid, out.staged, False
         op.attempts += 1
@@ -1028,6 +1029,10 @@ class ClientCore:
         op.stage = _SUBMITTED
         oc = out.staged.outcome
         detail = f"{op.kind} attempt {op.attempts}: +{len(oc.added)} -{len(oc.removed)}"
+        # Sizes for the fanout study (appended; the prefix above is what other readers parse).
+        detail += (f" sizes: commit={len(encoded)} welcome={len(out.welcome.encode()) if out.welcome is not None else 0}"
+                   f" groupinfo={len(out.group_info.encode())} partial_groupinfo={len(gio.encode())}"
+                   f" bundle={len(body)}")
         self._ev(step, "client.commit", r.uri, g.epoch, mid, "", detail, op.target)
 
     def _propose_leave(self, r: _Room, op: _Op, step: ClientStep) -> None:

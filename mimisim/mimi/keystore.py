@@ -667,8 +667,12 @@ class KeyMaterialStore:
 
     def forget_ref(self, ref: bytes) -> None:
         """Drop a ref's association once its Welcome was delivered ([P]: "can
-        be deleted after a Welcome message is forwarded")."""
-        if bytes(ref) in self._claimed:
+        be deleted after a Welcome message is forwarded"). A last-resort
+        KeyPackage's ref is kept: the same KeyPackage may be handed out again
+        and its later Welcomes must still find the client (forgetting it lost
+        the Welcome of a client added to more rooms than it had KeyPackages)."""
+        entry = self._claimed.get(bytes(ref))
+        if entry is not None and not entry.last_resort:
             self._claimed = {r: e for r, e in self._claimed.items() if r != bytes(ref)}
 
     def prune(self, now_s: int) -> int:

@@ -354,11 +354,16 @@ class ProviderCore:
                                          detail=f"{req.detail} from non-hub", peer=req.from_domain)])
         messages = W.decode_fanout_messages(req.body)  # DecodeError -> 400 before any state change
         key = req.txn_id.encode() if self.config.dedup == "transaction_id" else req.body
-        if self.dedup.seen(key, now_ms, origin=req.from_domain):
+        dup = self.dedup.seen(key, now_ms, origin=req.from_domain)
+        # The hub's logical notify id and the window's size after this request, for the
+        # notify-dedup study (appended to the endpoint detail).
+        entries, held = self.dedup.state_size()
+        detail = f"{req.detail} txn={req.txn_id or '-'} window={entries} entries {held} B"
+        if dup:
             return Outcome(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
-                                                    detail=req.detail, status="Created")])
+                                                    detail=detail, status="Created")])
         out = Outcome(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
-                                               detail=req.detail, status="Created")])
+                                               detail=detail, status="Created")])
         for fm in messages:
             out.extend(self._deliver_local(room, fm.encode()))
         return out

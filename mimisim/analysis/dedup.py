@@ -1,0 +1,108 @@
+"""The notify-deduplication study, from the trace.
+
+The hub retries a ``/notify`` until it sees 201 (a lost 201, a timeout
+shorter than the round trip, a follower crash); the follower must answer 201
+to a duplicate and process it once. Each ``notify.accept``/``notify.dedup``
+row carries the hub's logical notify id (``txn=``, the same on every retry,
+whatever the follower's strategy) and the follower's window after the
+request (``window=<entries> entries <bytes> B``), so the study can tell:
+
+- **retried notifies**: ``http.retry`` of a ``/notify`` at the hub;
+- **duplicates reaching the follower**: arrivals of a txn already seen by
+  that follower (accepted or deduplicated);
+- **duplicates processed**: a txn the follower processed (``notify.accept``)
+  a second time: the strategy failed (``none``, a window too small or too
+  short, a volatile restart);
+- **duplicates reaching clients**: ``client.drop`` with status ``duplicate``
+  (the client recognised the same message id again) plus repeated
+  ``client.deliver`` of one message to one client;
+- **legitimate repeats wrongly dropped**: a ``notify.dedup`` of a txn the
+  follower never processed (a distinct notify whose body collided);
+- **window memory**: entries and bytes held, per follower over time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+_DETAIL = re.compile(r"txn=(\S+) window=(\d+) entries (\d+) B")
+
+NOTIFY_COLUMNS = ["t_ms", "follower", "hub", "room", "txn", "outcome", "window_entries", "window_bytes",
+                  "arrival", "duplicate", "reprocessed", "wrongly_dropped"]
+
+
+def notifies(trace: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``/notify`` a follower handled: ``t_ms, follower, hub, room,
+    txn, outcome`` (accept | dedup), ``window_entries, window_bytes``,
+    ``arrival`` (1 for the first arrival of the txn at that follower),
+    ``duplicate`` (a later arrival), ``reprocessed`` (an accept of a txn
+    already accepted), ``wrongly_dropped`` (a dedup of a txn never accepted)."""
+    n = trace[trace["kind"].isin(["notify.accept", "notify.dedup"])]
+    parsed = n["detail"].str.extract(_DETAIL)
+    df = pd.DataFrame({
+        "t_ms": n["t_ms"].to_numpy(), "follower": n["node"].to_numpy(), "hub": n["peer"].to_numpy(),
+        "room": n["room"].to_numpy(), "txn": parsed[0].fillna("").to_numpy(),
+        "outcome": n["kind"].str.removeprefix("notify.").to_numpy(),
+        "window_entries": pd.to_numeric(parsed[1]).fillna(-1).astype("int64").to_numpy(),
+        "window_bytes": pd.to_numeric(parsed[2]).fillna(-1).astype("int64").to_numpy(),
+    })
+    key = df["follower"] + "|" + df["txn"]
+    df["arrival"] = ~key.duplicated()
+    df["duplicate"] = ~df["arrival"]
+    acc = df["outcome"] == "accept"
+    df["reprocessed"] = acc & (acc.groupby(key).cumsum() > 1)
+    accepted_before = acc.groupby(key).cumsum() > 0
+    df["wrongly_dropped"] = (df["outcome"] == "dedup") & ~accepted_before
+    return df[NOTIFY_COLUMNS]
+
+
+def window(trace: pd.DataFrame) -> pd.DataFrame:
+    """The dedup window over time: ``t_ms, follower, entries, bytes`` (after each request)."""
+    df = notifies(trace)
+    return df[["t_ms", "follower", "window_entries", "window_bytes"]].rename(
+        columns={"window_entries": "entries", "window_bytes": "bytes"}).reset_index(drop=True)
+
+
+def summary(trace: pd.DataFrame) -> dict[str, Any]:
+    """The run's numbers (the keys of the sweep row)."""
+    req = trace[trace["kind"] == "http.request"]
+    notify_req = set(req.loc[req["detail"].str.startswith("POST /notify"), "req_id"])
+    retries = trace[(trace["kind"] == "http.retry") & trace["req_id"].isin(notify_req)]
+    timeouts = trace[(trace["kind"] == "http.timeout") & trace["req_id"].isin(notify_req)]
+    df = notifies(trace)
+    drops = trace[(trace["kind"] == "client.drop") & (trace["status"] == "duplicate")]
+    dl = trace[trace["kind"] == "client.deliver"]
+    repeat_delivers = int(dl.duplicated(["node", "msg_id"]).sum())
+    return {
+        "notifies": len(notify_req),
+        "notify_retries": len(retries),
+        "notify_timeouts": len(timeouts),
+        "arrivals": len(df),
+        "dup_at_follower": int(df["duplicate"].sum()),
+        "dup_deduplicated": int((df["duplicate"] & (df["outcome"] == "dedup")).sum()),
+        "dup_processed": int(df["reprocessed"].sum()),
+        "dup_to_clients": len(drops) + repeat_delivers,
+        "wrongly_dropped": int(df["wrongly_dropped"].sum()),
+        "window_entries_max": int(df["window_entries"].max()) if len(df) else 0,
+        "window_bytes_max": int(df["window_bytes"].max()) if len(df) else 0,
+        "window_bytes_mean": float(df["window_bytes"].mean()) if len(df) else math.nan,
+    }
+
+
+def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
+    """The sweep row of one run (:func:`summary`)."""
+    return [summary(trace)]
+
+
+GROUP_KEYS: list[str] = []
+POOLED: dict[str, tuple[str, str]] = {}
+FIGURES = [
+    ("dup_at_follower", "duplicate /notify arrivals at followers (count per run)", None),
+    ("dup_processed", "duplicates processed again by followers (count per run)", None),
+    ("dup_to_clients", "duplicates reaching clients (count per run)", None),
+    ("window_bytes_max", "dedup window, peak memory per follower (bytes)", None),
+]

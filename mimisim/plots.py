@@ -1,0 +1,123 @@
+"""``mimisim plot``: a sweep's standard figures, with 95% confidence bands.
+
+One figure per metric the study lists (``FIGURES`` in its module), as PNG
+and SVG in ``RESULTS/figures/``: the first grid parameter (or, for fanout,
+the room's members) on the x axis, one line per combination of the other
+parameters, the mean over seeds with its Student-t 95% band, and the
+model's prediction dashed when the study has one. Axis labels carry units;
+the title names the scenario. Matplotlib's Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mimisim.analysis.studies import STUDIES
+from mimisim.sim import units
+
+
+def numeric(value: Any) -> tuple[float, str] | None:
+    """A grid value as a number and its unit, for a numeric axis: a plain
+    number, a duration (ms), a rate (per s) or a size (bytes); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value), ""
+    for parse, unit in ((units.parse_duration, "ms"), (units.parse_rate, "per s"), (units.parse_size, "bytes")):
+        try:
+            return float(parse(value)), unit
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def _axis(summary: pd.DataFrame, keys: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The x column (the first numeric key) and the line keys (the others)."""
+    for k in keys:
+        vals = summary[k].dropna().unique()
+        if len(vals) > 1 and all(numeric(v) is not None for v in vals):
+            return k, [o for o in keys if o != k]
+    return (keys[0], list(keys[1:])) if keys else (None, [])
+
+
+def _short(key: str) -> str:
+    parts = key.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 1 else key
+
+
+def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str | None = None,
+               dpi: int = 110, size: tuple[float, float] = (6.4, 4.0)) -> list[Path]:
+    """Draw the study's figures for a sweep folder; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(results)
+    meta_path = folder / "sweep.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a sweep results folder (no sweep.json)")
+    meta = json.loads(meta_path.read_text())
+    name = study or meta["study"]
+    mod = STUDIES[name]
+    summary = pd.read_csv(folder / "summary.csv")
+    keys = [k for k in [*meta["grid"], *mod.GROUP_KEYS] if k in summary.columns]
+    xkey, line_keys = _axis(summary, keys)
+    target = Path(out) if out is not None else folder / "figures"
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for metric, ylabel, model in mod.FIGURES:
+        if f"{metric}_mean" not in summary.columns:
+            continue
+        fig, ax = plt.subplots(figsize=size)
+        groups = summary.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), summary)]
+        unit = ""
+        for i, (gk, g) in enumerate(groups):
+            gk = gk if isinstance(gk, tuple) else (gk,)
+            lab = ", ".join(f"{_short(k)}={v}" for k, v in zip(line_keys, gk, strict=True)) or metric
+            if xkey is None:
+                x = list(range(len(g)))
+            else:
+                parsed = [numeric(v) for v in g[xkey]]
+                if all(p is not None for p in parsed):
+                    x = [p[0] for p in parsed]  # type: ignore[index]
+                    unit = parsed[0][1] if parsed else ""  # type: ignore[index]
+                else:
+                    x = list(range(len(g)))
+                    ax.set_xticks(x, [str(v) for v in g[xkey]])
+            order = sorted(range(len(x)), key=lambda j: x[j])
+            xs = [x[j] for j in order]
+            # A pooled proportion gets its Wilson interval; other metrics the t interval over
+            # seeds, clipped at 0 (every study metric is a count, a time or a probability).
+            col = f"{metric}_pooled" if f"{metric}_pooled" in g.columns else metric
+            mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy()[order]
+            lo = g[f"{col}_low"].to_numpy()[order].clip(min=0)
+            hi = g[f"{col}_high"].to_numpy()[order]
+            color = f"C{i % 10}"
+            ax.plot(xs, mean, marker="o", color=color, label=lab)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+            if model and f"{model}_mean" in g.columns:
+                mm = g[f"{model}_mean"].to_numpy()[order]
+                if not all(math.isnan(v) for v in mm):
+                    ax.plot(xs, mm, linestyle="--", color=color, alpha=0.9,
+                            label=f"model ({lab})" if line_keys else "model")
+        xl = _short(xkey) if xkey else "grid point"
+        ax.set_xlabel(f"{xl} ({unit})" if unit else xl)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(f"{meta['scenario']}: {metric} (mean, 95% CI over {meta.get('seeds') and len(meta['seeds'])}"
+                     f" seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        for ext in ("png", "svg"):
+            p = target / f"{meta['scenario']}-{metric}.{ext}"
+            fig.savefig(p, dpi=dpi, metadata={"Date": None} if ext == "svg" else None)
+            written.append(p)
+        plt.close(fig)
+    return written

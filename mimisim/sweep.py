@@ -1,0 +1,271 @@
+"""Sweeps: a scenario's grid of overrides times seeds, run and merged into one table.
+
+``mimisim sweep FILE`` expands the ``sweep:`` block
+(:func:`mimisim.sim.scenario.expand_sweep`), runs every point on local
+worker processes (``--workers N``) or a Dask cluster (``--dask ADDR``)
+through :func:`mimisim.parallel.run_tasks`, and writes to
+``<outputs.dir>/<name>/sweep/`` (or ``--out``):
+
+- ``runs/<run-id>.json``: one file per finished run, written as it arrives,
+  so an interrupted sweep **resumes** by skipping the runs whose file exists
+  (the id is the hash of the resolved scenario, which includes the seed and
+  the point's overrides, so changing the grid never reuses a stale run);
+- ``runs.parquet`` / ``runs.csv``: the merged table, one row per run (per
+  room for fanout) in expansion order, with the grid parameters (columns
+  named by their key path) and the seed as columns, then the study's metrics;
+- ``summary.csv``: per grid point, each metric's mean with its 95%
+  Student-t interval over the seeds (``<metric>_mean/_low/_high``, ``n``),
+  and for pooled proportions the Wilson interval over all trials
+  (``<metric>_pooled/_pooled_low/_pooled_high``);
+- ``sweep.json``: scenario, source, study, grid keys, seeds, run count,
+  wall times (the only file that differs between two identical sweeps).
+
+Runs do not keep their traces unless ``--keep-runs`` is given (a sweep of
+hundreds of runs would write gigabytes); each run is reproducible from the
+scenario, the point's overrides and the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mimisim.analysis.stats import mean_ci, wilson
+from mimisim.analysis.studies import STUDIES, study_for
+from mimisim.sim.scenario import Scenario, ScenarioError, expand_sweep, load_scenario, resolved_hash
+
+__all__ = ["Sweep", "add_subcommands", "label", "plan", "run_sweep", "summarise"]
+
+
+def label(value: Any) -> Any:
+    """A grid value as a table cell: scalars as they are, mappings and lists
+    as compact ``k=v`` text (``strategy=random_delay max_delay=5s``)."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={label(v)}" if not isinstance(v, dict) else f"{k}=({label(v)})"
+                        for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(str(label(v)) for v in value) + "]"
+    return value
+
+
+class Sweep:
+    """A planned sweep: the runs, the study, the folder."""
+
+    def __init__(self, scenario: Scenario, study: str, out: Path) -> None:
+        self.scenario = scenario
+        self.study = study
+        self.out = out
+        self.points = expand_sweep(scenario)
+        self.keys = list(scenario.sweep.grid) if scenario.sweep is not None else []
+        self.ids = [f"{i:04d}-{resolved_hash(p)[:12]}" for i, (_, _, p) in enumerate(self.points)]
+
+    def done(self) -> set[str]:
+        d = self.out / "runs"
+        return {p.stem for p in d.glob("*.json")} if d.is_dir() else set()
+
+
+def plan(file: str | Path, overrides: Sequence[str] = (), *, seeds: int | None = None, out: str | Path | None = None,
+         study: str | None = None) -> Sweep:
+    """Load the scenario (with ``--set`` overrides and ``--seeds``) and plan its runs."""
+    ov = list(overrides)
+    if seeds is not None:
+        ov.append(f"sweep.seeds={int(seeds)}")
+    scn = load_scenario(file, ov)
+    folder = Path(out) if out is not None else Path(scn.outputs.dir) / scn.name / "sweep"
+    return Sweep(scn, study_for(scn.name, study), folder)
+
+
+def _run_one(task: tuple[int, str, dict[str, Any], int, Scenario, str, str | None]) -> dict[str, Any]:
+    """Worker: run one point and compute its study rows (module-level: picklable)."""
+    from mimisim.api import run
+
+    index, run_id, params, seed, scenario, study, keep = task
+    t0 = time.perf_counter()
+    result = run(scenario, out=keep if keep else False, progress=False)
+    rows = STUDIES[study].rows(result.trace, scenario)
+    return {"index": index, "run_id": run_id, "params": {k: label(v) for k, v in params.items()}, "seed": seed,
+            "rows": rows, "events": len(result.trace), "wall_s": round(time.perf_counter() - t0, 3)}
+
+
+def _save(folder: Path, rec: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{rec['run_id']}.json.tmp"
+    tmp.write_text(json.dumps(rec, default=_jsonable) + "\n")
+    os.replace(tmp, folder / f"{rec['run_id']}.json")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)
+
+
+def merge(sweep: Sweep) -> pd.DataFrame:
+    """The merged table of every finished run, in expansion order."""
+    records = []
+    for run_id in sweep.ids:
+        p = sweep.out / "runs" / f"{run_id}.json"
+        if p.is_file():
+            records.append(json.loads(p.read_text()))
+    rows = []
+    for rec in records:
+        for r in rec["rows"]:
+            rows.append({**rec["params"], "seed": rec["seed"], **{k: (math.nan if v is None else v)
+                                                                   for k, v in r.items()}})
+    df = pd.DataFrame(rows)
+    for k in sweep.keys:
+        if k in df.columns and df[k].map(type).nunique() > 1:
+            df[k] = df[k].astype(str)  # mixed types (e.g. 0.5 and "1/s") would not write to Parquet
+    return df
+
+
+def summarise(runs: pd.DataFrame, keys: Sequence[str], study: str) -> pd.DataFrame:
+    """Per grid point (and the study's group keys): each numeric metric's mean
+    with its 95% Student-t interval over the runs, and the pooled Wilson
+    interval of the study's proportions."""
+    mod = STUDIES[study]
+    group = [k for k in [*keys, *mod.GROUP_KEYS] if k in runs.columns]
+    skip = {*group, "seed"}
+    metrics = [c for c in runs.columns if c not in skip and pd.api.types.is_numeric_dtype(runs[c])
+               and not pd.api.types.is_bool_dtype(runs[c])]
+    out = []
+    groups = runs.groupby(group, sort=False, dropna=False) if group else [((), runs)]
+    for gkey, g in groups:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        row: dict[str, Any] = dict(zip(group, gkey, strict=True))
+        row["n"] = len(g)
+        for m in metrics:
+            mean, lo, hi, _ = mean_ci(g[m].astype(float))
+            row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"] = mean, lo, hi
+        for m, (succ, trials) in mod.POOLED.items():
+            if succ in g.columns and trials in g.columns:
+                p, lo, hi = wilson(int(g[succ].sum()), int(g[trials].sum()))
+                row[f"{m}_pooled"], row[f"{m}_pooled_low"], row[f"{m}_pooled_high"] = p, lo, hi
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progress: bool | None = None,
+              keep_runs: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run what is not done yet, then write and return ``(runs, summary)``."""
+    done = sweep.done()
+    tasks = []
+    for i, ((params, seed, point), run_id) in enumerate(zip(sweep.points, sweep.ids, strict=True)):
+        if run_id in done:
+            continue
+        keep = str(sweep.out / "traces" / run_id) if keep_runs else None
+        tasks.append((i, run_id, params, seed, point, sweep.study, keep))
+    t0 = time.perf_counter()
+    runs_dir = sweep.out / "runs"
+    run_tasks_ = _run_tasks()
+    run_tasks_(_run_one, tasks, workers=workers, dask=dask, progress=progress, desc=sweep.scenario.name,
+               on_result=lambda _i, rec: _save(runs_dir, rec))
+    wall = time.perf_counter() - t0
+    runs = merge(sweep)
+    summary = summarise(runs, sweep.keys, sweep.study)
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    runs.to_parquet(sweep.out / "runs.parquet", index=False)
+    runs.to_csv(sweep.out / "runs.csv", index=False)
+    summary.to_csv(sweep.out / "summary.csv", index=False)
+    meta = {"scenario": sweep.scenario.name, "description": sweep.scenario.description.strip(),
+            "source": sweep.scenario.source, "study": sweep.study, "grid": sweep.keys,
+            "grid_values": {k: [label(v) for v in vs] for k, vs in
+                            (sweep.scenario.sweep.grid.items() if sweep.scenario.sweep else [])},
+            "seeds": sorted({s for _, s, _ in sweep.points}), "runs": len(sweep.points),
+            "ran_now": len(tasks), "resumed": len(sweep.points) - len(tasks), "wall_s": round(wall, 3),
+            "workers": "dask" if dask is not None else workers}
+    (sweep.out / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return runs, summary
+
+
+def _run_tasks() -> Any:
+    from mimisim.parallel import run_tasks
+
+    return run_tasks
+
+
+def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> str:
+    """The headline of a sweep: each figure metric as ``mean [low, high]`` per point."""
+    mod = STUDIES[study]
+    group = [k for k in [*keys, *mod.GROUP_KEYS] if k in summary.columns]
+    cols = [m for m, _, _ in mod.FIGURES if f"{m}_mean" in summary.columns]
+    lines = []
+    for _, r in summary.iterrows():
+        point = ", ".join(f"{k.rsplit('.', 1)[-1]}={r[k]}" for k in group) or "(one point)"
+        vals = "; ".join(f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]" for m in cols)
+        lines.append(f"  {point} (n={r['n']}): {vals}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``mimisim sweep FILE``: run (or resume) a sweep and print its summary."""
+    try:
+        sweep = plan(args.file, args.overrides, seeds=args.seeds, out=args.out, study=args.study)
+    except (ScenarioError, ValueError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    done = len(sweep.done() & set(sweep.ids))
+    if not args.quiet:
+        where = f"Dask at {args.dask}" if args.dask else f"{args.workers or os.cpu_count()} worker(s)"
+        print(f"{sweep.scenario.name}: {len(sweep.points)} runs ({done} already done) of study "
+              f"'{sweep.study}' on {where} -> {sweep.out}", file=sys.stderr)
+    _, summary = run_sweep(sweep, workers=args.workers, dask=args.dask,
+                           progress=False if args.no_progress else None, keep_runs=args.keep_runs)
+    if not args.quiet:
+        print(format_summary(summary, sweep.keys, sweep.study))
+        print(f"results: {sweep.out} (runs.csv, summary.csv); plot with: mimisim plot {sweep.out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``mimisim plot RESULTS``: the study's standard figures as PNG and SVG."""
+    from mimisim.plots import plot_sweep
+
+    try:
+        paths = plot_sweep(args.results, out=args.out, study=args.study)
+    except FileNotFoundError as e:
+        print(f"mimisim plot: {e}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(p)
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``sweep`` and ``plot`` to the ``mimisim`` command's subparsers."""
+    from mimisim.sim.scenario_cli import add_set_option
+
+    s = subparsers.add_parser(
+        "sweep", help="run a scenario's sweep grid x seeds in parallel; merged table with 95%% CIs",
+        description="Expand the scenario's sweep block (grid x seeds), run the points on local worker "
+                    "processes or a Dask cluster, and merge them into runs.csv / summary.csv (means with "
+                    "95%% confidence intervals). Re-running resumes: finished runs are skipped.")
+    s.add_argument("file", help="scenario YAML file with a sweep: block")
+    add_set_option(s)
+    s.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per CPU)")
+    s.add_argument("--dask", default=None, metavar="ADDR", help="Dask scheduler address (tcp://host:8786)")
+    s.add_argument("--seeds", type=int, default=None, help="seeds per grid point (overrides sweep.seeds)")
+    s.add_argument("--out", default=None, help="results folder (default: <outputs.dir>/<name>/sweep)")
+    s.add_argument("--study", default=None, choices=sorted(STUDIES), help="study metrics (default: by name)")
+    s.add_argument("--keep-runs", action="store_true", help="also write each run's results folder (traces)")
+    s.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    s.add_argument("--quiet", action="store_true", help="print nothing on success")
+    s.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser("plot", help="draw a sweep's standard figures (PNG and SVG, with 95%% CI bands)")
+    p.add_argument("results", help="a sweep results folder (with sweep.json)")
+    p.add_argument("--out", default=None, help="folder for the figures (default: RESULTS/figures)")
+    p.add_argument("--study", default=None, choices=sorted(STUDIES), help="override the sweep's study")
+    p.set_defaults(func=cmd_plot)
