@@ -51,9 +51,53 @@ def _short(key: str) -> str:
     return ".".join(parts[-2:]) if len(parts) > 1 else key
 
 
+def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str, ylabel: str,
+                model: str | None = None) -> None:
+    """Draw one metric of a sweep summary on a Matplotlib axis: a line per
+    combination of the non-x keys, its 95% band, the model dashed."""
+    xkey, line_keys = _axis(summary, keys)
+    groups = summary.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), summary)]
+    unit = ""
+    for i, (gk, g) in enumerate(groups):
+        gk = gk if isinstance(gk, tuple) else (gk,)
+        lab = ", ".join(f"{_short(k)}={v}" for k, v in zip(line_keys, gk, strict=True)) or metric
+        if xkey is None:
+            x = list(range(len(g)))
+        else:
+            parsed = [numeric(v) for v in g[xkey]]
+            if all(p is not None for p in parsed):
+                x = [p[0] for p in parsed]  # type: ignore[index]
+                unit = parsed[0][1] if parsed else ""  # type: ignore[index]
+            else:
+                x = list(range(len(g)))
+                ax.set_xticks(x, [str(v) for v in g[xkey]])
+        order = sorted(range(len(x)), key=lambda j: x[j])
+        xs = [x[j] for j in order]
+        # A pooled proportion gets its Wilson interval; other metrics the t interval over
+        # seeds, clipped at 0 (every study metric is a count, a time or a probability).
+        col = f"{metric}_pooled" if f"{metric}_pooled" in g.columns else metric
+        mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy()[order]
+        lo = g[f"{col}_low"].to_numpy()[order].clip(min=0)
+        hi = g[f"{col}_high"].to_numpy()[order]
+        color = f"C{i % 10}"
+        ax.plot(xs, mean, marker="o", color=color, label=lab)
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+        if model and f"{model}_mean" in g.columns:
+            mm = g[f"{model}_mean"].to_numpy()[order]
+            if not all(math.isnan(v) for v in mm):
+                ax.plot(xs, mm, linestyle="--", color=color, alpha=0.9,
+                        label=f"model ({lab})" if line_keys else "model")
+    xl = _short(xkey) if xkey else "grid point"
+    ax.set_xlabel(f"{xl} ({unit})" if unit else xl)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str | None = None,
-               dpi: int = 110, size: tuple[float, float] = (6.4, 4.0)) -> list[Path]:
-    """Draw the study's figures for a sweep folder; returns the files written."""
+               where: Sequence[str] = (), dpi: int = 110, size: tuple[float, float] = (6.4, 4.0)) -> list[Path]:
+    """Draw the study's figures for a sweep folder; returns the files written.
+    ``where``: ``key=value`` filters on the grid (a slice of a large grid)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,8 +111,13 @@ def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str
     name = study or meta["study"]
     mod = STUDIES[name]
     summary = pd.read_csv(folder / "summary.csv")
-    keys = [k for k in [*meta["grid"], *mod.GROUP_KEYS] if k in summary.columns]
-    xkey, line_keys = _axis(summary, keys)
+    for cond in where:
+        k, _, v = cond.partition("=")
+        if k not in summary.columns:
+            raise FileNotFoundError(f"--where {cond}: no column {k!r} (grid: {', '.join(meta['grid'])})")
+        summary = summary[summary[k].astype(str) == v]
+    keys = [k for k in [*meta["grid"], *mod.GROUP_KEYS] if k in summary.columns and summary[k].nunique() > 1
+            or k in mod.GROUP_KEYS and k in summary.columns]
     target = Path(out) if out is not None else folder / "figures"
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -76,44 +125,9 @@ def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str
         if f"{metric}_mean" not in summary.columns:
             continue
         fig, ax = plt.subplots(figsize=size)
-        groups = summary.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), summary)]
-        unit = ""
-        for i, (gk, g) in enumerate(groups):
-            gk = gk if isinstance(gk, tuple) else (gk,)
-            lab = ", ".join(f"{_short(k)}={v}" for k, v in zip(line_keys, gk, strict=True)) or metric
-            if xkey is None:
-                x = list(range(len(g)))
-            else:
-                parsed = [numeric(v) for v in g[xkey]]
-                if all(p is not None for p in parsed):
-                    x = [p[0] for p in parsed]  # type: ignore[index]
-                    unit = parsed[0][1] if parsed else ""  # type: ignore[index]
-                else:
-                    x = list(range(len(g)))
-                    ax.set_xticks(x, [str(v) for v in g[xkey]])
-            order = sorted(range(len(x)), key=lambda j: x[j])
-            xs = [x[j] for j in order]
-            # A pooled proportion gets its Wilson interval; other metrics the t interval over
-            # seeds, clipped at 0 (every study metric is a count, a time or a probability).
-            col = f"{metric}_pooled" if f"{metric}_pooled" in g.columns else metric
-            mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy()[order]
-            lo = g[f"{col}_low"].to_numpy()[order].clip(min=0)
-            hi = g[f"{col}_high"].to_numpy()[order]
-            color = f"C{i % 10}"
-            ax.plot(xs, mean, marker="o", color=color, label=lab)
-            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
-            if model and f"{model}_mean" in g.columns:
-                mm = g[f"{model}_mean"].to_numpy()[order]
-                if not all(math.isnan(v) for v in mm):
-                    ax.plot(xs, mm, linestyle="--", color=color, alpha=0.9,
-                            label=f"model ({lab})" if line_keys else "model")
-        xl = _short(xkey) if xkey else "grid point"
-        ax.set_xlabel(f"{xl} ({unit})" if unit else xl)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.set_title(f"{meta['scenario']}: {metric} (mean, 95% CI over {meta.get('seeds') and len(meta['seeds'])}"
-                     f" seeds)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        draw_metric(ax, summary, keys, metric, ylabel, model)
+        ax.set_title(f"{meta['scenario']}: {metric} (mean, 95% CI over {len(meta.get('seeds') or [])} seeds)",
+                     fontsize=9)
         fig.tight_layout()
         for ext in ("png", "svg"):
             p = target / f"{meta['scenario']}-{metric}.{ext}"

@@ -234,7 +234,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from mimisim.plots import plot_sweep
 
     try:
-        paths = plot_sweep(args.results, out=args.out, study=args.study)
+        paths = plot_sweep(args.results, out=args.out, study=args.study, where=args.where)
     except FileNotFoundError as e:
         print(f"mimisim plot: {e}", file=sys.stderr)
         return 2
@@ -268,4 +268,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("results", help="a sweep results folder (with sweep.json)")
     p.add_argument("--out", default=None, help="folder for the figures (default: RESULTS/figures)")
     p.add_argument("--study", default=None, choices=sorted(STUDIES), help="override the sweep's study")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="plot only the grid points with this value (repeatable)")
     p.set_defaults(func=cmd_plot)

@@ -16,6 +16,8 @@ request (``window=<entries> entries <bytes> B``), so the study can tell:
 - **duplicates reaching clients**: ``client.drop`` with status ``duplicate``
   (the client recognised the same message id again) plus repeated
   ``client.deliver`` of one message to one client;
+- **messages the hub accepted twice** (a retried ``/submit``): duplicates
+  no notify strategy can remove, since each acceptance is a new notify;
 - **legitimate repeats wrongly dropped**: a ``notify.dedup`` of a txn the
   follower never processed (a distinct notify whose body collided);
 - **window memory**: entries and bytes held, per follower over time.
@@ -69,10 +71,10 @@ def window(trace: pd.DataFrame) -> pd.DataFrame:
 
 def summary(trace: pd.DataFrame) -> dict[str, Any]:
     """The run's numbers (the keys of the sweep row)."""
-    req = trace[trace["kind"] == "http.request"]
-    notify_req = set(req.loc[req["detail"].str.startswith("POST /notify"), "req_id"])
-    retries = trace[(trace["kind"] == "http.retry") & trace["req_id"].isin(notify_req)]
-    timeouts = trace[(trace["kind"] == "http.timeout") & trace["req_id"].isin(notify_req)]
+    is_notify = trace["detail"].str.startswith("POST /notify")
+    notify_req = trace[(trace["kind"] == "http.request") & is_notify]  # one per logical notify
+    retries = trace[(trace["kind"] == "http.retry") & is_notify]  # each attempt has its own req_id
+    timeouts = trace[(trace["kind"] == "http.timeout") & is_notify]
     df = notifies(trace)
     drops = trace[(trace["kind"] == "client.drop") & (trace["status"] == "duplicate")]
     dl = trace[trace["kind"] == "client.deliver"]
@@ -87,10 +89,22 @@ def summary(trace: pd.DataFrame) -> dict[str, Any]:
         "dup_processed": int(df["reprocessed"].sum()),
         "dup_to_clients": len(drops) + repeat_delivers,
         "wrongly_dropped": int(df["wrongly_dropped"].sum()),
+        "hub_accepted_twice": hub_accepted_twice(trace),
         "window_entries_max": int(df["window_entries"].max()) if len(df) else 0,
         "window_bytes_max": int(df["window_bytes"].max()) if len(df) else 0,
         "window_bytes_mean": float(df["window_bytes"].mean()) if len(df) else math.nan,
     }
+
+
+def hub_accepted_twice(trace: pd.DataFrame) -> int:
+    """Application messages the hub accepted (and fanned out) more than once:
+    a follower's ``/submit`` whose response was lost is retried, and the hub,
+    which deduplicates nothing but ``/notify`` at followers, accepts the same
+    ciphertext again under a new notify id. Clients then drop it by message
+    id, so it counts in ``dup_to_clients`` whatever the notify strategy."""
+    sub = set(trace.loc[trace["kind"] == "client.submit", "msg_id"])
+    acc = trace[(trace["kind"] == "hub.accept") & trace["msg_id"].isin(sub)]
+    return int(acc["msg_id"].duplicated().sum())
 
 
 def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:

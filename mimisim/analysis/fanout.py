@@ -40,9 +40,11 @@ def rooms(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def messages(trace: pd.DataFrame) -> pd.DataFrame:
-    """Per application message: ``msg_id, room, members, providers, requests,
+    """Per application message the hub accepted: ``msg_id, room, members, providers, requests,
     bytes, followers, requests_per_follower, bytes_per_follower, bytes_per_member``."""
+    accepted = set(trace.loc[trace["kind"] == "hub.accept", "msg_id"])
     sub = trace[trace["kind"] == "client.submit"].drop_duplicates("msg_id")[["msg_id", "room"]]
+    sub = sub[sub["msg_id"].isin(accepted)]  # a refused attempt (epochTooOld) is never fanned out
     req = trace[trace["kind"].isin(["http.request", "http.retry"]) & trace["detail"].str.startswith("POST /notify")]
     req = req[req["msg_id"].isin(sub["msg_id"])]
     g = req.groupby("msg_id").agg(requests=("req_id", "size"), bytes=("bytes", "sum"), followers=("peer", "nunique"))

@@ -11,7 +11,8 @@ commit must include them. Per leave:
   someone;
 - ``latency_accept_ms``: request -> the hub accepts that commit;
 - ``latency_all_ms``: request -> the last remaining member processes it;
-- a leave whose commit never came is **never completed** (NaN latencies).
+- a leave whose commit never came is **never completed** (NaN latencies),
+  unless it was requested in the run's last 15 s (``at_end``).
 
 Model (docs/studies.md): ``E[latency_all] ~ h + E[wait] + c`` where ``h`` is
 the path of the proposals to the member that commits them, ``wait`` the
@@ -47,8 +48,10 @@ def _device_prefix(user_uri: str) -> str:
     return user_uri.replace("/u/", "/d/", 1) + "/"
 
 
-def leaves(trace: pd.DataFrame) -> pd.DataFrame:
-    """One row per leave request (see the module docstring for the columns)."""
+def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
+    """One row per leave request (see the module docstring for the columns);
+    ``at_end``: not completed but requested in the run's last ``tail_ms``
+    (still in progress when the run stopped, so not counted as never completed)."""
     p = trace[(trace["kind"] == "client.propose") & trace["detail"].str.startswith("leave")]
     epochs = trace[trace["kind"] == "client.epoch"]
     acc = trace[(trace["kind"] == "hub.accept") & (trace["msg_id"] != "")]
@@ -71,7 +74,10 @@ def leaves(trace: pd.DataFrame) -> pd.DataFrame:
                     "commit": commit, "t_accept": t_accept, "t_all": t_all, "remaining": others["node"].nunique(),
                     "latency_accept_ms": t_accept - row.t_ms, "latency_all_ms": t_all - row.t_ms,
                     "completed": not math.isnan(t_all)})
-    return pd.DataFrame(out, columns=LEAVE_COLUMNS)
+    df = pd.DataFrame(out, columns=LEAVE_COLUMNS)
+    end = float(trace["t_ms"].max()) if len(trace) else 0.0
+    df["at_end"] = ~df["completed"] & (df["t_request"] > end - tail_ms)
+    return df
 
 
 def expected_wait_ms(rate_per_s: float, strategy: str, min_delay_ms: float = 0.0, max_delay_ms: float = 0.0,
@@ -83,10 +89,13 @@ def expected_wait_ms(rate_per_s: float, strategy: str, min_delay_ms: float = 0.0
         return 0.0
     lam = rate_per_s / 1000.0  # per ms
     a, b, k = float(min_delay_ms), float(max_delay_ms), max(1, int(committers))
-    s = np.linspace(0.0, b, 4001)
-    surv_d = np.where(s < a, 1.0, np.clip((b - s) / (b - a), 0, 1) ** k) if b > a else (s < a).astype(float)
-    integrand = np.exp(-lam * s) * surv_d
-    return float(np.sum((integrand[1:] + integrand[:-1]) / 2 * np.diff(s)))
+    # E[min(T, D)] = int_0^inf P(T > s) P(D > s) ds: exact on [0, a] (D > s surely), numeric on [a, b].
+    head = a if lam == 0 else (1.0 - math.exp(-lam * a)) / lam
+    if b <= a:
+        return head
+    s = np.linspace(a, b, 4001)
+    integrand = np.exp(-lam * s) * ((b - s) / (b - a)) ** k
+    return head + float(np.sum((integrand[1:] + integrand[:-1]) / 2 * np.diff(s)))
 
 
 def commit_rate(scenario: Any) -> float:
@@ -128,7 +137,7 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
     lv = leaves(trace)
     done = lv[lv["completed"]]
     r: dict[str, Any] = {
-        "leaves": len(lv), "completed": len(done), "never_completed": int((~lv["completed"]).sum()),
+        "leaves": len(lv), "completed": len(done), "never_completed": int((~lv["completed"] & ~lv["at_end"]).sum()),
         "latency_accept_mean_ms": float(done["latency_accept_ms"].mean()) if len(done) else math.nan,
         "latency_all_mean_ms": float(done["latency_all_ms"].mean()) if len(done) else math.nan,
         "latency_all_p95_ms": float(done["latency_all_ms"].quantile(0.95)) if len(done) else math.nan,

@@ -1,0 +1,292 @@
+"""The studies (issue 5): metrics from the trace, sweeps (serial, local
+processes, Dask, resume), plots, the scenario files, and agreement of the
+simulation with the reference models. Sizes are small; full sweeps are run
+with ``mimisim sweep`` and are not tests."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mimisim.analysis import conflicts, dedup, failover, fanout, leave
+from mimisim.analysis.stats import mean_ci, t975, wilson
+from mimisim.api import run
+from mimisim.cli import main
+from mimisim.parallel import run_tasks
+from mimisim.sim.scenario import load_scenario, load_scenario_text
+from mimisim.sweep import plan, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SCN = ROOT / "scenarios"
+STUDY_FILES = ["epoch-conflicts", "notify-dedup", "leave-latency", "failover", "fanout"]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_confidence_intervals() -> None:
+    assert t975(1) == pytest.approx(12.706) and t975(1000) == pytest.approx(1.962, abs=1e-3)
+    m, lo, hi, n = mean_ci([1.0, 2.0, 3.0, math.nan])
+    assert (m, n) == (2.0, 3) and lo == pytest.approx(2 - 4.303 / math.sqrt(3)) and hi > m
+    assert mean_ci([5.0])[:3] == (5.0, 5.0, 5.0)
+    p, lo, hi = wilson(0, 20)
+    assert p == 0 and lo == 0 and 0.1 < hi < 0.2
+    p, lo, hi = wilson(10, 20)
+    assert lo < 0.5 < hi and lo == pytest.approx(1 - hi)
+
+
+# ---------------------------------------------------------------- scenario files
+
+
+@pytest.mark.parametrize("name", STUDY_FILES)
+def test_study_scenarios_validate_with_their_sweeps(name: str) -> None:
+    assert main(["validate", str(SCN / f"{name}.yaml"), "--sweep"]) == 0
+    scn = load_scenario(SCN / f"{name}.yaml")
+    assert scn.sweep is not None and scn.sweep.grid
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_conflict_metrics_chain_retries_into_operations() -> None:
+    scn = load_scenario(SCN / "epoch-conflicts.yaml", ["duration=40s", "workload.updates.rate=3/s"])
+    tr = run(scn, out=False).trace
+    ops = conflicts.operations(tr)
+    upd = ops[ops.op == "update"]
+    # every update attempt row belongs to exactly one operation
+    n_attempts = tr[(tr.kind == "client.commit") & tr.detail.str.startswith("update")].shape[0]
+    assert upd.attempts.sum() == n_attempts
+    assert upd.conflicted.sum() > 0 and (upd[upd.conflicted].attempts > 1).all()
+    assert upd.wrong_epoch.sum() == tr[(tr.kind == "hub.reject") & (tr.status == "wrongEpoch")].shape[0]
+    assert (upd.time_to_accept_ms.dropna() > 0).all()
+    row = conflicts.rows(tr, scn)[0]
+    assert row["rate_per_s"] == 3.0 and 50 < row["W_ms"] < 200 and 0 < row["p_model"] < 1
+    assert row["p_low"] <= row["p_conflict"] <= row["p_high"]
+
+
+def _dedup_run(strategy: str, entries: int = 4096) -> pd.DataFrame:
+    scn = load_scenario(SCN / "notify-dedup.yaml", [
+        "duration=15s", "network.default.loss.p=0.0", "protocol.notify.timeout=70ms",
+        f"protocol.dedup.strategy={strategy}", f"protocol.dedup.window_entries={entries}"])
+    return run(scn, out=False).trace
+
+
+def test_dedup_metrics_per_strategy() -> None:
+    # A /notify timeout shorter than the round trip: every notify is retried.
+    none, body, small = _dedup_run("none"), _dedup_run("body_hash"), _dedup_run("body_hash", 2)
+    s_none, s_body, s_small = dedup.summary(none), dedup.summary(body), dedup.summary(small)
+    for s in (s_none, s_body, s_small):
+        assert s["notify_retries"] > 0 and s["dup_at_follower"] > 0 and s["wrongly_dropped"] == 0
+    assert s_none["dup_processed"] == s_none["dup_at_follower"] and s_none["dup_to_clients"] > 0
+    assert s_none["window_entries_max"] == 0
+    assert s_body["dup_processed"] == 0 and s_body["dup_to_clients"] == 0
+    assert s_body["dup_deduplicated"] == s_body["dup_at_follower"]
+    # a window of two entries forgets: some retries are processed again
+    assert s_small["window_entries_max"] == 2 and s_small["window_bytes_max"] == 2 * 40
+    assert s_small["dup_processed"] > 0
+    w = dedup.window(body)
+    assert w.entries.is_monotonic_increasing or w.groupby("follower").entries.is_monotonic_increasing.all()
+
+
+def test_leave_metrics_and_model_parts() -> None:
+    scn = load_scenario(SCN / "leave-latency.yaml", ["duration=120s"])
+    tr = run(scn, out=False).trace
+    lv = leave.leaves(tr)
+    assert len(lv) > 3 and (lv.completed | lv.at_end).all()
+    lv = lv[lv.completed]
+    assert (lv.latency_all_ms >= lv.latency_accept_ms).all() and (lv.latency_accept_ms > 0).all()
+    assert (lv.remaining >= 2).all()
+    row = leave.rows(tr, scn)[0]
+    assert row["never_completed"] == 0 and row["commit_rate_per_s"] == pytest.approx(0.2 + 4 / 60)
+    # the model's parts: wait from the strategy, paths from the network (10 + 50 + 50 + 10 ms)
+    assert 100 < row["h_ms"] < 140 and 100 < row["c_ms"] < 140 and 0 < row["wait_ms"] < 5000 / 3
+    assert leave.expected_wait_ms(0.0, "random_delay", 0, 5000, 1) == pytest.approx(2500, rel=1e-3)
+    assert leave.expected_wait_ms(0.0, "random_delay", 0, 5000, 4) == pytest.approx(1000, rel=1e-3)
+    assert leave.expected_wait_ms(1.0, "random_delay", 1e9, 1e9 + 1, 1) == pytest.approx(1000, rel=1e-2)
+    assert leave.expected_wait_ms(1.0, "immediate_commit") == 0
+
+
+@pytest.mark.parametrize("standby,lost", [("{replication: sync, takeover: 500ms}", False),
+                                          ("{replication: lag, lag: {kind: constant, value: 2s}, "
+                                           "takeover: 500ms}", True)])
+def test_failover_metrics(standby: str, lost: bool) -> None:
+    scn = load_scenario(SCN / "failover.yaml", ["duration=40s", f"providers.a.example.standby={standby}"])
+    tr = run(scn, out=False).trace
+    s = failover.summary(tr)
+    assert s["faults"] >= 2 and s["accepted"] > 50 and 500 <= s["service_ms"] < 10_000
+    assert s["recover_ms"] > 0
+    if lost:
+        assert s["hub_lost"] > 0 and s["undelivered"] > 0
+    else:
+        assert s["hub_lost"] == 0 and s["undelivered"] == 0
+
+
+FANOUT = """
+name: fanout-small
+seed: 3
+duration: 25s
+providers: {a.example: {}, b.example: {}, c.example: {}}
+users:
+  a0: {provider: a.example, clients: [A0]}
+  b0: {provider: b.example, clients: [B0]}
+  b1: {provider: b.example, clients: [B1]}
+  c0: {provider: c.example, clients: [C0]}
+rooms:
+  r1: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user}}
+  r2: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user, b1: ordinary_user, c0: ordinary_user}}
+  r3: {hub: a.example, participants: {a0: group_admin, b1: ordinary_user}}
+  r4: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user}}
+  r5: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user}}
+  r6: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user}}
+  r7: {hub: a.example, participants: {a0: group_admin, b0: ordinary_user}}
+network:
+  default: {latency: {kind: constant, value: 30ms}}
+workload:
+  messages: {rate: 1/s, start: 10s}
+"""
+
+
+def test_fanout_metrics_and_every_added_client_joins_beyond_its_keypackages() -> None:
+    # b0 is added to 6 rooms with 4 one-time KeyPackages: rooms 5-7 use its
+    # last-resort KeyPackage. Its Welcome used to be lost after the first use
+    # (the follower forgot the last-resort ref): every room must have b0.
+    tr = run(load_scenario_text(FANOUT, "fanout-small.yaml"), out=False).trace
+    rooms = fanout.rooms(tr).set_index("room")
+    want = {"r1": (2, 2), "r2": (4, 3), "r3": (2, 2), "r4": (2, 2), "r5": (2, 2), "r6": (2, 2), "r7": (2, 2)}
+    got = {r.rsplit("/", 1)[-1]: (int(v.members), int(v.providers)) for r, v in rooms.iterrows()}
+    assert got == want
+    rows = {r["room"].rsplit("/", 1)[-1]: r for r in fanout.rows(tr)}
+    # no loss: one /notify per follower provider per message
+    assert rows["r2"]["requests_per_msg"] == 2 and rows["r1"]["requests_per_msg"] == 1
+    assert rows["r2"]["requests_per_follower"] == 1
+    assert rows["r2"]["bytes_per_msg"] > rows["r1"]["bytes_per_msg"]
+    cs = fanout.commit_sizes(tr)
+    r2 = cs[cs.room.str.endswith("/r2") & (cs.op == "add_user")]
+    assert list(r2.members_after) == [2, 3, 4] and r2.welcome.is_monotonic_increasing
+    assert (cs.groupinfo > 0).all() and (cs.commit > 0).all()
+
+
+# ---------------------------------------------------------------- sweeps and plots
+
+SMALL = ["duration=20s", "sweep.grid={workload.updates.rate: [1/s, 3/s], workload.retry.mode: [rebuild]}"]
+
+
+def test_sweep_merges_resumes_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sw"
+    sw = plan(SCN / "epoch-conflicts.yaml", SMALL, seeds=2, out=out)
+    assert len(sw.points) == 4 and sw.study == "conflicts"
+    runs, summary = run_sweep(sw, workers=1, progress=False)
+    assert list(runs.columns[:3]) == ["workload.updates.rate", "workload.retry.mode", "seed"]
+    assert list(runs["seed"]) == [1, 2, 1, 2] and list(runs["workload.updates.rate"]) == ["1/s"] * 2 + ["3/s"] * 2
+    assert len(summary) == 2 and (summary["n"] == 2).all()
+    for m in ("p_conflict", "tta_mean_ms"):
+        assert (summary[f"{m}_low"] <= summary[f"{m}_mean"]).all()
+        assert (summary[f"{m}_mean"] <= summary[f"{m}_high"]).all()
+    assert {"p_conflict_pooled", "p_conflict_pooled_low", "p_conflict_pooled_high"} <= set(summary.columns)
+    # resume: drop one run, run again through the CLI; only that run is redone
+    victim = sorted((out / "runs").glob("*.json"))[1]
+    victim.unlink()
+    assert main(["sweep", str(SCN / "epoch-conflicts.yaml"), *sum((["--set", s] for s in SMALL), []),
+                 "--seeds", "2", "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["ran_now"] == 1 and meta["resumed"] == 3 and meta["study"] == "conflicts"
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
+    assert "p_conflict" in capsys.readouterr().out
+    # plots: PNG and SVG per figure, labelled with the scenario and units
+    assert main(["plot", str(out)]) == 0
+    figs = sorted(p.name for p in (out / "figures").iterdir())
+    assert "epoch-conflicts-p_conflict.png" in figs and "epoch-conflicts-p_conflict.svg" in figs
+    svg = (out / "figures" / "epoch-conflicts-tta_mean_ms.svg").read_text()
+    assert "epoch-conflicts" in svg and "(ms)" in svg and "per s" in svg
+    assert main(["plot", str(tmp_path)]) == 2
+
+
+def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    grid = ["duration=15s", "sweep.grid={workload.updates.rate: [1/s, 3/s], network.default.latency.value: [20ms]}"]
+    serial, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "s"), workers=1,
+                          progress=False)
+    local, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "l"), workers=2,
+                         progress=False)
+    pd.testing.assert_frame_equal(local, serial)
+    # Processes, not threads: the crypto operation counters the cost model reads are per process.
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client:
+        dask, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "d"), dask=client,
+                            progress=False)
+    pd.testing.assert_frame_equal(dask, serial)
+
+
+# ---------------------------------------------------------------- agreement with the models
+
+
+def test_conflict_probability_follows_the_poisson_model(tmp_path: Path) -> None:
+    """P(conflict) ~ 1 - exp(-lambda W), W measured from the run's own commits:
+    the model lies inside the simulation's pooled 95% Wilson interval."""
+    grid = ["duration=100s", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], network.default.latency.value: "
+            "[50ms, 150ms]}"]
+    runs, summary = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path), workers=2,
+                              progress=False)
+    for _, r in summary.iterrows():
+        assert r["p_conflict_pooled_low"] <= r["p_model_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
+    # and the probability grows with the rate and the latency, as the model says
+    p = summary.set_index(["workload.updates.rate", "network.default.latency.value"])["p_conflict_pooled"]
+    assert p[("2/s", "150ms")] > p[("0.5/s", "150ms")] and p[("2/s", "150ms")] > p[("2/s", "50ms")]
+
+
+def test_leave_latency_follows_wait_plus_path() -> None:
+    """E[latency to the last member] ~ proposals' path + next-commit wait +
+    commit's path: the model lies inside the 95% interval of the mean over
+    every leave of a few runs."""
+    points = [("0.05/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
+              ("1/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
+              ("0.2/s", "{strategy: immediate_commit}")]
+    tasks = [(rate, pp, seed) for rate, pp in points for seed in (1, 2, 3)]
+    results = run_tasks(_leave_run, tasks, workers=2, progress=False)
+    for rate, pp in points:
+        mine = [r for (r_, p_, _), r in zip(tasks, results, strict=True) if (r_, p_) == (rate, pp)]
+        lat = [x for latencies, _ in mine for x in latencies]
+        model = sum(m for _, m in mine) / len(mine)
+        m, lo, hi, n = mean_ci(lat)
+        assert n > 20 and lo <= model <= hi, (rate, pp, m, lo, hi, model)
+
+
+def _leave_run(task: tuple[str, str, int]) -> tuple[list[float], float]:
+    rate, pp, seed = task
+    scn = load_scenario(SCN / "leave-latency.yaml", [f"seed={seed}", "duration=200s", f"workload.updates.rate={rate}",
+                                                      f"protocol.pending_proposals={pp}"])
+    tr = run(scn, out=False).trace
+    return list(leave.leaves(tr).latency_all_ms.dropna()), leave.rows(tr, scn)[0]["model_all_ms"]
+
+
+# ---------------------------------------------------------------- notebooks
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_are_committed_without_outputs() -> None:
+    nbformat = pytest.importorskip("nbformat")
+    assert {p.stem for p in NOTEBOOKS} >= {*STUDY_FILES, "fanout-behaviour"}
+    for p in NOTEBOOKS:
+        nb = nbformat.read(p, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, p.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes_at_small_size(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("MIMISIM_NOTEBOOK_SIZE", "small")
+    monkeypatch.setenv("MIMISIM_NOTEBOOK_OUT", str(tmp_path))
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    # every figure cell drew something
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
