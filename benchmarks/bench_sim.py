@@ -664,7 +664,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 r = measure(kind, n, this_s, SEED, prof)
             r.note = note
-            print(f"    {r.events} events, {r.wall_s:.1f} s wall", file=sys.stderr, flush=True)
+            print(f"    {r.events} events, {r.messages} messages, {r.deliveries} deliveries, build {r.build_s:.2f} s, "
+                  f"wall {r.wall_s:.2f} s, {r.events_per_s:.0f} ev/s, {r.messages_per_s:.1f} msg/s, "
+                  f"peak RSS {r.maxrss_mib:.0f} MiB" + (f", shares {r.profile['share']}" if r.profile else ""),
+                  file=sys.stderr, flush=True)
             results.append(r)
             prev = r
     load = os.getloadavg()
