@@ -46,8 +46,20 @@ def _axis(summary: pd.DataFrame, keys: Sequence[str]) -> tuple[str | None, list[
     return (keys[0], list(keys[1:])) if keys else (None, [])
 
 
+def _distinct_labels(values: Sequence[str]) -> list[str]:
+    """Tick labels without the ``k=v`` words every value shares (a grid of
+    mappings such as standby settings differs in one or two fields)."""
+    words = [v.split(" ") for v in values]
+    common = set(words[0]).intersection(*words[1:]) if len(words) > 1 else set()
+    return [" ".join(w for w in ws if w not in common) or v for ws, v in zip(words, values, strict=True)]
+
+
 def _short(key: str) -> str:
+    """A key path's last two parts (``latency.value``), or the last one under
+    ``providers.<domain>.`` (whose domain has dots of its own)."""
     parts = key.split(".")
+    if parts[0] == "providers":
+        return parts[-1]
     return ".".join(parts[-2:]) if len(parts) > 1 else key
 
 
@@ -70,7 +82,7 @@ def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str
                 unit = parsed[0][1] if parsed else ""  # type: ignore[index]
             else:
                 x = list(range(len(g)))
-                ax.set_xticks(x, [str(v) for v in g[xkey]])
+                ax.set_xticks(x, _distinct_labels([str(v) for v in g[xkey]]), fontsize=7, rotation=10)
         order = sorted(range(len(x)), key=lambda j: x[j])
         xs = [x[j] for j in order]
         # A pooled proportion gets its Wilson interval; other metrics the t interval over

@@ -41,6 +41,7 @@ import pandas as pd
 
 from mimisim.analysis.stats import mean_ci, wilson
 from mimisim.analysis.studies import STUDIES, study_for
+from mimisim.parallel import run_tasks
 from mimisim.sim.scenario import Scenario, ScenarioError, expand_sweep, load_scenario, resolved_hash
 
 __all__ = ["Sweep", "add_subcommands", "label", "plan", "run_sweep", "summarise"]
@@ -166,8 +167,7 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
         tasks.append((i, run_id, params, seed, point, sweep.study, keep))
     t0 = time.perf_counter()
     runs_dir = sweep.out / "runs"
-    run_tasks_ = _run_tasks()
-    run_tasks_(_run_one, tasks, workers=workers, dask=dask, progress=progress, desc=sweep.scenario.name,
+    run_tasks(_run_one, tasks, workers=workers, dask=dask, progress=progress, desc=sweep.scenario.name,
                on_result=lambda _i, rec: _save(runs_dir, rec))
     wall = time.perf_counter() - t0
     runs = merge(sweep)
@@ -187,12 +187,6 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
     return runs, summary
 
 
-def _run_tasks() -> Any:
-    from mimisim.parallel import run_tasks
-
-    return run_tasks
-
-
 def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> str:
     """The headline of a sweep: each figure metric as ``mean [low, high]`` per point."""
     mod = STUDIES[study]
@@ -201,7 +195,10 @@ def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> st
     lines = []
     for _, r in summary.iterrows():
         point = ", ".join(f"{k.rsplit('.', 1)[-1]}={r[k]}" for k in group) or "(one point)"
-        vals = "; ".join(f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]" for m in cols)
+        vals = "; ".join(
+            f"{m} {r[f'{m}_pooled']:.4g} [{r[f'{m}_pooled_low']:.4g}, {r[f'{m}_pooled_high']:.4g}] (pooled)"
+            if f"{m}_pooled" in r else f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]"
+            for m in cols)
         lines.append(f"  {point} (n={r['n']}): {vals}")
     return "\n".join(lines)
 

@@ -37,15 +37,15 @@ KINDS: dict[str, str] = {
     "hub.fanout": "the hub planned delivery of a message to a follower",
     "hub.lost": "a message the hub had accepted is lost by a failover to a lagging standby",
     # follower
-    "notify.accept": "a follower processed a /notify body",
-    "notify.dedup": "a follower recognised a duplicate /notify and answered 201",
+    "notify.accept": "a follower processed a /notify body (detail: ... txn=<hub notify id> window=<n> entries <b> B)",
+    "notify.dedup": "a follower recognised a duplicate /notify and answered 201 (detail as notify.accept)",
     # providers and clients
     "provider.reject": "a provider refused a request before any room logic (impersonation, malformed)",
     "provider.stale_response": "a response for a request the provider no longer waits for",
     "client.send": "a client sends a request to its provider",
     "client.submit": "a client submits an application message (msg_id: the MLSMessage's id)",
     "client.deliver": "an application message reaches a client's user",
-    "client.commit": "a client creates a commit",
+    "client.commit": "a client creates a commit (detail: <op> attempt <n>: +a -r sizes: commit= welcome= ...)",
     "client.epoch": "a client's group moves to a new epoch",
     "client.retry": "a client retries after wrongEpoch",
     "client.drop": "a client ignores a stale or duplicate message",
