@@ -199,7 +199,7 @@ def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> st
             f"{m} {r[f'{m}_pooled']:.4g} [{r[f'{m}_pooled_low']:.4g}, {r[f'{m}_pooled_high']:.4g}] (pooled)"
             if f"{m}_pooled" in r else f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]"
             for m in cols)
-        lines.append(f"  {point} (n={r['n']}): {vals}")
+        lines.append(f"  {point} (n={int(r['n'])}): {vals}")
     return "\n".join(lines)
 
 
