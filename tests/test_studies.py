@@ -290,3 +290,16 @@ def test_notebook_executes_at_small_size(path: Path, tmp_path: Path, monkeypatch
     # every figure cell drew something
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_grid_values_as_cells_and_axes() -> None:
+    from mimisim.plots import _distinct_labels, numeric
+    from mimisim.sweep import label
+
+    assert label({"strategy": "random_delay", "max_delay": "5s"}) == "strategy=random_delay max_delay=5s"
+    assert label({"lag": {"kind": "constant", "value": "1s"}}) == "lag=(kind=constant value=1s)"
+    assert label([{"at": "30s", "kind": "failover"}]) == "[at=30s kind=failover]" and label(0.5) == 0.5
+    assert numeric("150ms") == (150.0, "ms") and numeric("2/s") == (2.0, "per s") and numeric(0.2) == (0.2, "")
+    assert numeric("1KiB") == (1024.0, "bytes") and numeric("rebuild") is None and numeric(True) is None
+    assert _distinct_labels(["replication=sync takeover=1s", "replication=lag takeover=1s"]) == [
+        "replication=sync", "replication=lag"]
