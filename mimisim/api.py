@@ -29,6 +29,7 @@ import pandas as pd
 
 import mimisim
 from mimisim.analysis import tables as T
+from mimisim.sim.faults import FaultPlan
 from mimisim.sim.scenario import Scenario, load_scenario, resolved_hash
 from mimisim.sim.world import World
 
@@ -72,6 +73,7 @@ def run(
     overrides: Sequence[str] = (),
     out: str | Path | None | bool = None,
     progress: bool | None = None,
+    faults: FaultPlan | None = None,
 ) -> RunResult:
     """Run a scenario (a path or a loaded :class:`Scenario`) and return its tables.
 
@@ -79,9 +81,12 @@ def run(
     strings as for ``--set``; ``out``: None writes the default results folder,
     a path writes there (the ``seed-<n>`` folder goes inside), False writes
     nothing. ``progress``: None shows a bar only on runs longer than 2 s.
+    ``faults``: an explicit fault schedule instead of the one the scenario
+    and seed expand to (a manifest's ``faults``, or a schedule ``mimisim
+    check`` shrank).
     """
     scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
-    world = World(scn, seed).run(progress=progress)
+    world = World(scn, seed, faults=faults).run(progress=progress)
     trace = world.trace.to_pandas()
     tables = T.all_tables(trace)
     summary = T.summary(trace, tables)

@@ -41,7 +41,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 2
     progress = False if args.no_progress else None
-    result = run(scenario, seed=args.seed, out=args.out, progress=progress)
+    faults = None
+    if args.faults:
+        from mimisim.sim.faults import FaultPlan
+
+        faults = FaultPlan.from_json(json.loads(Path(args.faults).read_text()))
+    result = run(scenario, seed=args.seed, out=args.out, progress=progress, faults=faults)
     if not args.quiet:
         print(format_summary(result))
         print(f"results: {result.dir}")
@@ -57,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mimisim.sweep import add_subcommands as add_sweep_commands
 
     add_sweep_commands(sub)  # sweep, plot
+    from mimisim.check import add_subcommands as add_check_commands
+
+    add_check_commands(sub)  # check
     from mimisim.sim.scenario_cli import add_set_option
 
     r = sub.add_parser("run", help="run a scenario; writes results/<name>/seed-<n>/ and prints a summary",
@@ -67,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
     r.add_argument("--out", default=None, help="folder to write seed-<n>/ into (default: <outputs.dir>/<name>)")
     r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    r.add_argument("--faults", default=None, metavar="FILE",
+                   help="replay this fault schedule (JSON list, e.g. a shrunk one from mimisim check) instead "
+                        "of the one the scenario and seed expand to")
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
     r.set_defaults(func=cmd_run)
     v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")

@@ -118,6 +118,19 @@ def state_tag(tree_hash: bytes, participants: dict[str, int], epoch_authenticato
     return tag
 
 
+def role_changes_tag(before: dict[str, int], after: dict[str, int]) -> str:
+    """`` changes=<user>:<old>><new>,...`` (empty when no role changed), for
+    the policy invariant: with the committer's ``role=`` it lets a checker
+    replay the participant list from the trace alone and ask whether the
+    committer's role allowed each change."""
+    changed = [
+        f"{u}:{before.get(u, 0)}>{after.get(u, 0)}"
+        for u in sorted(set(before) | set(after))
+        if before.get(u, 0) != after.get(u, 0)
+    ]
+    return f" changes={','.join(changed)}" if changed else ""
+
+
 def msg_id_of(mls_message_bytes: bytes) -> str:
     """A stable id of one MLS message end to end: the first 16 hex digits of
     SHA-256 over the encoded MLSMessage.
@@ -945,6 +958,8 @@ class HubRoom:
             f" +{len(staged.outcome.added)} -{len(staged.outcome.removed)}"
             + (" external" if kind == "joiner" else "")
             + " " + state_tag(new_obs.tree_hash, new_roles)
+            + f" role={roles.get(user, W.RoleIndex.no_role)}"
+            + role_changes_tag(self._participants, new_roles)
         )
         # commit
         self.observer = new_obs
@@ -1250,7 +1265,7 @@ class HubRoom:
             resp = W.SubmitMessageResponse.accepted(ts, frank)
             fm = W.FanoutMessage.application(ts, msg, frank)
             fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree, None)
-            detail = "application" + (" franked" if frank is not None else "")
+            detail = "application" + (" franked" if frank is not None else "") + f" sender={sender} role={role}"
             return HubResult(
                 MimiResponse(200, resp.encode(), "accepted"),
                 fanout,

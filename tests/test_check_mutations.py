@@ -1,0 +1,267 @@
+"""Faults that bite: each test breaks the protocol core on purpose (a
+monkeypatch in the test, never a switch in the product) and shows that the
+invariant checks of ``mimisim check`` catch it within a stated number of
+seeds. The unbroken core passes the same seeds (``test_unbroken_core_passes``),
+so a catch is the mutation's doing, not the scenario's.
+
+Seeds-to-catch (the first seed of 1.. that fails; the bound each test
+asserts is in its ``within``): see ``MUTATIONS`` below and docs/invariants.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from mimisim.check import run_checked, shrink
+from mimisim.mimi import client as client_mod
+from mimisim.mimi import hub as hub_mod
+from mimisim.mimi import provider as provider_mod
+from mimisim.mimi import wire as W
+from mimisim.mimi.transport import Deliver, MimiResponse
+from mimisim.sim.scenario import Scenario, load_scenario_text
+
+BASE = """
+name: mutation
+seed: 1
+duration: {duration}
+providers:
+  a.example: {{cost: {{per_request: 0.2ms, per_signature: 0.05ms, per_hpke: 0.1ms}}}}
+  b.example: {{}}
+  c.example: {{}}
+users:
+  alice: {{provider: a.example, clients: [A1]}}
+  bob: {{provider: b.example, clients: [B1, B2]}}
+  cathy: {{provider: c.example, clients: [C1]}}
+  dave: {{provider: b.example, clients: [D1]}}
+rooms:
+  room:
+    hub: a.example
+    participants: {{alice: group_admin, bob: {bob_role}, cathy: ordinary_user, dave: ordinary_user}}
+{policy}
+network:
+  default:
+    latency: {{kind: lognormal, median: 30ms, sigma: 0.5}}
+    jitter: 10ms
+    duplicate: {duplicate}
+    reorder: {reorder}
+    reorder_extra: {reorder_extra}
+workload:
+{workload}
+"""
+
+
+def scenario(*, duration: str = "20s", workload: str = "  messages: {rate: 2/s, start: 2s, stop: 14s}",
+             duplicate: float = 0.0, reorder: float = 0.0, reorder_extra: str = "60ms",
+             bob_role: str = "ordinary_user", policy: str = "") -> Scenario:
+    return load_scenario_text(BASE.format(duration=duration, workload=workload, duplicate=duplicate,
+                                          reorder=reorder, reorder_extra=reorder_extra, bob_role=bob_role,
+                                          policy=policy), "mutation.yaml")
+
+
+def first_failing(scn: Scenario, invariant: str, seeds: range) -> int | None:
+    """The first seed whose run violates ``invariant`` (None: none did)."""
+    for seed in seeds:
+        _, res = run_checked(scn, seed)
+        if res[invariant]:
+            return seed
+    return None
+
+
+# ---------------------------------------------------------------- the mutations
+
+
+def skip_epoch_check(mp: pytest.MonkeyPatch) -> None:
+    """The hub does not check a commit's epoch: a commit built on a stale
+    epoch is answered ``success`` and relayed to the room (it cannot be
+    merged, so the hub's own state stays put). The committer's group forks."""
+    orig = hub_mod.HubRoom._update_commit
+
+    def patched(self: Any, bundle: W.HandshakeBundle, mid: str, from_domain: str, now_ms: int,
+                routing: Any) -> Any:
+        msg = bundle.proposal_or_commit
+        c = msg.body.content
+        stale = c.epoch != self.epoch and not (self.last_commit is not None and self.last_commit[0] == mid)
+        if not stale:
+            return orig(self, bundle, mid, from_domain, now_ms, routing)
+        kind, client, _ = self._actor(c.sender, msg.body, from_domain)
+        ts = self._ts(now_ms)
+        fanout = self._fanout_to_room([W.FanoutMessage.commit(ts, msg, [])], mid, "commit", self.observer.tree, None)
+        detail = (f"commit by {client} epoch {c.epoch}->{c.epoch + 1} +0 -0 "
+                  + hub_mod.state_tag(self.observer.tree_hash, self._participants))
+        return hub_mod.HubResult(MimiResponse(200, W.UpdateRoomResponse.success(ts).encode(), "success"), fanout,
+                                 [self._event("hub.accept", c.epoch, mid, "success", detail, from_domain)])
+
+    mp.setattr(hub_mod.HubRoom, "_update_commit", patched)
+
+
+def forget_cached_proposal(mp: pytest.MonkeyPatch) -> None:
+    """The hub answers ``success`` to proposals (a leave) and relays them,
+    but forgets them: its cache and pending list stay as they were."""
+    orig = hub_mod.HubRoom._update_proposals
+
+    def patched(self: Any, *args: Any, **kw: Any) -> Any:
+        saved = (self.observer, self.pending, self.removal_intents)
+        out = orig(self, *args, **kw)
+        self.observer, self.pending, self.removal_intents = saved
+        return out
+
+    mp.setattr(hub_mod.HubRoom, "_update_proposals", patched)
+
+
+class _Forgetful(set):  # type: ignore[type-arg]
+    """A set that never contains anything: a client's duplicate check, dropped."""
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+def drop_dedup(mp: pytest.MonkeyPatch) -> None:
+    """No deduplication anywhere: the follower's notify window never matches,
+    the client forgets the ids it has seen, and its MLS layer answers a
+    replayed message from a cache of decrypted messages (a plausible
+    "tolerate retransmissions" shortcut) instead of refusing it."""
+    from mimisim.mimi.dedup import NotifyDeduplicator
+    from mimisim.mls.group import Group
+
+    mp.setattr(NotifyDeduplicator, "seen", lambda self, *a, **k: False)
+    orig_init = client_mod._Room.__init__
+
+    def init(self: Any, *a: Any, **k: Any) -> None:
+        orig_init(self, *a, **k)
+        self.seen = _Forgetful()
+
+    mp.setattr(client_mod._Room, "__init__", init)
+    orig_process = Group.process
+    cache: dict[bytes, Any] = {}
+
+    def process(self: Any, message: Any, *a: Any, **k: Any) -> Any:
+        key = message.encode()
+        if key in cache:
+            return cache[key]
+        res = orig_process(self, message, *a, **k)
+        cache[key] = res
+        return res
+
+    mp.setattr(Group, "process", process)
+
+
+def deliver_out_of_order(mp: pytest.MonkeyPatch) -> None:
+    """The client handles a message of a later epoch as if it could not
+    arrive early: it throws it away instead of buffering it (no resync
+    timer either), so whatever overtook a commit is lost to it."""
+    mp.setattr(client_mod.ClientCore, "_buffer", lambda self, *a, **k: None)
+    mp.setattr(client_mod.ClientCore, "_arm_gap_timer", lambda self, *a, **k: None)
+
+
+def lose_notify_delivery(mp: pytest.MonkeyPatch) -> None:
+    """A follower answers 201 to a /notify but hands one in eight of its
+    messages to nobody (a bug between its queue and its clients)."""
+    orig = provider_mod.ProviderCore._deliver_local
+
+    def patched(self: Any, room: str, body: bytes) -> Any:
+        out = orig(self, room, body)
+        if hashlib.sha256(body).digest()[0] % 8 == 0:
+            out.actions = [a for a in out.actions if not isinstance(a, Deliver)]
+        return out
+
+    mp.setattr(provider_mod.ProviderCore, "_deliver_local", patched)
+
+
+def bad_frank(mp: pytest.MonkeyPatch) -> None:
+    """The hub franks with the wrong context (another room's URI)."""
+    from mimisim.mimi import franking as F
+
+    def patched(self: Any, authenticated_data: bytes, sender: str, ts: int) -> Any:
+        tag = F.frank_aad_of(authenticated_data)
+        if tag is None or F.franking_agent_of(self.observer.context.extensions) is None:
+            return None
+        return F.server_frank(self.suite, self.hub_franking_key, tag, sender, self.room_uri + "x", ts)
+
+    mp.setattr(hub_mod.HubRoom, "_frank", patched)
+
+
+def skip_policy(mp: pytest.MonkeyPatch) -> None:
+    """The hub forgets to ask whether the sender's role may send messages."""
+    mp.setattr(hub_mod.P, "may_send_message", lambda policy, role: True)
+
+
+READER_POLICY = """    policy:
+      roles:
+        no_role: {index: 0}
+        banned: {index: 1}
+        ordinary_user: {index: 2, capabilities: [canSendMessage, canReceiveMessage, canRemoveSelf],
+                        role_changes: {0: [2]}}
+        reader: {index: 5, capabilities: [canReceiveMessage]}
+        group_admin: {index: 3, capabilities: [canAddParticipant, canRemoveParticipant, canSendMessage,
+                      canReceiveMessage, canKick, canAddOwnClient], role_changes: {0: [2, 3, 5]},
+                      min_participants: 1}"""
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    apply: Callable[[pytest.MonkeyPatch], None]
+    invariant: str
+    make: Callable[[], Scenario]
+    within: int  # seeds 1..within: at least one fails
+
+
+MUTATIONS = [
+    Mutation("skip the epoch check", skip_epoch_check, "hub_total_order",
+             lambda: scenario(workload="  updates: {rate: 2/s, start: 2s, stop: 12s}"), 3),
+    Mutation("skip the epoch check (members)", skip_epoch_check, "member_order",
+             lambda: scenario(workload="  updates: {rate: 2/s, start: 2s, stop: 12s}"), 3),
+    Mutation("skip the epoch check (agreement)", skip_epoch_check, "agreement",
+             lambda: scenario(workload="  updates: {rate: 2/s, start: 2s, stop: 12s}"), 3),
+    Mutation("forget a cached proposal", forget_cached_proposal, "leave_committed",
+             lambda: scenario(duration="30s", workload="  leaves: {rate: 6/min, start: 2s, stop: 12s}"), 3),
+    Mutation("drop the dedup", drop_dedup, "no_duplicate",
+             lambda: scenario(duplicate=0.1), 3),
+    Mutation("deliver out of order (drop early messages)", deliver_out_of_order, "converged",
+             lambda: scenario(duration="25s", reorder=0.5, reorder_extra="150ms",
+                              workload="  messages: {rate: 6/s, start: 2s, stop: 8s}\n"
+                              "  updates: {rate: 2/s, start: 2s, stop: 8s}"), 3),
+    Mutation("lose a notify's delivery", lose_notify_delivery, "no_loss", lambda: scenario(), 2),
+    Mutation("frank with the wrong context", bad_frank, "franks_verify", lambda: scenario(), 1),
+    Mutation("skip the sender's policy check", skip_policy, "policy",
+             lambda: scenario(bob_role="reader", policy=READER_POLICY), 2),
+]
+
+
+@pytest.mark.parametrize("m", MUTATIONS, ids=[f"{m.name} -> {m.invariant}" for m in MUTATIONS])
+def test_mutation_is_caught(m: Mutation, monkeypatch: pytest.MonkeyPatch) -> None:
+    scn = m.make()
+    m.apply(monkeypatch)
+    seed = first_failing(scn, m.invariant, range(1, m.within + 1))
+    assert seed is not None, f"{m.name}: {m.invariant} held on seeds 1..{m.within}"
+
+
+@pytest.mark.parametrize("make", sorted({id(m.make): m for m in MUTATIONS}.values(), key=lambda m: m.name),
+                         ids=lambda m: m.name)
+def test_unbroken_core_passes(make: Mutation) -> None:
+    """The same scenarios and seeds without the mutation break nothing."""
+    scn = make.make()
+    for seed in range(1, make.within + 1):
+        _, res = run_checked(scn, seed)
+        assert not any(res.values()), {k: [v.message for v in vs] for k, vs in res.items() if vs}
+
+
+def test_shrinking_keeps_the_failure_and_drops_irrelevant_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with crashes and partitions that fails for a reason no fault
+    causes (bad franks) shrinks to the empty schedule."""
+    text = BASE.format(duration="20s", workload="  messages: {rate: 2/s, start: 2s, stop: 14s}",
+                       duplicate=0.0, reorder=0.0, reorder_extra="60ms", bob_role="ordinary_user",
+                       policy="")
+    text += ("faults:\n  schedule:\n    - {kind: crash, node: c.example, at: 4s, duration: 1s}\n"
+             "    - {kind: partition, at: 6s, duration: 1s, groups: [[a.example], [b.example, c.example]]}\n")
+    scn = load_scenario_text(text, "shrink.yaml")
+    bad_frank(monkeypatch)
+    world, res = run_checked(scn, 1)
+    assert res["franks_verify"] and len(world.plan.faults) == 2
+    small, runs = shrink(scn, 1, "franks_verify", world.plan)
+    assert small.faults == [] and runs <= 4
