@@ -140,4 +140,10 @@ def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame] | None = None) 
         ("faults injected / bit", f"{len(f)} / {int(f['bit'].sum()) if len(f) else 0}"),
         ("exchanges answered", f"{int((x['status'] != '').sum())} of {len(x)}"),
     ]
+    if n("adversary.attempt"):  # only in runs with adversaries (mimisim.sim.adversary)
+        rows += [
+            ("attacks tried / rejected / unanswered",
+             f"{n('adversary.attempt')} / {n('adversary.rejected')} / {n('adversary.unanswered')}"),
+            ("attacks accepted (must be 0)", n("adversary.accepted")),
+        ]
     return pd.DataFrame({"metric": [r[0] for r in rows], "value": [str(r[1]) for r in rows]})

@@ -186,6 +186,8 @@ class ClientNode:
         self.provider = provider
         # request id -> whether it reached the provider (then a crash loses it)
         self.outstanding: dict[int, bool] = {}
+        # request id -> who takes its reply instead of the core (an adversary's own requests)
+        self.intercept: dict[int, Callable[[ClientReply], None]] = {}
         self.uplink = Stream(world, self.uri, provider.domain, self._arrived_at_provider,
                              sender_up=lambda: True, receiver_up=lambda: provider.up)
 
@@ -219,6 +221,10 @@ class ClientNode:
         self.provider.on_client_message(msg)
 
     def on_reply(self, reply: ClientReply) -> None:
+        hook = self.intercept.pop(reply.request_id, None)
+        if hook is not None:
+            hook(reply)
+            return
         self.outstanding.pop(reply.request_id, None)
         self.apply(self.core.on_reply(reply, self.now))
 

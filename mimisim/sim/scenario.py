@@ -1283,6 +1283,69 @@ class Faults(_Model):
     random: RandomFaults | None = None
 
 
+# ====================================================================== adversaries
+
+FollowerAttack = Literal["replay_notify", "spoof_from", "tamper", "withhold_fanout"]
+ClientAttack = Literal["non_member_submit", "forged_signature", "after_removal", "reuse_key_package",
+                       "stale_epoch"]
+
+
+class _Attacker(_Model):
+    rate: Rate
+    """Poisson rate of attempts; each attempt takes the next attack of ``attacks`` in turn."""
+    start: Duration = 0.0
+    stop: Duration | None = None
+    """Default: the end of the run."""
+
+    @field_validator("stop")
+    @classmethod
+    def _order(cls, v: float | None, info: ValidationInfo) -> float | None:
+        _check_order("start", info, v, strict=True)
+        return v
+
+
+class FollowerAdversary(_Attacker):
+    """A provider that turns against a room it follows (``mimisim.sim.adversary``): it replays
+    old ``/notify`` bodies to another follower, claims another provider's ``From``, sends
+    tampered commits to the hub, and withholds a commit's fanout from its own clients."""
+
+    provider: Domain
+    room: Name
+    attacks: list[FollowerAttack] = Field(
+        default_factory=lambda: ["replay_notify", "spoof_from", "tamper", "withhold_fanout"], min_length=1)
+
+
+class ClientAdversary(_Attacker):
+    """A malicious client: submits to a room it is not in, forges signatures, acts after its
+    user was removed, republishes a used KeyPackage, commits on a stale epoch."""
+
+    client: str
+    """``user/device``, a unique device name, or its URI."""
+    room: Name
+    attacks: list[ClientAttack] = Field(
+        default_factory=lambda: ["non_member_submit", "forged_signature", "after_removal", "reuse_key_package",
+                                 "stale_epoch"], min_length=1)
+
+
+class MalformedAdversary(_Attacker):
+    """A provider that sends malformed bodies (random bytes, truncated valid bodies) to every
+    endpoint of every other provider, in turn."""
+
+    provider: Domain
+
+
+class Adversaries(_Model):
+    """Malicious actors; the trace records each attempt (``adversary.attempt``) and its outcome
+    (``adversary.rejected`` / ``adversary.accepted`` / ``adversary.unanswered``)."""
+
+    followers: list[FollowerAdversary] = Field(default_factory=list)
+    clients: list[ClientAdversary] = Field(default_factory=list)
+    malformed: list[MalformedAdversary] = Field(default_factory=list)
+
+    def any(self) -> bool:
+        return bool(self.followers or self.clients or self.malformed)
+
+
 # ====================================================================== protocol, outputs, sweep
 
 
@@ -1394,6 +1457,8 @@ class Scenario(_Model):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     workload: Workload = Field(default_factory=Workload)
     faults: Faults = Field(default_factory=Faults)
+    adversaries: Adversaries = Field(default_factory=Adversaries)
+    """Malicious followers, clients and senders of malformed bodies (none by default)."""
     protocol: Protocol = Field(default_factory=Protocol)
     outputs: Outputs = Field(default_factory=Outputs)
     sweep: Sweep | None = None
@@ -1692,6 +1757,21 @@ class Scenario(_Model):
                         (*loc, "client"),
                         f"'{step.client}' is joined from the start; a device that joins later has 'joined: false'",
                     )
+
+        # adversaries
+        adv = self.adversaries
+        for kind in ("followers", "clients", "malformed"):
+            for i, a in enumerate(getattr(adv, kind)):
+                loc = ("adversaries", kind, i)
+                before_end((*loc, "start"), a.start)
+                if kind != "clients":
+                    known_provider((*loc, "provider"), a.provider)
+                else:
+                    a.client = client_ref((*loc, "client"), a.client)
+                if kind != "malformed":
+                    known_room((*loc, "room"), a.room)
+                if kind == "followers" and a.room in self.rooms and a.provider == self.rooms[a.room].hub:
+                    bad((*loc, "provider"), f"'{a.provider}' is the hub of '{a.room}', not a follower")
 
         # faults
         for i, f in enumerate(self.faults.schedule):

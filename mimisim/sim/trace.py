@@ -63,6 +63,11 @@ KINDS: dict[str, str] = {
     "fault.degrade": "a link degradation starts or ends",
     "fault.offline": "a client goes offline or comes back",
     "fault.effect": "at the end: whether a fault affected any exchange (status: bit | harmless)",
+    # adversaries (mimisim.sim.adversary); req_id numbers the attempt, its outcome row has the same
+    "adversary.attempt": "an adversary tries an attack (status: the attack's name)",
+    "adversary.rejected": "the target refused it (status: HTTP status or protocol code; withholding: detected)",
+    "adversary.accepted": "the target took it: a protocol failure (must never happen)",
+    "adversary.unanswered": "no answer (lost on the way, or the target was down)",
     # run
     "run.start": "the run begins",
     "run.end": "the run ends",

@@ -30,6 +30,7 @@ from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
 from mimisim.sim import scenario as S
+from mimisim.sim.adversary import Adversaries
 from mimisim.sim.faults import FaultPlan, expand, fault_effects
 from mimisim.sim.http import HttpFabric, RetryPolicy
 from mimisim.sim.links import LatencyModel, LinkModel
@@ -148,6 +149,7 @@ class World:
         self.plan: FaultPlan = faults if faults is not None else expand(scn, self.seed)
         self._apply_network_faults()
         self.workload = Workload(self)
+        self.adversaries: Adversaries | None = Adversaries(self) if scn.adversaries.any() else None
         self.wall_s = 0.0
 
     # ---------------------------------------------------------------- building
@@ -299,6 +301,8 @@ class World:
         self.trace.record(0.0, "run.start", detail=f"scenario {scn.name} seed {self.seed}")
         env.process(self._setup())
         self.workload.start()
+        if self.adversaries is not None:
+            self.adversaries.start()
         for f in self.plan.faults:
             env.process(self._fault(f))
         end = float(scn.duration)
@@ -314,6 +318,8 @@ class World:
                 for i in range(1, steps + 1):
                     env.run(until=end * i / steps)
                     bar.update(1)
+        if self.adversaries is not None:
+            self.adversaries.finish()
         self.trace.record(end, "run.end", detail=f"{len(self.trace)} events")
         for f, n, why in fault_effects(self.trace.cols, self.plan, end):
             self.trace.record(end, "fault.effect", f.node, status="bit" if n else "harmless",

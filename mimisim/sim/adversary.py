@@ -1,0 +1,409 @@
+"""Adversaries as scenario actors: a malicious follower, a malicious client,
+and a sender of malformed bodies (the scenario's ``adversaries:`` section).
+
+Each actor attacks at Poisson times (its own random stream), taking the next
+attack of its list in turn. Every attempt is one ``adversary.attempt`` row
+(``req_id`` numbers the attempt, ``status`` names the attack), and its outcome
+one row with the same ``req_id``: ``adversary.rejected`` (status: the HTTP
+status or protocol code that refused it), ``adversary.accepted`` (the target
+took it: a protocol failure) or ``adversary.unanswered`` (lost on the way or
+the target was down; neither). An attack that does not apply at that moment
+(a stale-epoch commit before the room has moved on) is not attempted.
+
+What the attackers hold is what such an attacker would have: the follower
+its own TLS identity, the ``/notify`` bodies the hub sent it and the group
+state of its own clients; the client its own keys, group state (snapshots
+of earlier epochs included) and KeyPackages. Nothing else: they never
+touch another node's state. The rejections come from the unchanged protocol
+cores (:mod:`mimisim.mimi.provider`, :mod:`mimisim.mimi.hub`,
+:mod:`mimisim.mimi.keystore`).
+
+``withhold_fanout`` is different in kind: a follower that keeps a commit from
+its own clients cannot be refused by anyone. Its outcome is judged at the
+end: ``rejected`` (status ``detected``) when every client it withheld from
+noticed the gap (``client.gap``) or got the commit anyway and ended in
+agreement with the hub, else ``accepted``. (Withholding *application*
+messages from one's own users is undetectable in MIMI: a provider delivers
+to its users; the drafts give members no way to notice.)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mimisim.mimi import wire as W
+from mimisim.mimi.endpoints import Endpoint
+from mimisim.mimi.identity import group_id_of_room, hub_of_room
+from mimisim.mimi.keystore import encode_upload
+from mimisim.mimi.transport import ClientMessage, ClientOp, Deliver, MimiRequest, MimiResponse
+from mimisim.mls.keypackage import create_key_package
+from mimisim.mls.observer import partial_group_info
+from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation
+from mimisim.sim.http import RetryPolicy
+from mimisim.sim.links import wire_size
+from mimisim.sim.rng import protocol_random, stream
+
+if TYPE_CHECKING:
+    from mimisim.mls.group import Group
+    from mimisim.sim.world import World
+
+#: Response codes that are refusals (as the provider fuzz tests define them).
+ERROR_CODES = frozenset({
+    "wrongEpoch", "notAllowed", "invalidProposal", "epochTooOld", "notAuthorized", "noSuchRoom",
+    "incompatibleProtocol", "noCompatibleMaterial", "userUnknown", "noConsent", "noConsentForThisRoom",
+    "userDeleted", "notFound", "ambiguous", "forbidden", "unsupportedField",
+})
+#: One attempt, no retry: an attacker that is refused does not insist.
+ONE_SHOT = RetryPolicy(timeout_ms=3_000.0, max_attempts=1)
+#: Client request ids of attacks start here (far from the client core's own).
+REQUEST_BASE = 1_000_000_000
+
+
+def _accepted(status: int, code: str) -> bool:
+    return status == 201 or (status == 200 and code not in ERROR_CODES)
+
+
+def _commit_body(g: Group) -> tuple[bytes, MLSMessage]:
+    """A commit of ``g`` (a copy: the attacker's real state is not moved) as an /update body."""
+    out = g.commit([])
+    gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
+    rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+    welcome = out.welcome.body if out.welcome is not None else None
+    return W.UpdateRequest(W.HandshakeBundle.commit(out.message, gio, rto, welcome)).encode(), out.message
+
+
+@dataclass
+class _Pending:
+    attack: str
+    node: str
+    peer: str
+    room: str
+    judge: Callable[[int, str, bytes], bool] | None = None
+
+
+@dataclass
+class Adversaries:
+    """Every adversary of a world; :meth:`start` at the beginning, :meth:`finish` at the end."""
+
+    world: World
+    attempts: int = 0
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    withheld: list[tuple[int, str, str, str, float]] = field(default_factory=list)  # id, provider, room, mid, t
+
+    # ---------------------------------------------------------------- recording
+
+    def _attempt(self, attack: str, node: str, peer: str, room: str, detail: str,
+                 judge: Callable[[int, str, bytes], bool] | None = None) -> int:
+        self.attempts += 1
+        n = self.attempts
+        w = self.world
+        w.trace.record(w.env.now, "adversary.attempt", node, peer=peer, room=room, req_id=n, status=attack,
+                       detail=f"{attack}: {detail}")
+        self.pending[n] = _Pending(attack, node, peer, room, judge)
+        return n
+
+    def _outcome(self, n: int, status: int | None, code: str = "", body: bytes = b"") -> None:
+        p = self.pending.pop(n, None)
+        if p is None:
+            return
+        w = self.world
+        if status is None:
+            w.trace.record(w.env.now, "adversary.unanswered", p.node, peer=p.peer, room=p.room, req_id=n,
+                           status="noResponse", detail=p.attack)
+            return
+        ok = p.judge(status, code, body) if p.judge is not None else _accepted(status, code)
+        kind = "adversary.accepted" if ok else "adversary.rejected"
+        w.trace.record(w.env.now, kind, p.node, peer=p.peer, room=p.room, req_id=n,
+                       status=code or str(status), detail=f"{p.attack}: HTTP {status}")
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _http(self, n: int, src: str, req: MimiRequest, gen: np.random.Generator) -> Generator:
+        """Send one request from provider ``src`` (its TLS identity) and record the outcome."""
+        w = self.world
+        node = w.providers[src]
+        result = yield w.fabric.exchange(src, req, ONE_SHOT, gen, alive=lambda: node.up)
+        resp: MimiResponse | None = result.response
+        if resp is None:
+            self._outcome(n, None)
+        else:
+            self._outcome(n, resp.status, resp.code, resp.body)
+
+    def _client_send(self, n: int, uri: str, op: ClientOp, room: str, body: bytes) -> None:
+        """Send one request from client ``uri`` to its own provider; the reply
+        is taken off the client's connection before its core sees it."""
+        node = self.world.clients[uri]
+        rid = REQUEST_BASE + n
+        node.intercept[rid] = lambda reply: self._outcome(n, reply.status, reply.code, reply.body)
+        msg = ClientMessage(uri, op, rid, body, room)
+        node.uplink.send(msg, wire_size(len(body)), detail=f"{op.value} (adversary)")
+
+    def _ticks(self, spec: Any, name: str) -> Generator:
+        """Poisson attack times of one actor; yields the index of each attempt."""
+        env = self.world.env
+        g = stream(self.world.seed, f"adversary:{name}")
+        end = float(spec.stop) if spec.stop is not None else float(self.world.scenario.duration)
+        t = float(spec.start)
+        i = 0
+        while True:
+            t += float(g.exponential(1000.0 / float(spec.rate)))
+            if t >= end:
+                return
+            yield env.timeout(max(0.0, t - env.now))
+            yield i
+            i += 1
+
+    # ---------------------------------------------------------------- start / finish
+
+    def start(self) -> None:
+        scn = self.world.scenario
+        env = self.world.env
+        adv = scn.adversaries
+        for i, f in enumerate(adv.followers):
+            env.process(self._follower(f, i))
+        for i, c in enumerate(adv.clients):
+            env.process(self._client(c, i))
+        for i, m in enumerate(adv.malformed):
+            env.process(self._malformed(m, i))
+
+    def finish(self) -> None:
+        """Judge the withheld commits; everything still in flight is unanswered."""
+        w = self.world
+        trace = w.trace.cols
+        bad = set(w.disagreements())
+        for n, _provider, room, mid, t0 in self.withheld:
+            victims = self.pending[n].peer.split(",") if n in self.pending else []
+            noticed = []
+            for uri in victims:
+                gap = any(k == "client.gap" and node == uri and r == room and t >= t0
+                          for k, node, r, t in zip(trace["kind"], trace["node"], trace["room"], trace["t_ms"],
+                                                   strict=True))
+                got = any(k == "client.epoch" and node == uri and m == mid
+                          for k, node, m in zip(trace["kind"], trace["node"], trace["msg_id"], strict=True))
+                agrees = not any(line.startswith(f"{uri} in {room}:") for line in bad)
+                noticed.append((gap or got) and agrees)
+            p = self.pending.pop(n, None)
+            if p is None:
+                continue
+            kind = "adversary.rejected" if all(noticed) else "adversary.accepted"
+            w.trace.record(w.env.now, kind, p.node, peer=p.peer, room=p.room, req_id=n,
+                           status="detected" if all(noticed) else "undetected", detail=f"{p.attack}: {mid}")
+        for n in sorted(self.pending):
+            self._outcome(n, None)
+
+    # ---------------------------------------------------------------- malicious follower
+
+    def _follower(self, spec: Any, index: int) -> Generator:
+        w = self.world
+        scn = w.scenario
+        me = spec.provider
+        room = scn.room_uri(spec.room)
+        hub = hub_of_room(room)
+        gen = stream(w.seed, f"adversary:follower:{index}:http")
+        captured: list[bytes] = []
+        node = w.providers[me]
+        serve = w.fabric.servers[me]
+
+        def capture(req: MimiRequest, peer: str, now: float) -> Generator:
+            if req.endpoint == Endpoint.NOTIFY and req.target == room and peer == hub:
+                captured.append(req.body)
+            return (yield from serve(req, peer, now))
+
+        w.fabric.servers[me] = capture
+        armed: list[int] = []
+        perform = node._perform
+
+        def withhold(out: Any, inc: int) -> None:
+            if armed:
+                for a in out.actions:
+                    if isinstance(a, Deliver) and a.room == room and a.msg_id:
+                        try:
+                            kind = W.FanoutMessage.decode(a.body).kind
+                        except Exception:  # noqa: BLE001 - not ours to judge
+                            continue
+                        if kind == W.MessageKind.commit:
+                            victims = sorted({d.client for d in out.actions
+                                              if isinstance(d, Deliver) and d.msg_id == a.msg_id})
+                            n = self._attempt("withhold_fanout", me, ",".join(victims), room,
+                                              f"commit {a.msg_id} kept from {len(victims)} client(s)")
+                            self.withheld.append((n, me, room, a.msg_id, w.env.now))
+                            armed.clear()
+                            out.actions = [d for d in out.actions
+                                           if not (isinstance(d, Deliver) and d.msg_id == a.msg_id)]
+                            break
+            perform(out, inc)
+
+        node._perform = withhold  # type: ignore[method-assign]
+        followers = sorted({scn.users[u].provider for u in scn.rooms[spec.room].participants} - {me, hub})
+        victim = followers[0] if followers else hub
+        attacks = list(spec.attacks)
+        ticks = self._ticks(spec, f"follower:{index}")
+        for ev in ticks:
+            if not isinstance(ev, int):
+                yield ev
+                continue
+            attack = attacks[ev % len(attacks)]
+            if not node.up:
+                continue
+            if attack == "replay_notify" and captured:
+                body = captured[int(gen.integers(len(captured)))]
+                req = MimiRequest(Endpoint.NOTIFY, room, me, victim, body)
+                n = self._attempt(attack, me, victim, room, f"an old /notify of {hub} replayed as {me}")
+                w.env.process(self._http(n, me, req, gen))
+            elif attack == "spoof_from":
+                if captured and ev % 2 == 0:
+                    req = MimiRequest(Endpoint.NOTIFY, room, hub, victim, captured[-1])
+                    what = f"/notify to {victim} claiming From: {hub}"
+                    target = victim
+                else:
+                    g = self._member_group(me, room)
+                    if g is None:
+                        continue
+                    body, _ = _commit_body(g)
+                    req = MimiRequest(Endpoint.UPDATE, room, victim, hub, body)
+                    what = f"/update to {hub} claiming From: {victim}"
+                    target = hub
+                n = self._attempt(attack, me, target, room, what)
+                w.env.process(self._http(n, me, req, gen))
+            elif attack == "tamper":
+                g = self._member_group(me, room)
+                if g is None:
+                    continue
+                _, msg = _commit_body(g)
+                msg.body.content.authenticated_data = msg.body.content.authenticated_data + b"tampered"
+                gio_g = self._member_group(me, room)
+                assert gio_g is not None
+                out = gio_g.commit([])
+                gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
+                rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+                body = W.UpdateRequest(W.HandshakeBundle.commit(msg, gio, rto, None)).encode()
+                req = MimiRequest(Endpoint.UPDATE, room, me, hub, body)
+                n = self._attempt(attack, me, hub, room, "a commit whose content was changed after signing")
+                w.env.process(self._http(n, me, req, gen))
+            elif attack == "withhold_fanout":
+                if not armed:
+                    armed.append(1)
+
+    def _member_group(self, provider: str, room: str) -> Group | None:
+        """A copy of the group of one of ``provider``'s clients that is a member of ``room``."""
+        for uri in sorted(self.world.clients):
+            node = self.world.clients[uri]
+            if node.provider.domain != provider:
+                continue
+            r = node.core._rooms.get(room)
+            if r is not None and r.member and r.group is not None:
+                return copy.deepcopy(r.group)
+        return None
+
+    # ---------------------------------------------------------------- malicious client
+
+    def _client(self, spec: Any, index: int) -> Generator:
+        w = self.world
+        scn = w.scenario
+        uri = scn.client(spec.client).uri
+        room = scn.room_uri(spec.room)
+        node = w.clients[uri]
+        core = node.core
+        rng = protocol_random(w.seed, f"adversary client {index}")
+        old: list[Any] = []  # snapshots of the attacker's group, oldest first
+        attacks = list(spec.attacks)
+        for ev in self._ticks(spec, f"client:{index}"):
+            if not isinstance(ev, int):
+                yield ev
+                continue
+            r = core._rooms.get(room)
+            member = r is not None and r.member and r.group is not None
+            if member and (not old or old[-1].epoch != r.group.epoch):  # type: ignore[union-attr]
+                old.append(copy.deepcopy(r.group))  # type: ignore[union-attr]
+                old[:] = old[-4:]
+            attack = attacks[ev % len(attacks)]
+            if attack == "non_member_submit" and not member:
+                kp, priv = create_key_package(core.suite, core.credential, core.signature_priv, rng)
+                from mimisim.mls.group import Group as _G
+
+                g = _G.create(core.suite, group_id_of_room(room), kp, priv, rng)
+                body = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"let me in"), room),
+                                              W.IdentifierUri(core.user_uri))
+                n = self._attempt(attack, uri, hub_of_room(room), room, "a message to a room it is not in")
+                self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
+            elif attack == "forged_signature" and member:
+                assert r is not None and r.group is not None
+                _, msg = _commit_body(copy.deepcopy(r.group))
+                msg.body.auth.signature = core.suite.sign_with_label(
+                    core.suite.generate_signature_key_pair(rng)[0], b"FramedContentTBS", b"forged")
+                g2 = copy.deepcopy(r.group)
+                out = g2.commit([])
+                gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
+                rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+                body = W.UpdateRequest(W.HandshakeBundle.commit(msg, gio, rto, None)).encode()
+                n = self._attempt(attack, uri, hub_of_room(room), room, "a commit signed with another key")
+                self._client_send(n, uri, ClientOp.update, room, body)
+            elif attack == "after_removal" and not member and old:
+                g = copy.deepcopy(old[-1])
+                body = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"still here"), room),
+                                              W.IdentifierUri(core.user_uri))
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"a message from its group of epoch {g.epoch} after its user was removed")
+                self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
+            elif attack == "reuse_key_package" and core._key_packages:
+                kp = next(iter(core._key_packages.values()))[0]
+                n = self._attempt(attack, uri, node.provider.domain, "", "republishes a KeyPackage it published")
+                self._client_send(n, uri, ClientOp.upload_key_packages, "", encode_upload([kp]))
+            elif attack == "stale_epoch" and member and len(old) > 1:
+                assert r is not None and r.group is not None
+                g = copy.deepcopy(old[0])
+                body, _ = _commit_body(g)
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"a commit on epoch {old[0].epoch} (room at {r.group.epoch})")
+                self._client_send(n, uri, ClientOp.update, room, body)
+
+    def _current(self, msg: MLSMessage, room: str) -> MLSMessage:
+        """Write the room's current epoch into a PrivateMessage's clear header
+        (an attacker learns it from any GroupInfo or fanout), so the hub's
+        refusal is about who sends, not about a stale epoch."""
+        hub = self.world.providers[hub_of_room(room)].core.rooms.get(room)
+        if hub is not None:
+            msg.body.epoch = hub.epoch
+        return msg
+
+    # ---------------------------------------------------------------- malformed bodies
+
+    def _malformed(self, spec: Any, index: int) -> Generator:
+        w = self.world
+        scn = w.scenario
+        me = spec.provider
+        gen = stream(w.seed, f"adversary:malformed:{index}")
+        others = sorted(d for d in scn.providers if d != me)
+        endpoints = list(Endpoint)
+        rooms_of = {d: sorted(scn.room_uri(n) for n, r in scn.rooms.items() if r.hub == d) for d in others}
+        users_of = {d: sorted(scn.user_uri(u) for u, s in scn.users.items() if s.provider == d) for d in others}
+        node = w.providers[me]
+        for ev in self._ticks(spec, f"malformed:{index}"):
+            if not isinstance(ev, int):
+                yield ev
+                continue
+            if not others or not node.up:
+                continue
+            ep = endpoints[ev % len(endpoints)]
+            to = others[(ev // len(endpoints)) % len(others)]
+            kind = ep.spec.param_kind.name
+            if ep in (Endpoint.KEY_MATERIAL,):
+                target = (users_of[to] or [f"mimi://{to}/u/nobody"])[0]
+            elif ep == Endpoint.PROXY_DOWNLOAD:
+                target = f"https://{to}/download/x"
+            elif "DOMAIN" in kind:
+                target = to
+            else:
+                target = (rooms_of[to] or [f"mimi://{to}/r/none"])[0]
+            size = int(gen.integers(0, 400))
+            body = gen.bytes(size) if ev % 3 else bytes(size)
+            req = MimiRequest(ep, target, me, to, body)
+            n = self._attempt("malformed", me, to, target if target.startswith("mimi://") and "/r/" in target else "",
+                              f"{size} bytes of {'noise' if ev % 3 else 'zeros'} to {req.detail}")
+            w.env.process(self._http(n, me, req, gen))
+

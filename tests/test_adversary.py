@@ -1,0 +1,88 @@
+"""Adversaries as scenario actors (``mimisim.sim.adversary``): every attack of
+scenarios/adversaries.yaml is tried and refused, nothing is accepted, the
+honest members still satisfy every invariant; the schema of the
+``adversaries:`` section; and a broken core (signatures not checked) shows
+up as accepted attacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mimisim.analysis.invariants import Context, check_trace
+from mimisim.api import run
+from mimisim.check import check_seed
+from mimisim.mls.crypto import CipherSuite
+from mimisim.sim.scenario import ScenarioError, load_scenario, load_scenario_text
+
+ROOT = Path(__file__).resolve().parents[1]
+ADV = ROOT / "scenarios" / "adversaries.yaml"
+ALL_ATTACKS = {"replay_notify", "spoof_from", "tamper", "withhold_fanout", "non_member_submit", "forged_signature",
+               "after_removal", "reuse_key_package", "stale_epoch", "malformed"}
+
+
+def _outcomes(trace: object) -> dict[str, dict[str, int]]:
+    import pandas as pd
+
+    assert isinstance(trace, pd.DataFrame)
+    a = trace[trace["kind"].str.startswith("adversary.")]
+    attack = a[a["kind"] == "adversary.attempt"].set_index("req_id")["status"]
+    out: dict[str, dict[str, int]] = {}
+    for r in a[a["kind"] != "adversary.attempt"].itertuples(index=False):
+        d = out.setdefault(attack[r.req_id], {})
+        d[r.kind] = d.get(r.kind, 0) + 1
+    return out
+
+
+def test_every_attack_is_tried_and_refused_and_members_are_unharmed() -> None:
+    res = run(ADV, out=False, progress=False)
+    t = res.trace
+    out = _outcomes(t)
+    assert set(out) == ALL_ATTACKS
+    n_attempts = int((t["kind"] == "adversary.attempt").sum())
+    assert n_attempts > 80
+    assert int((t["kind"] == "adversary.accepted").sum()) == 0
+    assert int((t["kind"] == "adversary.rejected").sum()) == n_attempts  # a clean network answers all
+    # The refusals are the protocol's: who may send, signatures, epochs, identities.
+    codes = set(t[t["kind"] == "adversary.rejected"]["status"])
+    assert {"notAllowed", "wrongEpoch", "Forbidden", "Bad Request", "detected"} <= codes
+    summary = dict(zip(res.summary["metric"], res.summary["value"], strict=True))
+    assert summary["attacks accepted (must be 0)"] == "0"
+    assert summary["attacks tried / rejected / unanswered"] == f"{n_attempts} / {n_attempts} / 0"
+    verdicts = check_trace(t, Context.from_scenario(load_scenario(ADV)))
+    assert not any(verdicts.values()), {k: [v.message for v in vs] for k, vs in verdicts.items() if vs}
+    assert res.world is not None and res.world.disagreements() == []
+
+
+def test_check_counts_attacks() -> None:
+    r = check_seed((str(ADV), (), 2))
+    assert r.ok and r.adversary["attempt"] > 50 and r.adversary.get("accepted", 0) == 0
+
+
+def test_a_core_that_skips_signature_checks_accepts_forgeries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faults that bite, for the adversaries: with signature verification
+    switched off, forged and tampered commits get through, and the trace
+    says so (``adversary.accepted``)."""
+    monkeypatch.setattr(CipherSuite, "verify_with_label", lambda self, pub, label, content, sig: True)
+    res = run(ADV, out=False, progress=False, overrides=["adversaries.malformed=[]"])
+    accepted = _outcomes(res.trace)
+    bad = {a for a, d in accepted.items() if d.get("adversary.accepted")}
+    assert bad & {"forged_signature", "tamper"}
+
+
+BASE = ADV.read_text()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("rate: 2/s, start: 4s", "rate: 2/s, colour: red, start: 4s"), "colour"),
+    (("{provider: d.example, rate: 2/s", "{provider: z.example, rate: 2/s"), "z.example"),
+    (("{provider: c.example, room: lobby", "{provider: a.example, room: lobby"), "is the hub of"),
+    (("attacks: [non_member_submit]", "attacks: [teleport]"), "teleport"),
+    (("{client: E1, room: lobby", "{client: Z9, room: lobby"), "Z9"),
+])
+def test_schema_errors_name_the_key(edit: tuple[str, str], message: str) -> None:
+    assert edit[0] in BASE
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_text(BASE.replace(edit[0], edit[1]), "adv.yaml")
+    assert message in str(e.value) and "adv.yaml:" in str(e.value) and "adversaries" in str(e.value)
