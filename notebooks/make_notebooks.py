@@ -76,9 +76,10 @@ NOTEBOOKS = {
             "network.default.latency.value: [50ms, 150ms], workload.retry.mode: [rebuild]}"])),
         ("md", "## Simulation and model side by side\n\n`p_conflict_pooled` is conflicted first attempts over "
                "all first attempts of the point's runs, with its 95% Wilson interval; `p_model_mean` is the "
-               "model at the measured window `W_ms_mean`."),
+               "model at the measured window `W_ms_mean`, `p_model_scenario_mean` the model at the window "
+               "computed from the scenario's latencies alone."),
         ("code", 'cols = [*sw.keys, "n", "p_conflict_pooled", "p_conflict_pooled_low", "p_conflict_pooled_high",\n'
-                 '        "p_model_mean", "W_ms_mean"]\n'
+                 '        "p_model_mean", "W_ms_mean", "p_model_scenario_mean", "W_scenario_ms_mean"]\n'
                  'side = summary[cols].copy()\n'
                  'side["model inside CI"] = (side.p_conflict_pooled_low <= side.p_model_mean) & '
                  '(side.p_model_mean <= side.p_conflict_pooled_high)\nside'),

@@ -66,6 +66,10 @@ def test_conflict_metrics_chain_retries_into_operations() -> None:
     row = conflicts.rows(tr, scn)[0]
     assert row["rate_per_s"] == 3.0 and 50 < row["W_ms"] < 200 and 0 < row["p_model"] < 1
     assert row["p_low"] <= row["p_conflict"] <= row["p_high"]
+    # W from the scenario alone (access 10 ms, links 50 ms, hub on a.example, five members):
+    # (4 x 70 + 4 x (70 + 3 x 120)) / 25 = 80 ms; the measurement adds processing costs.
+    assert conflicts.window_from_scenario(scn) == pytest.approx(80.0)
+    assert row["W_scenario_ms"] == pytest.approx(80.0) and abs(row["W_ms"] - 80.0) < 5
 
 
 def _dedup_run(strategy: str, entries: int = 4096) -> pd.DataFrame:
@@ -233,6 +237,8 @@ def test_conflict_probability_follows_the_poisson_model(tmp_path: Path) -> None:
                               progress=False)
     for _, r in summary.iterrows():
         assert r["p_conflict_pooled_low"] <= r["p_model_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
+        # and so does the model with W computed from the scenario alone
+        assert r["p_conflict_pooled_low"] <= r["p_model_scenario_mean"] <= r["p_conflict_pooled_high"]
     # and the probability grows with the rate and the latency, as the model says
     p = summary.set_index(["workload.updates.rate", "network.default.latency.value"])["p_conflict_pooled"]
     assert p[("2/s", "150ms")] > p[("0.5/s", "150ms")] and p[("2/s", "150ms")] > p[("2/s", "50ms")]

@@ -20,7 +20,8 @@ Two members commit against epoch *e*; the hub accepts the first and answers
   ``P(conflict) = 1 - exp(-lambda W)`` with ``W = (1/n) sum_{Y != X} d(Y, X)``,
   averaged over commits. :func:`vulnerable_window` measures it from
   accepted Update commits (first attempts, so that retries, which follow a
-  commit by construction, do not bias it).
+  commit by construction, do not bias it); :func:`window_from_scenario`
+  computes it from the scenario's mean latencies alone (``p_model_scenario``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,61 @@ def vulnerable_window(trace: pd.DataFrame, op: str = "update") -> dict[str, floa
             "members": float(per["n"].mean())}
 
 
+def mean_latency_ms(dist: Any) -> float:
+    """The mean of a scenario latency distribution (ms); NaN for a kind it does not know.
+    Truncation of ``truncnormal`` is ignored; jitter is symmetric and adds nothing."""
+    kind = getattr(dist, "kind", None)
+    if kind == "constant":
+        return float(dist.value)
+    if kind == "uniform":
+        return (float(dist.low) + float(dist.high)) / 2
+    if kind == "lognormal":
+        return float(dist.median) * math.exp(float(dist.sigma) ** 2 / 2)
+    if kind == "exponential":
+        return float(dist.mean)
+    if kind == "truncnormal":
+        return float(dist.mean)
+    if kind == "pareto" and float(dist.shape) > 1:
+        return float(dist.scale) * float(dist.shape) / (float(dist.shape) - 1)
+    if kind == "empirical" and dist.samples:
+        return float(np.mean(dist.samples))
+    return math.nan
+
+
+def window_from_scenario(scenario: Any, room: str | None = None) -> float:
+    """W computed from the scenario alone (ms): ``d(Y, X) = access up (Y) +
+    link (Y's provider -> hub) + link (hub -> X's provider) + access down (X)``
+    with mean latencies, a link counting 0 when both ends are the same
+    provider, and ``W = mean over Y of (1/n) sum_{X != Y} d(Y, X)`` over the
+    room's initial member clients. Processing costs and bandwidth are left
+    out (sub-millisecond in the study scenarios)."""
+    name = room or next(iter(scenario.rooms))
+    spec = scenario.rooms[name]
+    hub = spec.hub
+    users = set(spec.participants)
+    members = [c for c in scenario.clients() if c.user in users]
+    if len(members) < 2:
+        return math.nan
+
+    def access(profile: str) -> tuple[float, float]:
+        if profile not in scenario.network.access:
+            return 0.0, 0.0
+        up, down = scenario.access(profile)
+        return mean_latency_ms(up.latency), mean_latency_ms(down.latency)
+
+    def link(a: str, b: str) -> float:
+        return 0.0 if a == b else mean_latency_ms(scenario.link(a, b).latency)
+
+    n = len(members)
+    total = 0.0
+    for y in members:
+        up_y = access(y.spec.access)[0]
+        for x in members:
+            if x is not y:
+                total += up_y + link(y.provider, hub) + link(hub, x.provider) + access(x.spec.access)[1]
+    return total / (n * n)
+
+
 def model_p_conflict(rate_per_s: float, window_ms: float) -> float:
     """The reference model: ``1 - exp(-lambda W)``."""
     return 1.0 - math.exp(-rate_per_s * window_ms / 1000.0)
@@ -134,6 +190,9 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
     rate = _update_rate(scenario)
     r["rate_per_s"] = rate
     r["p_model"] = model_p_conflict(rate, r["W_ms"]) if rate and not math.isnan(r["W_ms"]) else math.nan
+    w_scn = window_from_scenario(scenario) if scenario is not None and scenario.rooms else math.nan
+    r["W_scenario_ms"] = w_scn
+    r["p_model_scenario"] = model_p_conflict(rate, w_scn) if rate and not math.isnan(w_scn) else math.nan
     return [r]
 
 
