@@ -53,10 +53,12 @@ def figure_cell(metrics: list[tuple[str, str, str | None]], keys_expr: str = "sw
     return "\n".join(lines)
 
 
-def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+def notebook(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook()
-    for kind, text in cells:
-        nb.cells.append(new_markdown_cell(text) if kind == "md" else new_code_cell(text))
+    for i, (kind, text) in enumerate(cells):
+        cell = new_markdown_cell(text) if kind == "md" else new_code_cell(text)
+        cell.id = f"{name}-{i}"  # stable ids: regenerating changes nothing that did not change
+        nb.cells.append(cell)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
@@ -220,7 +222,7 @@ NOTEBOOKS = {
 
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
-        nbformat.write(notebook(cells), HERE / f"{name}.ipynb")
+        nbformat.write(notebook(name, cells), HERE / f"{name}.ipynb")
 
 
 if __name__ == "__main__":
