@@ -238,7 +238,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("all invariants hold")
         return 0
     if bad_attacks:
-        print(f"{bad_attacks} attack(s) were accepted", file=sys.stderr)
+        first_bad = next(r for r in report.results if r.adversary.get("accepted"))
+        print(f"\n{bad_attacks} attack(s) were accepted; first in seed {first_bad.seed} "
+              "(adversary.accepted rows in its trace)")
+        print(f"replay: {replay_command(args.file, first_bad.seed, args.overrides)}")
     if report.failing:
         first = report.failing[0]
         v = first.first()

@@ -86,3 +86,14 @@ def test_schema_errors_name_the_key(edit: tuple[str, str], message: str) -> None
     with pytest.raises(ScenarioError) as e:
         load_scenario_text(BASE.replace(edit[0], edit[1]), "adv.yaml")
     assert message in str(e.value) and "adv.yaml:" in str(e.value) and "adversaries" in str(e.value)
+
+
+def test_check_fails_when_an_attack_is_accepted(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from mimisim.cli import main
+
+    monkeypatch.setattr(CipherSuite, "verify_with_label", lambda self, pub, label, content, sig: True)
+    code = main(["check", str(ADV), "--seeds", "1", "--no-progress", "--set", "adversaries.malformed=[]"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "attack(s) were accepted; first in seed 1" in out and "replay: mimisim run" in out

@@ -21,8 +21,11 @@ cores (:mod:`mimisim.mimi.provider`, :mod:`mimisim.mimi.hub`,
 ``withhold_fanout`` is different in kind: a follower that keeps a commit from
 its own clients cannot be refused by anyone. Its outcome is judged at the
 end: ``rejected`` (status ``detected``) when every client it withheld from
-noticed the gap (``client.gap``) or got the commit anyway and ended in
-agreement with the hub, else ``accepted``. (Withholding *application*
+noticed the gap (a ``client.gap`` row after it: the next epoch's message
+arrived without the commit, and the client resyncs after its gap timeout)
+or reached the commit's epoch or a later one all the same, else
+``accepted`` (a member silently held back in an old epoch). Whether they recovered is the
+invariants' business (``converged``, ``member_order``). (Withholding *application*
 messages from one's own users is undetectable in MIMI: a provider delivers
 to its users; the drafts give members no way to notice.)
 """
@@ -175,18 +178,23 @@ class Adversaries:
         """Judge the withheld commits; everything still in flight is unanswered."""
         w = self.world
         trace = w.trace.cols
-        bad = set(w.disagreements())
+        rows = list(zip(trace["kind"], trace["node"], trace["room"], trace["msg_id"], trace["t_ms"], trace["epoch"],
+                        strict=True))
         for n, _provider, room, mid, t0 in self.withheld:
             victims = self.pending[n].peer.split(",") if n in self.pending else []
+            # The epoch the withheld commit leads to (from the hub's acceptance).
+            target = max((int(e) for k, r, m, e in zip(trace["kind"], trace["room"], trace["msg_id"],
+                                                       trace["epoch"], strict=True)
+                          if k == "hub.accept" and r == room and m == mid), default=-2) + 1
             noticed = []
             for uri in victims:
-                gap = any(k == "client.gap" and node == uri and r == room and t >= t0
-                          for k, node, r, t in zip(trace["kind"], trace["node"], trace["room"], trace["t_ms"],
-                                                   strict=True))
-                got = any(k == "client.epoch" and node == uri and m == mid
-                          for k, node, m in zip(trace["kind"], trace["node"], trace["msg_id"], strict=True))
-                agrees = not any(line.startswith(f"{uri} in {room}:") for line in bad)
-                noticed.append((gap or got) and agrees)
+                # Not silently held back: a gap logged after the withholding (the
+                # next epoch's message came without the commit), or the client
+                # reached the commit's epoch or a later one all the same.
+                noticed.append(any(
+                    node == uri and r == room and t >= t0
+                    and (k == "client.gap" or (k == "client.epoch" and (m == mid or e >= target)))
+                    for k, node, r, m, t, e in rows))
             p = self.pending.pop(n, None)
             if p is None:
                 continue
@@ -218,8 +226,10 @@ class Adversaries:
         armed: list[int] = []
         perform = node._perform
 
+        stop = float(spec.stop) if spec.stop is not None else float(scn.duration)
+
         def withhold(out: Any, inc: int) -> None:
-            if armed:
+            if armed and w.env.now < stop:
                 for a in out.actions:
                     if isinstance(a, Deliver) and a.room == room and a.msg_id:
                         try:
