@@ -948,3 +948,22 @@ def test_bad_bodies_never_raise_and_change_nothing() -> None:
                         assert w.room.digest() == before, (name, res.response)
                         assert res.fanout == []
     assert count > 1500
+
+
+def test_submit_retried_after_a_lost_answer_is_accepted_once() -> None:
+    """A provider that retries /submitMessage (its answer was lost) gets the
+    same answer again and the message is not fanned out a second time; the
+    same bytes from another provider are still refused."""
+    w = three_users()
+    g = w["B1"].group
+    assert g is not None
+    body = W.SubmitMessageRequest(W.MLS10, g.protect(b"once"), W.IdentifierUri(BOB)).encode()
+    first = w.room.handle_submit(body, "b.example", 10)
+    again = w.room.handle_submit(body, "b.example", 900)
+    assert code_of(first) == code_of(again) == "accepted"
+    assert first.fanout and not again.fanout
+    assert again.response.body == first.response.body  # same accepted timestamp and frank
+    assert "duplicate" in again.events[0].detail
+    before = w.room.digest()
+    assert code_of(w.room.handle_submit(body, "c.example", 901)) == "notAllowed"
+    assert w.room.digest() == before

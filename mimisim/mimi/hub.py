@@ -103,6 +103,10 @@ class HubError(ValueError):
     the hub's provider, not a MIMI request with a response code)."""
 
 
+#: How many accepted application messages a hub remembers for /submitMessage idempotency.
+RECENT_SUBMITS = 1024
+
+
 def state_tag(tree_hash: bytes, participants: dict[str, int], epoch_authenticator: bytes | None = None) -> str:
     """A short fingerprint of a room's state for trace details:
     ``tree=<8 hex> plist=<8 hex>`` (plus ``auth=<8 hex>`` for a member, who
@@ -299,6 +303,10 @@ class HubRoom:
     last_commit: tuple[str, int] | None = None
     #: The provider that submitted ``last_commit`` (only it gets the retry answer).
     last_commit_from: str = ""
+    # Application messages accepted lately: msg id -> (provider, response body).
+    # A provider that retries /submitMessage after a lost answer gets the same
+    # answer and the message is not fanned out twice (bounded: oldest go first).
+    recent_submits: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     created_ms: int = 0
     _participants: dict[str, int] = field(default_factory=dict)
 
@@ -463,6 +471,8 @@ class HubRoom:
             _hash_parts(h, user)
         if self.last_commit is not None:
             _hash_parts(h, *self.last_commit, self.last_commit_from)
+        for m, (d, b) in self.recent_submits.items():
+            _hash_parts(h, m, d, b)
         for user in sorted(self._participants):
             _hash_parts(h, user, self._participants[user])
         return h.digest()
@@ -1260,9 +1270,18 @@ class HubRoom:
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"{sender} has no client in the group")
             if not P.may_send_message(self.policy(), role):
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"role {role} lacks canSendMessage")
+            seen = self.recent_submits.get(mid[0])
+            if seen is not None and seen[0] == from_domain:
+                return HubResult(
+                    MimiResponse(200, seen[1], "accepted"), [],
+                    [self._event("hub.accept", pm.epoch, mid[0], "accepted", "application (duplicate)", from_domain)],
+                )
             ts = self._ts(now_ms)
             frank = self._frank(pm.authenticated_data, sender, ts)
             resp = W.SubmitMessageResponse.accepted(ts, frank)
+            self.recent_submits[mid[0]] = (from_domain, resp.encode())
+            while len(self.recent_submits) > RECENT_SUBMITS:
+                del self.recent_submits[next(iter(self.recent_submits))]
             fm = W.FanoutMessage.application(ts, msg, frank)
             fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree, None)
             detail = "application" + (" franked" if frank is not None else "") + f" sender={sender} role={role}"
