@@ -123,6 +123,13 @@ def test_chaos_seed_477_no_longer_loses_messages() -> None:
     assert not any(res.values()), {k: [v.message for v in vs] for k, vs in res.items() if vs}
 
 
+def test_leave_latency_seed_10_commits_every_leave() -> None:
+    """Regression (workload): the two last users of the room both left; a
+    leaving client may only propose, so nobody could commit the leaves."""
+    _, res = run_checked(load_scenario(ROOT / "scenarios" / "leave-latency.yaml"), 10)
+    assert not res["leave_committed"], [v.message for v in res["leave_committed"]]
+
+
 QUICK = """
 name: quick
 seed: 1

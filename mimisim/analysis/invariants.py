@@ -37,6 +37,8 @@ _TAG = re.compile(r"tree=([0-9a-f]{8}) plist=([0-9a-f]{8})(?: auth=([0-9a-f]{8})
 _ROLE = re.compile(r"\brole=(\d+)")
 _CHANGES = re.compile(r"\bchanges=(\S+)")
 _SENDER = re.compile(r"\bsender=(\S+)")
+#: The client core's default gap timeout (``ClientCore.gap_timeout_ms``).
+GAP_TIMEOUT_MS = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,12 @@ class Bounds:
     access retransmissions and queueing. ``backoff_cap_ms``: a notify retried
     through a fault window may have backed off to the cap, so the world is
     quiet only ``min(cap, window length)`` after the window ends.
-    ``leave_ms`` per room: the pending-proposal strategy's own delay
-    (``max_delay`` for ``random_delay``, 0 for ``immediate_commit``) plus
-    ``settle_ms``, plus the longest fault window of the run (a leave caught
-    by a crash or partition waits for it to end).
+    ``leave_base_ms`` per room: the pending-proposal strategy's own delay
+    (``max_delay`` for ``random_delay``, 0 for ``immediate_commit``) plus the
+    client's gap timeout (the member that must commit may first have to
+    notice it is behind and resync: chaos-membership seed 31); the leave
+    bound is that plus ``settle_ms``, counted from when the world is quiet
+    after the leave (:meth:`Digest.quiet_after`).
     """
 
     settle_ms: float = 6_000.0
@@ -92,7 +96,7 @@ class Bounds:
         for name, room in scn.rooms.items():
             pp = room.policy.pending_proposals or scn.protocol.pending_proposals
             delay = float(pp.max_delay) if pp.strategy == "random_delay" else 0.0
-            leave[scn.room_uri(name)] = delay
+            leave[scn.room_uri(name)] = delay + GAP_TIMEOUT_MS
         return cls(settle_ms=settle, leave_base_ms=leave, end_ms=float(scn.duration), backoff_cap_ms=cap)
 
 
@@ -405,9 +409,11 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
                 continue
             n = len(got.get((r.msg_id, client), []))
             if n == 0:
+                later = [(e, s) for e, st, s in members[(client, r.room)] if st == "removed" and s > int(r.seq)]
+                why = f" (removed at epoch {later[0][0]} before it arrived)" if later else ""
                 out.append(Violation(
                     "no_loss", f"{r.msg_id} (epoch {r.epoch} of {r.room}, accepted at {t:.0f} ms) never reached "
-                    f"{client}", (int(r.seq),)))
+                    f"{client}{why}", (int(r.seq),) + ((later[0][1],) if later else ())))
     return out
 
 
@@ -559,9 +565,6 @@ def converged(d: Digest, ctx: Context) -> list[Violation]:
                                  (seq, c.seq)))
     return out
 
-
-#: The client core's default gap timeout (``ClientCore.gap_timeout_ms``).
-GAP_TIMEOUT_MS = 10_000.0
 
 Checker = Callable[[Digest, Context], list[Violation]]
 

@@ -42,6 +42,8 @@ class Workload:
         self.scn = world.scenario
         self._sent = 0
         self._new_devices = 0
+        # room -> users whose leave the workload asked for and that are still listed
+        self._leaving: dict[str, set[str]] = {}
 
     # ---------------------------------------------------------------- helpers
 
@@ -194,7 +196,14 @@ class Workload:
             self._record(actor.uri, room, "add_user", detail=user)
             actor.apply(actor.core.add_user(room, self.scn.user_uri(user), actor.now))
         elif kind == "removes":
-            actor = self._pick(gen, members)
+            # A user whose leave is pending does not remove others (it could remove
+            # the last member able to commit its own leave).
+            pending = self._leaving.get(room, set())
+            actors = [m for m in members if m.core.user_uri not in pending]
+            if not actors:
+                self._record("", room, "remove_user", "skipped", "every online member is leaving")
+                return
+            actor = self._pick(gen, actors)
             listed = actor.core.participants(room)
             choices = [u for u in candidates if self.scn.user_uri(u) in listed and
                        self.scn.user_uri(u) != actor.core.user_uri]
@@ -209,11 +218,19 @@ class Workload:
             for m in members:
                 by_user.setdefault(m.core.user_uri, []).append(m)
             allowed = {self.scn.user_uri(u) for u in candidates}
-            choices = sorted(u for u in by_user if u in allowed)
-            if len(by_user) < 2 or not choices:
-                self._record("", room, "leave", "skipped", "no user could leave (or only one remains)")
+            # A leave is only proposed; another member must commit it. Users whose
+            # leave is still pending do not count as staying (two last users both
+            # leaving left a room nobody could commit in: leave-latency seed 10).
+            listed = set(members[0].core.participants(room))
+            leaving = self._leaving.setdefault(room, set())
+            leaving &= listed
+            staying = [u for u in by_user if u not in leaving]
+            choices = sorted(u for u in staying if u in allowed)
+            if len(staying) < 2 or not choices:
+                self._record("", room, "leave", "skipped", "no user could leave (or only one would stay)")
                 return
             user = self._pick(gen, choices)
+            leaving.add(user)
             node = self._pick(gen, by_user[user])
             self._record(node.uri, room, "leave")
             node.apply(node.core.leave(room, node.now))
