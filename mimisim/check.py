@@ -60,11 +60,12 @@ class SeedResult:
 
 @dataclass
 class CheckReport:
+    """Every seed's verdicts, in seed order, and the wall time they took."""
+
     scenario: str
     seeds: list[int]
     results: list[SeedResult]
     wall_s: float
-    command: list[str]
 
     @property
     def failing(self) -> list[SeedResult]:
@@ -200,7 +201,7 @@ def check(path: str, seeds: Sequence[int], overrides: Sequence[str] = (), *, wor
     t0 = time.perf_counter()
     tasks = [(str(path), tuple(overrides), int(s)) for s in seeds]
     results = run_tasks_checked(tasks, workers=workers, dask=dask, progress=progress)
-    return CheckReport(scn.name, list(seeds), results, time.perf_counter() - t0, [])
+    return CheckReport(scn.name, list(seeds), results, time.perf_counter() - t0)
 
 
 def run_tasks_checked(tasks: list[tuple[str, tuple[str, ...], int]], *, workers: int | None, dask: Any,
