@@ -265,3 +265,17 @@ def test_clubhouse_script_reproduces_the_draft_flow() -> None:
     d = res.tables["deliveries"]
     assert sorted(d.receiver) == ["mimi://a.example/d/alice/ClientA1", "mimi://b.example/d/bob/ClientB1",
                                   "mimi://b.example/d/bob/ClientB2", "mimi://c.example/d/cathy/ClientC2"]
+
+
+def test_removed_member_still_gets_a_message_accepted_before_its_removal() -> None:
+    """chaos-membership seed 6: Bob's message (epoch 3) is held up by a
+    partition; the commit removing Dave overtakes it at d.example. Dave was a
+    member of epoch 3, so he must still receive it, once."""
+    from mimisim.analysis.invariants import check_trace
+
+    res = run(ROOT / "scenarios" / "chaos-membership.yaml", seed=6, out=False, progress=False)
+    assert check_trace(res.trace)["no_loss"] == []
+    d = res.trace
+    late = d[(d.kind == "client.deliver") & (d.node == "mimi://d.example/d/dave/D1")
+             & (d.msg_id.str.startswith("6ab8004d"))]
+    assert len(late) == 1

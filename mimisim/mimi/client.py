@@ -1332,6 +1332,10 @@ class ClientCore:
         g = r.group
         if not g.active or r.removed:
             r.seen.add(mid)
+            if kind == W.MessageKind.application and ep <= g.epoch and not g.active:
+                # Accepted before the commit that removed us, delivered after it.
+                self._on_application(r, fm, mid, ep, step)
+                return
             self._ev(step, "client.drop", r.uri, ep, mid, "notMember", f"{kind.name} after leaving the room")
             return
         if ep > g.epoch:
@@ -1463,7 +1467,11 @@ class ClientCore:
         r.removed = True
         self._ev(step, "client.epoch", r.uri, g.epoch + 1 if g is not None else None, mid, "removed",
                  "removed from the group")
-        self._request(step, ClientOp.left_room, r.uri, 0, "left", b"")
+        # The body names the last epoch we were a member of: the provider still
+        # delivers application messages of that epoch and earlier (accepted
+        # before our removal, but possibly overtaken by the removing commit).
+        last = g.epoch if g is not None else 0
+        self._request(step, ClientOp.left_room, r.uri, 0, "left", last.to_bytes(8, "big"))
         for op in r.queue:
             if op.stage in (_DONE, _FAILED):
                 continue
@@ -1506,7 +1514,7 @@ class ClientCore:
         g = r.group
         assert g is not None
         try:
-            res = g.process(fm.message)
+            res = g.process(fm.message) if g.active else g.process_late_application(fm.message)
         except ReplayError:
             self._ev(step, "client.drop", r.uri, ep, mid, "duplicate", "application message replayed")
             return

@@ -51,6 +51,9 @@ from mimisim.mimi.transport import (
 from mimisim.mls.crypto import RandomSource, get_suite
 from mimisim.mls.structs import CredentialType
 
+#: How many departed clients per room a provider remembers (oldest forgotten first).
+DEPARTED_PER_ROOM = 256
+
 
 @dataclass
 class ProviderConfig:
@@ -117,6 +120,10 @@ class ProviderCore:
     _notify_seq: dict[str, int] = field(default_factory=dict)
     # Per room: the latest non-Welcome fanout bodies (msg id, body), oldest first.
     _recent: dict[str, deque[tuple[str, bytes]]] = field(default_factory=dict)
+    # Per room: local clients that left -> the last epoch they were members of.
+    # Application messages of that epoch or earlier still reach them (the hub
+    # accepted them before the removal; their notify may arrive after it).
+    _departed: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, domain: str, rng: RandomSource, config: ProviderConfig | None = None) -> ProviderCore:
@@ -166,6 +173,8 @@ class ProviderCore:
         for room in sorted(self.local_members):
             h.update(room.encode() + repr(sorted(self.local_members[room])).encode())
         h.update(repr(self.dedup.state_size()).encode())
+        for room in sorted(self._departed):
+            h.update(room.encode() + repr(sorted(self._departed[room].items())).encode())
         for room in sorted(self._recent):
             h.update(room.encode() + repr([m for m, _ in self._recent[room]]).encode())
         if self.consent_store is not None:
@@ -344,6 +353,12 @@ class ProviderCore:
             recent.append((mid, body))
         for client in sorted(self.local_members.get(room, ())):
             out.actions.append(Deliver(client, room, body, mid))
+        departed = self._departed.get(room)
+        if departed and fm.kind == W.MessageKind.application and hasattr(fm.message.body, "epoch"):
+            ep = fm.message.body.epoch
+            for client in sorted(departed):
+                if ep <= departed[client] and client not in self.local_members.get(room, ()):
+                    out.actions.append(Deliver(client, room, body, mid))
         return out
 
     def _in_notify(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
@@ -474,6 +489,11 @@ class ProviderCore:
             return self._reply(msg, 400 if err else 201, (err or "").encode(), err or "Created")
         if op == ClientOp.left_room:
             self.local_members.get(msg.room, set()).discard(msg.client)
+            if len(msg.body) == 8:
+                dep = self._departed.setdefault(msg.room, {})
+                dep[msg.client] = int.from_bytes(msg.body, "big")
+                while len(dep) > DEPARTED_PER_ROOM:
+                    del dep[next(iter(dep))]
             return self._reply(msg, 201, code="Created")
         if op == ClientOp.create_room:
             if hub_of_room(msg.room) != self.domain:

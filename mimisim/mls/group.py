@@ -788,6 +788,23 @@ class Group:
             return self._process_private(message.body, raw or message.encode(), now_s)
         raise MLSError(f"a group does not process {message.wire_format.name} messages")
 
+    def process_late_application(self, message: MLSMessage | bytes) -> Processed:
+        """Decrypt an application message of an epoch this member was part of,
+        even after it was removed (it then keeps the state of its last epoch).
+        The delivery service may deliver a message the hub accepted before the
+        removing commit after that commit; the removed member was a legitimate
+        recipient. Anything else is refused as by :meth:`process`."""
+        if isinstance(message, bytes):
+            message = MLSMessage.decode(message)
+        if message.wire_format != WireFormat.private_message:
+            raise MLSError("only application messages can arrive late")
+        pm = message.body
+        if pm.content_type != ContentType.application or pm.epoch > self.state.epoch:
+            raise MLSError("only application messages of past epochs can arrive late")
+        if self.reinit is not None:
+            raise MLSError("the group was reinitialised; use its successor")
+        return self._process_private(pm, message.encode(), None)
+
     def _process_public(self, pm: PublicMessage, raw: bytes, now_s: int | None) -> Processed:
         st = self.state
         c = pm.content
