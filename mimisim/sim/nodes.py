@@ -347,11 +347,10 @@ class ProviderNode:
         """Carry out a core outcome's actions (after its processing time)."""
         if inc != self.incarnation or not self.up:
             return
-        w = self.world
         for a in out.actions:
             if isinstance(a, SendRequest):
                 if a.retry_until_201 and a.token not in self.outbox:
-                    continue  # already acknowledged (cannot happen before it is sent) or dropped
+                    continue  # the outbox lost it (volatile crash during the processing time)
                 self._start_exchange(a, inc)
             elif isinstance(a, ClientReply):
                 self._downlink(a.client, a, wire_size(len(a.body), "response"), "", "reply")
@@ -361,7 +360,6 @@ class ProviderNode:
                 ev = self.inbound_waiters.pop(a.inbound, None)
                 if ev is not None and not ev.triggered:
                     ev.succeed(a.response)
-        del w
 
     def _downlink(self, client: str, item: Any, size: int, msg_id: str, detail: str) -> None:
         node = self.world.clients.get(client)
