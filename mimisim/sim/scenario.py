@@ -1041,11 +1041,9 @@ class RoomSpec(_Model):
 # ====================================================================== workload
 
 
-class _Activity(_Model):
-    rate: Rate
-    """Poisson rate (``0.5/s``), per ``per``."""
-    rooms: list[str] | None = None
-    """Rooms it applies to; default all."""
+class _StartStop(_Model):
+    """A period of activity within the run: [start, stop)."""
+
     start: Duration = 0.0
     stop: Duration | None = None
     """Default: the end of the run."""
@@ -1055,6 +1053,13 @@ class _Activity(_Model):
     def _order(cls, v: float | None, info: ValidationInfo) -> float | None:
         _check_order("start", info, v, strict=True)
         return v
+
+
+class _Activity(_StartStop):
+    rate: Rate
+    """Poisson rate (``0.5/s``), per ``per``."""
+    rooms: list[str] | None = None
+    """Rooms it applies to; default all."""
 
 
 class MessageActivity(_Activity):
@@ -1079,7 +1084,7 @@ class MembershipActivity(_Activity):
     """Candidate users (adds: users not in the room; removes, leaves: participants); default all."""
 
 
-class DeviceActivity(_Model):
+class DeviceActivity(_StartStop):
     """New devices of existing users joining all their user's rooms by external commit."""
 
     rate: Rate
@@ -1087,14 +1092,6 @@ class DeviceActivity(_Model):
     users: list[str] | None = None
     access: Name = "default"
     """Access profile of the new clients."""
-    start: Duration = 0.0
-    stop: Duration | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _order(cls, v: float | None, info: ValidationInfo) -> float | None:
-        _check_order("start", info, v, strict=True)
-        return v
 
 
 class Backoff(_Model):
@@ -1290,18 +1287,9 @@ ClientAttack = Literal["non_member_submit", "forged_signature", "after_removal",
                        "stale_epoch"]
 
 
-class _Attacker(_Model):
+class _Attacker(_StartStop):
     rate: Rate
     """Poisson rate of attempts; each attempt takes the next attack of ``attacks`` in turn."""
-    start: Duration = 0.0
-    stop: Duration | None = None
-    """Default: the end of the run."""
-
-    @field_validator("stop")
-    @classmethod
-    def _order(cls, v: float | None, info: ValidationInfo) -> float | None:
-        _check_order("start", info, v, strict=True)
-        return v
 
 
 class FollowerAdversary(_Attacker):

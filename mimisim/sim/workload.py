@@ -135,7 +135,7 @@ class Workload:
         for i, step in enumerate(sorted(enumerate(wl.script), key=lambda x: (x[1].at, x[0]))):
             env.process(self._script(i, step[1]))
 
-    def _text(self, room: str, size: int) -> str:
+    def _text(self, size: int) -> str:
         self._sent += 1
         return filler_text(f"m{self._sent} ", int(size))
 
@@ -146,7 +146,7 @@ class Workload:
             return
         node = self._pick(gen, members)
         self._record(node.uri, room, "send")
-        node.apply(node.core.send_message(room, self._text(room, size), node.now))
+        node.apply(node.core.send_message(room, self._text(size), node.now))
 
     def _send_from_client(self, gen: np.random.Generator, uri: str, rooms: list[str], size: int) -> None:
         node = self.world.clients[uri]
@@ -156,7 +156,7 @@ class Workload:
             return
         room = self._pick(gen, mine)
         self._record(uri, room, "send")
-        node.apply(node.core.send_message(room, self._text(room, size), node.now))
+        node.apply(node.core.send_message(room, self._text(size), node.now))
 
     def _update_in_room(self, gen: np.random.Generator, room: str) -> None:
         members = self.online_members(room)
@@ -279,7 +279,7 @@ class Workload:
         elif step.action == "send":
             size = step.size if step.size is not None else (
                 self.scn.workload.messages.size if self.scn.workload.messages is not None else 100)
-            text = step.text if step.text is not None else self._text(room, int(size))
+            text = step.text if step.text is not None else self._text(int(size))
             node.apply(core.send_message(room, text, now))
         elif step.action == "update":
             node.apply(core.update(room, now))
