@@ -17,8 +17,11 @@ trace, so a thousand seeds cost little memory.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,13 +49,14 @@ class SeedResult:
     events: int = 0
     wall_s: float = 0.0
     adversary: dict[str, int] = field(default_factory=dict)  # attempt / rejected / accepted
+    digest: str = ""  # trace_digest of its trace, for the determinism re-run
 
     @property
     def ok(self) -> bool:
         return not any(self.counts.values())
 
     def first(self) -> Violation | None:
-        for name in INVARIANTS:
+        for name in checks():
             for v in self.violations.get(name, []):
                 return Violation(v["invariant"], v["message"], tuple(v["rows"]))
         return None
@@ -76,7 +80,14 @@ class CheckReport:
         return not self.failing
 
     def passed(self, name: str) -> int:
-        return sum(1 for r in self.results if not r.counts.get(name))
+        return sum(1 for r in self.runs(name) if not r.counts.get(name))
+
+    def runs(self, name: str) -> list[SeedResult]:
+        """The seeds ``name`` judged: all of them, except ``deterministic``
+        (only the re-run sample)."""
+        if name == DETERMINISTIC:
+            return [r for r in self.results if DETERMINISTIC in r.counts]
+        return self.results
 
     def totals(self) -> dict[str, int]:
         t = {"faults": 0, "faults_bit": 0, "events": 0}
@@ -89,14 +100,25 @@ class CheckReport:
         return t
 
     def table(self) -> str:
-        n = len(self.results)
-        width = max(len(k) for k in INVARIANTS)
+        names = [k for k in checks() if self.runs(k)]
+        width = max(len(k) for k in names)
         lines = [f"{'invariant':<{width}}  runs passed"]
-        for name in INVARIANTS:
+        for name in names:
+            n = len(self.runs(name))
             p = self.passed(name)
             mark = "" if p == n else f"   FAILED in {n - p}"
             lines.append(f"{name:<{width}}  {p}/{n}{mark}")
         return "\n".join(lines)
+
+
+#: The check that a trace replays byte-identically in a fresh process with
+#: another ``PYTHONHASHSEED`` (:func:`rerun_digests`); reported like an invariant.
+DETERMINISTIC = "deterministic"
+
+
+def checks() -> list[str]:
+    """Every check's name, in the order the table prints them."""
+    return [*INVARIANTS, DETERMINISTIC]
 
 
 # ====================================================================== one seed
@@ -121,11 +143,28 @@ def run_checked(scn: Scenario, seed: int, faults: FaultPlan | None = None) -> tu
     return world, check_trace(trace, Context.from_scenario(scn))
 
 
+def trace_digest(trace: Any) -> str:
+    """SHA-256 over every column of a trace DataFrame (names, then values
+    in row order): equal digests mean byte-identical traces."""
+    h = hashlib.sha256()
+    for col in trace.columns:
+        h.update(json.dumps([str(col), *trace[col].tolist()], default=str).encode())
+    return h.hexdigest()
+
+
+def run_checked_digest(scn: Scenario, seed: int) -> tuple[Any, dict[str, list[Violation]], str]:
+    from mimisim.sim.world import World
+
+    world = World(scn, seed).run(progress=False)
+    trace = world.trace.to_pandas()
+    return world, check_trace(trace, Context.from_scenario(scn)), trace_digest(trace)
+
+
 def check_seed(task: tuple[str, tuple[str, ...], int]) -> SeedResult:
     """The task ``run_tasks`` runs: (scenario path, overrides, seed)."""
     path, overrides, seed = task
     scn = _scenario(path, overrides)
-    world, res = run_checked(scn, seed)
+    world, res, digest = run_checked_digest(scn, seed)
     counts = world.trace.counts()
     effects = [s for k, s in zip(world.trace.cols["kind"], world.trace.cols["status"], strict=True)
                if k == "fault.effect"]
@@ -134,8 +173,92 @@ def check_seed(task: tuple[str, tuple[str, ...], int]) -> SeedResult:
     return SeedResult(
         seed, {k: [v.to_json() for v in vs[:KEEP]] for k, vs in res.items() if vs},
         {k: len(vs) for k, vs in res.items()}, len(world.plan.faults), sum(1 for s in effects if s == "bit"),
-        len(world.trace), round(world.wall_s, 3), adv,
+        len(world.trace), round(world.wall_s, 3), adv, digest,
     )
+
+
+# ====================================================================== determinism
+
+#: How the fresh process is started (a test may point it at a wrapper that
+#: patches the core first, to show a nondeterminism bug is caught).
+CHILD_COMMAND: list[str] = [sys.executable, "-m", "mimisim.check"]
+
+
+def other_hash_seed() -> str:
+    """A ``PYTHONHASHSEED`` different from this process's: its value + 1
+    when it is set, else a fixed one (this process's is random, so the two
+    differ but for a 1 in 2^32 chance)."""
+    mine = os.environ.get("PYTHONHASHSEED", "")
+    if mine.isdigit():
+        return str((int(mine) + 1) % 4_294_967_296)
+    return "4049"
+
+
+def rerun_digests(tasks: Sequence[tuple[str, tuple[str, ...], int]], hash_seed: str | None = None) -> list[str]:
+    """The trace digests of ``tasks`` computed in one fresh Python process
+    with another ``PYTHONHASHSEED`` (set/dict order of strings changes, and
+    nothing is shared with this process: no cached scenario, no warm state)."""
+    if not tasks:
+        return []
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed or other_hash_seed())
+    payload = json.dumps([[p, list(o), s] for p, o, s in tasks])
+    out = subprocess.run([*CHILD_COMMAND, "--digests"], input=payload, capture_output=True, text=True, env=env,
+                         check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the determinism re-run failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}")
+    digests = json.loads(out.stdout.strip().splitlines()[-1])
+    assert isinstance(digests, list) and len(digests) == len(tasks)
+    return [str(d) for d in digests]
+
+
+def _digests_main() -> int:
+    """The fresh process's side: tasks as JSON on stdin, digests as one
+    JSON line on stdout."""
+    tasks = json.loads(sys.stdin.read())
+    out = []
+    for path, overrides, seed in tasks:
+        _, _, digest = run_checked_digest(_scenario(path, tuple(overrides)), int(seed))
+        out.append(digest)
+    print(json.dumps(out))
+    return 0
+
+
+def sample(seeds: Sequence[int], n: int) -> list[int]:
+    """``n`` seeds spread evenly over ``seeds`` (first and last included)."""
+    seeds = list(seeds)
+    if n <= 0 or not seeds:
+        return []
+    if n >= len(seeds):
+        return seeds
+    if n == 1:
+        return [seeds[0]]
+    return sorted({seeds[round(i * (len(seeds) - 1) / (n - 1))] for i in range(n)})
+
+
+def verify_determinism(tasks: Sequence[tuple[str, tuple[str, ...], int]], results: Sequence[SeedResult],
+                       n: int) -> int:
+    """Re-run a sample of ``n`` seeds per scenario+overrides in a fresh
+    process and record the verdict in each sampled seed's result (a
+    ``deterministic`` count of 0 or 1, and the violation). Returns how many
+    seeds were re-run."""
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for i, (p, o, _) in enumerate(tasks):
+        groups.setdefault((p, o), []).append(i)
+    chosen: list[int] = []
+    for idx in groups.values():
+        by_seed = {tasks[i][2]: i for i in idx}
+        chosen += [by_seed[s] for s in sample([tasks[i][2] for i in idx], n)]
+    hash_seed = other_hash_seed()
+    again = rerun_digests([tasks[i] for i in chosen], hash_seed)
+    for i, d in zip(chosen, again, strict=True):
+        r = results[i]
+        bad = d != r.digest
+        r.counts[DETERMINISTIC] = int(bad)
+        if bad:
+            r.violations[DETERMINISTIC] = [Violation(
+                DETERMINISTIC, f"seed {r.seed}: trace digest {r.digest[:16]} here, {d[:16]} in a fresh process "
+                f"with PYTHONHASHSEED={hash_seed}").to_json()]
+    return len(chosen)
 
 
 # ====================================================================== shrinking
@@ -195,12 +318,15 @@ def replay_command(path: str, seed: int, overrides: Sequence[str], faults_file: 
 
 
 def check(path: str, seeds: Sequence[int], overrides: Sequence[str] = (), *, workers: int | None = 1,
-          dask: Any = None, progress: bool | None = None) -> CheckReport:
-    """Run and check ``seeds`` of a scenario file (the Python side of ``mimisim check``)."""
+          dask: Any = None, progress: bool | None = None, determinism: int = 0) -> CheckReport:
+    """Run and check ``seeds`` of a scenario file (the Python side of ``mimisim check``);
+    ``determinism``: how many of them to re-run in a fresh process (:func:`verify_determinism`)."""
     scn = _scenario(str(path), tuple(overrides))
     t0 = time.perf_counter()
     tasks = [(str(path), tuple(overrides), int(s)) for s in seeds]
     results = run_tasks_checked(tasks, workers=workers, dask=dask, progress=progress)
+    if determinism:
+        verify_determinism(tasks, results, determinism)
     return CheckReport(scn.name, list(seeds), results, time.perf_counter() - t0)
 
 
@@ -211,15 +337,200 @@ def run_tasks_checked(tasks: list[tuple[str, tuple[str, ...], int]], *, workers:
     return run_tasks(check_seed, tasks, workers=workers, dask=dask, progress=progress, desc="check")
 
 
+# ====================================================================== the configuration matrix
+
+
+class MatrixError(ValueError):
+    """A matrix file that cannot be used (one line: file and what is wrong)."""
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One column of the matrix: a scenario file, overrides, seeds."""
+
+    name: str
+    scenario: str  # path, resolved against the matrix file's folder
+    overrides: tuple[str, ...]
+    seeds: tuple[int, ...]
+    covers: tuple[str, ...] = ()  # what it is there for (documentation, printed with -v)
+
+
+def load_matrix(path: str | Path, seeds: int | None = None, start: int = 1) -> list[Configuration]:
+    """Read a matrix file::
+
+        seeds: 20                       # per configuration (``--seeds`` wins)
+        configurations:
+          dedup-none:
+            scenario: ../chaos.yaml     # relative to this file
+            set: [protocol.dedup.strategy=none]
+            covers: [dedup none]
+
+    and check that every scenario loads with its overrides."""
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise MatrixError(f"{file}: cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise MatrixError(f"{file}: not YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("configurations"), dict) or not data["configurations"]:
+        raise MatrixError(f"{file}: needs a non-empty 'configurations' mapping")
+    unknown = set(data) - {"seeds", "configurations", "description"}
+    if unknown:
+        raise MatrixError(f"{file}: unknown key(s) {', '.join(sorted(unknown))}")
+    n = seeds if seeds is not None else data.get("seeds", 20)
+    if not isinstance(n, int) or n < 1:
+        raise MatrixError(f"{file}: seeds must be a positive integer, got {n!r}")
+    out = []
+    for name, spec in data["configurations"].items():
+        where = f"{file}: configurations.{name}"
+        if not isinstance(spec, dict) or "scenario" not in spec:
+            raise MatrixError(f"{where}: needs 'scenario'")
+        bad = set(spec) - {"scenario", "set", "covers", "seeds"}
+        if bad:
+            raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
+        sets = spec.get("set", [])
+        if not isinstance(sets, list) or not all(isinstance(x, str) and "=" in x for x in sets):
+            raise MatrixError(f"{where}.set: a list of key.path=value strings")
+        k = seeds if seeds is not None else spec.get("seeds", n)
+        if not isinstance(k, int) or k < 1:
+            raise MatrixError(f"{where}.seeds: a positive integer, got {k!r}")
+        scn_path = (file.parent / str(spec["scenario"])).resolve()
+        try:
+            _scenario(str(scn_path), tuple(sets))
+        except ScenarioError as e:
+            raise MatrixError(f"{where}: {e}") from None
+        out.append(Configuration(str(name), str(scn_path), tuple(sets), tuple(range(start, start + k)),
+                                 tuple(str(c) for c in spec.get("covers", []))))
+    return out
+
+
+@dataclass
+class MatrixReport:
+    """Every configuration's :class:`CheckReport`."""
+
+    configurations: list[Configuration]
+    reports: list[CheckReport]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    def table(self) -> str:
+        """invariant x configuration: ``passed/runs`` (``-`` where not judged)."""
+        names = [k for k in checks() if any(r.runs(k) for r in self.reports)]
+        cols = [c.name for c in self.configurations]
+        width = max(len(k) for k in [*names, "invariant"])
+        cw = [max(len(c), 7) for c in cols]
+        lines = [f"{'invariant':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, cw, strict=True))]
+        for name in names:
+            cells = []
+            for r, w in zip(self.reports, cw, strict=True):
+                n = len(r.runs(name))
+                cell = "-" if n == 0 else f"{r.passed(name)}/{n}" + ("" if r.passed(name) == n else "!")
+                cells.append(f"{cell:>{w}}")
+            lines.append(f"{name:<{width}}  " + "  ".join(cells))
+        return "\n".join(lines)
+
+    def failing(self) -> dict[str, dict[str, list[int]]]:
+        """configuration -> invariant -> failing seeds."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for c, r in zip(self.configurations, self.reports, strict=True):
+            for res in r.failing:
+                for k, v in res.counts.items():
+                    if v:
+                        out.setdefault(c.name, {}).setdefault(k, []).append(res.seed)
+        return out
+
+
+def check_matrix(configs: Sequence[Configuration], *, workers: int | None = 1, dask: Any = None,
+                 progress: bool | None = None, determinism: int = 0) -> MatrixReport:
+    """Run and check every configuration's seeds (one task list, so workers
+    stay busy across configurations)."""
+    t0 = time.perf_counter()
+    tasks = [(c.scenario, c.overrides, s) for c in configs for s in c.seeds]
+    results = run_tasks_checked(tasks, workers=workers, dask=dask, progress=progress)
+    if determinism:
+        verify_determinism(tasks, results, determinism)
+    reports, i = [], 0
+    for c in configs:
+        part = results[i:i + len(c.seeds)]
+        i += len(c.seeds)
+        reports.append(CheckReport(c.name, list(c.seeds), part, sum(r.wall_s for r in part)))
+    return MatrixReport(list(configs), reports, time.perf_counter() - t0)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    try:
+        configs = load_matrix(args.matrix, args.seeds, args.start)
+    except MatrixError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    progress = False if args.no_progress else None
+    report = check_matrix(configs, workers=args.workers, dask=args.dask, progress=progress,
+                          determinism=args.determinism)
+    runs = sum(len(c.seeds) for c in configs)
+    tot: dict[str, int] = {}
+    for r in report.reports:
+        for k, v in r.totals().items():
+            tot[k] = tot.get(k, 0) + v
+    print(f"{args.matrix}: {len(configs)} configurations, {runs} runs in {report.wall_s:.1f} s wall time; "
+          f"{tot.get('events', 0)} events, {tot.get('faults', 0)} faults injected, {tot.get('faults_bit', 0)} bit")
+    if "adversary_attempt" in tot:
+        print(f"attacks: {tot['adversary_attempt']} tried, {tot.get('adversary_rejected', 0)} rejected, "
+              f"{tot.get('adversary_accepted', 0)} accepted")
+    print(report.table())
+    failing = report.failing()
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "matrix": str(args.matrix), "wall_s": round(report.wall_s, 2), "totals": tot,
+            "configurations": [{
+                "name": c.name, "scenario": c.scenario, "set": list(c.overrides), "seeds": list(c.seeds),
+                "covers": list(c.covers), "totals": r.totals(),
+                "passed": {k: r.passed(k) for k in checks() if r.runs(k)},
+                "runs": {k: len(r.runs(k)) for k in checks() if r.runs(k)},
+                "failing": [{"seed": x.seed, "counts": {k: v for k, v in x.counts.items() if v},
+                             "violations": x.violations} for x in r.failing],
+            } for c, r in zip(configs, report.reports, strict=True)],
+        }, indent=2) + "\n")
+    bad_attacks = tot.get("adversary_accepted", 0)
+    if not failing and not bad_attacks:
+        print("all invariants hold in every configuration")
+        return 0
+    for c, r in zip(configs, report.reports, strict=True):
+        if c.name not in failing:
+            continue
+        print(f"\n{c.name}: " + "; ".join(f"{k} fails in seed(s) {', '.join(map(str, s))}"
+                                          for k, s in failing[c.name].items()))
+        first = r.failing[0]
+        v = first.first()
+        if v is not None:
+            print(f"  first: seed {first.seed}: [{v.invariant}] {v.message}")
+        print(f"  replay: {replay_command(c.scenario, first.seed, c.overrides)}")
+    return 1
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.matrix:
+        if args.file:
+            print("give either a scenario file or --matrix FILE, not both", file=sys.stderr)
+            return 2
+        return cmd_matrix(args)
+    if not args.file:
+        print("a scenario file (or --matrix FILE) is needed", file=sys.stderr)
+        return 2
     try:
         scn = load_scenario(args.file, args.overrides)
     except ScenarioError as e:
         print(str(e), file=sys.stderr)
         return 2
-    seeds = list(range(args.start, args.start + args.seeds))
+    seeds = list(range(args.start, args.start + (args.seeds if args.seeds is not None else 100)))
     progress = False if args.no_progress else None
-    report = check(args.file, seeds, args.overrides, workers=args.workers, dask=args.dask, progress=progress)
+    report = check(args.file, seeds, args.overrides, workers=args.workers, dask=args.dask, progress=progress,
+                   determinism=args.determinism)
     n = len(seeds)
     tot = report.totals()
     print(f"{scn.name}: {n} seeds ({seeds[0]}..{seeds[-1]}) in {report.wall_s:.1f} s wall time; "
@@ -231,7 +542,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "scenario": scn.name, "seeds": seeds, "wall_s": round(report.wall_s, 2), "totals": tot,
-            "passed": {k: report.passed(k) for k in INVARIANTS},
+            "passed": {k: report.passed(k) for k in checks() if report.runs(k)},
             "failing": [{"seed": r.seed, "counts": r.counts, "violations": r.violations} for r in report.failing],
         }, indent=2) + "\n")
     bad_attacks = tot.get("adversary_accepted", 0)
@@ -249,6 +560,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         assert v is not None
         print(f"\nfirst failing seed: {first.seed} ({sum(first.counts.values())} violation(s): "
               + ", ".join(f"{k} x{c}" for k, c in first.counts.items() if c) + ")")
+        if v.invariant == DETERMINISTIC:
+            print(f"[{v.invariant}] {v.message}")
+            print(f"\nreplay: {replay_command(args.file, first.seed, args.overrides)} "
+                  "(twice, with different PYTHONHASHSEED, and compare the traces)")
+            return 1
         world, res = run_checked(scn, first.seed)
         trace = world.trace.to_pandas()
         print(format_violation(res[v.invariant][0], trace))
@@ -272,13 +588,22 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
     c = subparsers.add_parser(
         "check", help="run N seeds with their random faults and check every invariant (exit 1 on a violation)",
-        description="Run seeds start..start+N-1 of a scenario, check the invariants of docs/invariants.md on "
-                    "each trace, print invariant x runs passed; for a failure: the first failing seed, its "
-                    "violation, the command that replays it, and a shrunk fault schedule.")
-    c.add_argument("file", help="scenario YAML file")
+        description="Run seeds start..start+N-1 of a scenario (or of every configuration of a matrix file), "
+                    "check the invariants of docs/invariants.md on each trace, re-run a sample of seeds in a "
+                    "fresh process with another PYTHONHASHSEED and compare trace digests, print invariant x "
+                    "runs passed; for a failure: the first failing seed, its violation, the command that "
+                    "replays it, and a shrunk fault schedule.")
+    c.add_argument("file", nargs="?", default=None, help="scenario YAML file (or use --matrix)")
     add_set_option(c)
-    c.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
+    c.add_argument("--matrix", default=None, metavar="FILE",
+                   help="a matrix file (scenarios/matrix/chaos.yaml): check every configuration, print "
+                        "invariant x configuration")
+    c.add_argument("--seeds", type=int, default=None,
+                   help="how many seeds (default 100; with --matrix: per configuration, default the file's)")
     c.add_argument("--start", type=int, default=1, help="first seed (default 1)")
+    c.add_argument("--determinism", type=int, default=3, metavar="N",
+                   help="re-run N seeds (per configuration) in a fresh process with another PYTHONHASHSEED and "
+                        "compare trace digests (default 3; 0: off)")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; 0 = one per CPU)")
     g.add_argument("--dask", default=None, metavar="ADDR", help="run on a Dask scheduler (tcp://host:8786)")
@@ -294,4 +619,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 def _cmd(args: argparse.Namespace) -> int:
     if args.workers == 0:
         args.workers = None
+    if args.determinism < 0:
+        print(f"--determinism must be 0 or more, got {args.determinism}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print(f"--seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
     return cmd_check(args)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--digests"]:
+        sys.exit(_digests_main())
+    print("usage: python -m mimisim.check --digests  (tasks as JSON on stdin; use `mimisim check`)", file=sys.stderr)
+    sys.exit(2)
