@@ -16,12 +16,12 @@ from mimisim.codec import (
     Fixed,
     Optional,
     Select,
+    Struct,
     Vector,
     decode_varint,
     encode_varint,
     field,
     opaque,
-    struct,
     uint8,
     uint16,
     uint32,
@@ -34,14 +34,12 @@ class Color(enum.IntEnum):
     blue = 2
 
 
-@struct
-class Inner:
+class Inner(Struct):
     a: int = field(uint16)
     data: bytes = field(opaque)
 
 
-@struct
-class Outer:
+class Outer(Struct):
     color: Color = field(EnumCodec(Color, uint8))
     red_value: int | None = field(Select("color", {1: uint32, 2: None}))
     items: list[Inner] = field(Vector(Inner))

@@ -140,7 +140,7 @@ def test_role_data_refusals(roles, message):
 
 def _encode_unchecked(rd: P.RoleData) -> bytes:
     out = bytearray()
-    P.RoleData._codec.inner.encode(rd, out)
+    P.RoleData._codec.encode_unchecked(rd, out)
     return bytes(out)
 
 
@@ -609,7 +609,7 @@ def test_policy_construction_details():
 def _encode_unchecked_preauth(pd: P.PreAuthData) -> bytes:
     body = bytearray()
     for e in pd.preauthorized_entries:
-        P.PreAuthRoleEntry._codec.inner.encode(e, body)
+        P.PreAuthRoleEntry._codec.encode_unchecked(e, body)
     return encode_varint(len(body)) + bytes(body)
 
 

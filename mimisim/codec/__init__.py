@@ -3,8 +3,7 @@
 Wire structs are declared once, as dataclasses whose fields carry their codec,
 and are encoded and decoded generically::
 
-    @struct
-    class KDFLabel:
+    class KDFLabel(Struct):
         length: int = field(uint16)
         label: bytes = field(opaque)
         context: bytes = field(opaque)
@@ -33,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
 
 __all__ = [
     "DecodeError",
@@ -53,7 +52,6 @@ __all__ = [
     "Select",
     "Lazy",
     "Raw",
-    "struct",
     "field",
     "encode_varint",
     "decode_varint",
@@ -445,14 +443,30 @@ def as_codec(x: Any) -> Codec:
 
 
 class _StructCodec(Codec):
-    def __init__(self, cls: type, keep_wire: bool = False) -> None:
+    """The codec of one :class:`Struct` subclass: its wire fields in order."""
+
+    def __init__(self, cls: type[Struct], keep_wire: bool = False) -> None:
         self.cls = cls
-        self.fields: list[tuple[str, Codec | Any]] = []
+        self.fields: list[tuple[str, Any]] = []
         self.keep_wire = keep_wire
+        # A struct that defines ``_check`` is checked on encode as well as on
+        # decode, so that encode refuses exactly the values decode rejects.
+        self.check = any("_check" in vars(c) for c in cls.__mro__)
+        self._resolved_fields: list[tuple[str, Codec]] | None = None
 
     def encode(self, value: Any, out: bytearray) -> None:
-        if not isinstance(value, self.cls):
-            raise EncodeError(f"expected {self.cls.__name__}, got {type(value).__name__}")
+        cls = self.cls
+        if not isinstance(value, cls):
+            raise EncodeError(f"expected {cls.__name__}, got {type(value).__name__}")
+        if self.check:
+            err = value._check()  # type: ignore[attr-defined]  # present: self.check says so
+            if err:
+                raise EncodeError(f"{cls.__name__}: {err}")
+        self.encode_unchecked(value, out)
+
+    def encode_unchecked(self, value: Any, out: bytearray) -> None:
+        """Encode the fields without running ``_check`` (tests build invalid bodies with it)."""
+        cls = self.cls
         wire = value.__dict__.get("_wire")
         if wire is not None:
             out += wire
@@ -465,15 +479,13 @@ class _StructCodec(Codec):
                 else:
                     c.encode(v, out)
             except EncodeError as e:
-                raise EncodeError(f"{self.cls.__name__}.{name}: {e}") from None
+                raise EncodeError(f"{cls.__name__}.{name}: {e}") from None
 
     def _resolved(self) -> list[tuple[str, Codec]]:
         rf = self._resolved_fields
         if rf is None:
             rf = self._resolved_fields = [(n, as_codec(c)) for n, c in self.fields]
         return rf
-
-    _resolved_fields: list[tuple[str, Codec]] | None = None
 
     def decode(self, r: Reader, ctx: Mapping[str, Any]) -> Any:
         values: dict[str, Any] = {}
@@ -482,47 +494,30 @@ class _StructCodec(Codec):
         top = not path
         if top:
             path.append(self.cls.__name__)
-        for name, c in self._resolved():
-            path.append(name)
-            values[name] = c.decode(r, values)
-            path.pop()
-        obj = self.cls(**values)
-        check = getattr(obj, "_check", None)
-        if check is not None:
-            err = check()
-            if err:
-                raise r.fail(err)
+        try:
+            for name, c in self._resolved():
+                path.append(name)
+                values[name] = c.decode(r, values)
+                path.pop()
+            obj = self.cls(**values)
+            if self.check:
+                err = obj._check()  # type: ignore[attr-defined]  # present: self.check says so
+                if err:
+                    raise r.fail(err)
+        finally:
+            if top:
+                del path[:]
         if self.keep_wire:
             obj.__dict__["_wire"] = r.data[start : r.pos]
-        if top:
-            r.path.pop()
         return obj
 
 
 T = TypeVar("T")
 
 
-class Struct:
-    """Base for declared structs (for type checkers); see :func:`struct`."""
-
-    _codec: ClassVar[Codec]
-
-    def encode(self) -> bytes:
-        out = bytearray()
-        type(self)._codec.encode(self, out)
-        return bytes(out)
-
-    @classmethod
-    def decode(cls: type[T], data: bytes) -> T:
-        r = Reader(data)
-        v = cls._codec.decode(r, {})  # type: ignore[attr-defined]
-        if r.pos != r.end:
-            raise DecodeError(f"{r.end - r.pos} trailing bytes", cls.__name__)
-        return v  # type: ignore[no-any-return]
-
-    @classmethod
-    def decode_prefix(cls: type[T], r: Reader) -> T:
-        return cls._codec.decode(r, {})  # type: ignore[attr-defined,no-any-return]
+def field(codec: Any, **kwargs: Any) -> Any:
+    """A struct field carrying its wire codec (keyword arguments as :func:`dataclasses.field`)."""
+    return dataclasses.field(metadata={"codec": codec}, **kwargs)
 
 
 def _setattr_dropping_wire(self: Any, name: str, value: Any) -> None:
@@ -530,27 +525,57 @@ def _setattr_dropping_wire(self: Any, name: str, value: Any) -> None:
     object.__setattr__(self, name, value)
 
 
-def field(codec: Any, **kwargs: Any) -> Any:
-    """A dataclass field carrying its wire codec."""
-    return dataclasses.field(metadata={"codec": codec}, **kwargs)
+@dataclass_transform(field_specifiers=(field, dataclasses.field))
+class Struct:
+    """Base of every wire struct: a dataclass whose fields encode in declaration order.
 
+    Subclassing (rather than a decorator that attaches ``encode``/``decode``
+    at run time) is what lets a type checker see the generated ``__init__``,
+    the fields, and the methods below. Each subclass becomes a dataclass when
+    it is created; class keywords ``frozen``, ``eq`` and ``order`` are passed
+    on to :func:`dataclasses.dataclass`. Fields declared with :func:`field`
+    are on the wire; other dataclass fields are derived values, not encoded.
 
-def struct(cls: type[T]) -> type[T]:
-    """Make ``cls`` a dataclass whose fields encode in declaration order."""
-    dc = dataclasses.dataclass(cls) if not dataclasses.is_dataclass(cls) else cls
-    keep_wire = bool(getattr(dc, "_keep_wire", False))
-    sc = _StructCodec(dc, keep_wire)
-    if keep_wire:
-        dc.__setattr__ = _setattr_dropping_wire  # type: ignore[assignment]
-    for f in dataclasses.fields(dc):
-        if "codec" not in f.metadata:
-            continue  # derived/cached attribute, not on the wire
-        sc.fields.append((f.name, f.metadata["codec"]))
-    dc._codec = sc  # type: ignore[attr-defined]
-    for name in ("encode", "decode", "decode_prefix"):
-        if name not in dc.__dict__:
-            setattr(dc, name, Struct.__dict__[name])
-    return dc
+    A subclass may define ``_check(self) -> str | None``: an invariant the
+    field codecs cannot express. A non-empty result is a decode error and is
+    refused on encode.
+    """
+
+    _codec: ClassVar[_StructCodec]
+    _keep_wire: ClassVar[bool] = False
+
+    def __init_subclass__(
+        cls, *, frozen: bool = False, eq: bool = True, order: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(cls, frozen=frozen, eq=eq, order=order)
+        sc = _StructCodec(cls, cls._keep_wire)
+        if cls._keep_wire:
+            cls.__setattr__ = _setattr_dropping_wire  # type: ignore[method-assign]  # drops the cached wire bytes
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass from the line above
+            if "codec" in f.metadata:
+                sc.fields.append((f.name, f.metadata["codec"]))
+        cls._codec = sc
+
+    def encode(self) -> bytes:
+        out = bytearray()
+        type(self)._codec.encode(self, out)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        """Decode ``data``, which must hold exactly one value (no trailing bytes)."""
+        r = Reader(data)
+        v: Self = cls._codec.decode(r, {})
+        if r.pos != r.end:
+            raise DecodeError(f"{r.end - r.pos} trailing bytes", cls.__name__)
+        return v
+
+    @classmethod
+    def decode_prefix(cls, r: Reader) -> Self:
+        """Decode one value at the reader's position and advance past it."""
+        v: Self = cls._codec.decode(r, {})
+        return v
 
 
 def encode_vector(items: Sequence[Any], elem: Any) -> bytes:

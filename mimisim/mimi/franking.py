@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mimisim.codec import DecodeError, Vector, field, opaque, struct
+from mimisim.codec import DecodeError, Struct, Vector, field, opaque
 from mimisim.mimi.identity import UriError, hub_of_room, parse
 from mimisim.mimi.wire import (
     AbusiveMessage,
@@ -260,24 +260,21 @@ def _parse_mimi_content(data: bytes) -> FrankingFields:
     return FrankingFields(salt, found.get(SENDER_URI_KEY), found.get(ROOM_URI_KEY))
 
 
-@struct
-class _Parameter:
+class _Parameter(Struct):
     """[EXT] Content advertisement: one media type parameter."""
 
     parameter_name: bytes = field(opaque)
     parameter_value: bytes = field(opaque)
 
 
-@struct
-class _MediaType:
+class _MediaType(Struct):
     """[EXT] Content advertisement: ``MediaType``."""
 
     media_type: bytes = field(opaque)
     parameters: list[_Parameter] = field(Vector(_Parameter))
 
 
-@struct
-class _ApplicationFraming:
+class _ApplicationFraming(Struct):
     """[EXT] "Framing of application_data" (groups with ``content_media_types``)."""
 
     media_type: _MediaType = field(_MediaType)

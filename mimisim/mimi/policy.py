@@ -43,6 +43,7 @@ from mimisim.codec import (
     EncodeError,
     Optional,
     Reader,
+    Struct,
     Vector,
     field,
     opaque,
@@ -64,7 +65,6 @@ from mimisim.mimi.wire import (
     UserindexRolePair,
     UserRolePair,
     UTF8String,
-    wire_struct,
 )
 from mimisim.mls.proposals import AppComponentApply
 from mimisim.mls.structs import AppDataDictionary, CredentialType, ProposalType
@@ -109,8 +109,7 @@ class TlsBool(Codec):
 Bool = TlsBool()
 
 
-@wire_struct
-class SingleSourceRoleChangeTargets:
+class SingleSourceRoleChangeTargets(Struct):
     """[RP] Role-Based Access Control: from one role to which roles a holder may move a user.
 
     Target 0 means "remove from the participant list"; a source of 0 means
@@ -126,8 +125,7 @@ class SingleSourceRoleChangeTargets:
         return None
 
 
-@wire_struct
-class Role:
+class Role(Struct):
     """[RP] Role-Based Access Control: one role of the room.
 
     ``role_capabilities`` holds raw ``CapabilityType`` values (uint16): the
@@ -194,8 +192,7 @@ def make_role(
     return role
 
 
-@wire_struct
-class RoleData:
+class RoleData(Struct):
     """[RP] Role-Based Access Control: the ``roles_list`` component (and RoleUpdate).
 
     Checked as a whole (a list violating these is self-contradictory):
@@ -231,24 +228,21 @@ class RoleData:
 RoleUpdate = RoleData
 
 
-@wire_struct
-class ClaimId:
+class ClaimId(Struct):
     """[RP] Preauthorized Users: which claim of which credential type."""
 
     credential_type: int = field(uint16)
     id: bytes = field(opaque)
 
 
-@wire_struct
-class Claim:
+class Claim(Struct):
     """[RP] Preauthorized Users: a claim and the exact value it must have."""
 
     claim_id: ClaimId = field(ClaimId)
     claim_value: bytes = field(opaque)
 
 
-@wire_struct
-class PreAuthRoleEntry:
+class PreAuthRoleEntry(Struct):
     """[RP] Preauthorized Users: when every claim matches, the requester may take ``target_role``.
 
     The draft embeds a whole ``Role``; this module uses its ``role_index``
@@ -265,8 +259,7 @@ class PreAuthRoleEntry:
         return None
 
 
-@wire_struct
-class PreAuthData:
+class PreAuthData(Struct):
     """[RP] Preauthorized Users: the ``preauth_list`` component (and PreAuthUpdate).
     Entries are consulted in order; the first match wins."""
 
@@ -276,8 +269,7 @@ class PreAuthData:
 PreAuthUpdate = PreAuthData
 
 
-@wire_struct
-class BaseRoomPolicy:
+class BaseRoomPolicy(Struct):
     """[RP] Base Room policy component syntax: the ``base_room_policy`` component.
 
     ``parent_room`` is the draft's ``Uri parent_room<V>``: a vector holding

@@ -50,11 +50,11 @@ from mimisim.codec import (
     Optional,
     Reader,
     Select,
+    Struct,
     Vector,
     as_codec,
     field,
     opaque,
-    struct,
     uint8,
     uint16,
     uint32,
@@ -299,41 +299,6 @@ class KindedMessage(Codec):
 
     def __repr__(self) -> str:
         return f"KindedMessage({self._expect()})"
-
-
-class _CheckedStructCodec(Codec):
-    """A struct codec that also runs the struct's ``_check`` when encoding."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.cls = inner.cls
-        self.fields = inner.fields
-
-    def encode(self, value: Any, out: bytearray) -> None:
-        if isinstance(value, self.cls):
-            err = value._check()
-            if err:
-                raise EncodeError(f"{self.cls.__name__}: {err}")
-        self.inner.encode(value, out)
-
-    def decode(self, r: Reader, ctx: Mapping[str, Any]) -> Any:
-        if r.path:
-            return self.inner.decode(r, ctx)
-        # Top level: keep the struct name on the path while its _check runs,
-        # so a check failure reads "KeyMaterialResponse: ..." too.
-        r.path.append(self.cls.__name__)
-        try:
-            return self.inner.decode(r, ctx)
-        finally:
-            r.path.pop()
-
-
-def wire_struct(cls: type[T]) -> type[T]:
-    """:func:`mimisim.codec.struct`, plus ``_check`` on encode when defined."""
-    out = struct(cls)
-    if "_check" in {k for c in out.__mro__ for k in vars(c)}:
-        out._codec = _CheckedStructCodec(out._codec)  # type: ignore[attr-defined]
-    return out
 
 
 # ==========================================================================
@@ -635,9 +600,7 @@ CAPABILITY_PRIVATE_USE = range(0xF000, 0x10000)
 # identifiers
 
 
-@wire_struct
-@dataclasses.dataclass(frozen=True)
-class IdentifierUri:
+class IdentifierUri(Struct, frozen=True):
     """[P] Fetch Key Material: ``struct { opaque uri<V>; } IdentifierUri``.
 
     Also the ``Uri`` of [P] Room Metadata and ``RoomId`` of [P] Convey
@@ -665,8 +628,7 @@ RoomId = IdentifierUri
 # fetch key material
 
 
-@wire_struct
-class KeyMaterialRequestTBS:
+class KeyMaterialRequestTBS(Struct):
     """[P6] Fetch Key Material: the part of KeyMaterialRequest the requester signs.
 
     ``key_material_request_signature = SignWithLabel(requesterSignatureKey,
@@ -683,8 +645,7 @@ class KeyMaterialRequestTBS:
     requester_credential: Credential = field(Select("protocol", {MLS10: Credential}))
 
 
-@wire_struct
-class KeyMaterialRequest:
+class KeyMaterialRequest(Struct):
     """[P6] Fetch Key Material: body of ``POST /keyMaterial/{targetUser}``.
 
     The seed has no requester key, credential or signature; -06 adds them.
@@ -718,8 +679,7 @@ class KeyMaterialRequest:
 _CLIENT = KeyMaterialClientCode
 
 
-@wire_struct
-class ClientKeyMaterial:
+class ClientKeyMaterial(Struct):
     """[P] Fetch Key Material: one client's entry in a KeyMaterialResponse.
 
     The draft's ``select (protocol)`` refers to the enclosing response's
@@ -750,8 +710,7 @@ class ClientKeyMaterial:
     )
 
 
-@wire_struct
-class KeyMaterialResponse:
+class KeyMaterialResponse(Struct):
     """[P] Fetch Key Material: response body of /keyMaterial.
 
     Only ``success``, ``partialSuccess`` and ``noCompatibleMaterial`` may list
@@ -774,8 +733,7 @@ class KeyMaterialResponse:
 # update room state
 
 
-@wire_struct
-class GroupInfoOption:
+class GroupInfoOption(Struct):
     """[P] Update Room State: the committer's GroupInfo, full or partial."""
 
     representation: GroupInfoRepresentation = field(StrictEnum(GroupInfoRepresentation))
@@ -808,8 +766,7 @@ _HB_KIND = _kind_of("proposal_or_commit")
 _K = MessageKind
 
 
-@wire_struct
-class HandshakeBundle:
+class HandshakeBundle(Struct):
     """[P] Update Room State: a commit with what the hub needs to fan it out,
     or a proposal with any further proposals.
 
@@ -851,8 +808,7 @@ class HandshakeBundle:
         return HandshakeBundle(first, None, None, None, list(more))
 
 
-@wire_struct
-class UpdateRequest:
+class UpdateRequest(Struct):
     """[P] Update Room State: body of ``POST /update/{roomId}``.
 
     ``select (room.protocol)`` depends on the room, not on a byte of the
@@ -865,8 +821,7 @@ class UpdateRequest:
 _U = UpdateResponseCode
 
 
-@wire_struct
-class UpdateRoomResponse:
+class UpdateRoomResponse(Struct):
     """[P] Update Room State: response body of /update.
 
     ``success`` carries the hub's acceptance time (ms since the UNIX epoch),
@@ -921,8 +876,7 @@ class UpdateRoomResponse:
 # franking (-06)
 
 
-@wire_struct
-class FrankAAD:
+class FrankAAD(Struct):
     """[P6] Message Franking: content of the ``frank_aad`` Safe AAD component (0x0020)."""
 
     franking_tag: bytes = field(Fixed(32))
@@ -932,8 +886,7 @@ class FrankAAD:
         return SafeAADItem(ComponentId.frank_aad, self.encode())
 
 
-@wire_struct
-class FrankingAgentData:
+class FrankingAgentData(Struct):
     """[P6] Message Franking: the ``franking_agent`` GroupContext component
     (0x0021): the hub's franking signature key and its credential. Also the
     ``FrankingAgentUpdate`` of an AppDataUpdate proposal."""
@@ -945,8 +898,7 @@ class FrankingAgentData:
 FrankingAgentUpdate = FrankingAgentData
 
 
-@wire_struct
-class ServerFrankingContext:
+class ServerFrankingContext(Struct):
     """[P6] Hub processing: the context the hub binds into a frank."""
 
     sender_uri: IdentifierUri = field(IdentifierUri)
@@ -954,8 +906,7 @@ class ServerFrankingContext:
     accepted_timestamp: int = field(uint64)
 
 
-@wire_struct
-class ServerFrankInput:
+class ServerFrankInput(Struct):
     """[P6] Hub processing: the HMAC input ``franking_tag || context``.
 
     ``server_frank = HMAC_SHA256(hub_key, ServerFrankInput(...).encode())``:
@@ -966,8 +917,7 @@ class ServerFrankInput:
     context: ServerFrankingContext = field(ServerFrankingContext)
 
 
-@wire_struct
-class FrankingIntegrityTBS:
+class FrankingIntegrityTBS(Struct):
     """[P6] Hub processing: what the hub signs with its franking key,
     ``SignWithLabel(franking_private_key, "FrankingIntegrityTBS", .)``."""
 
@@ -976,8 +926,7 @@ class FrankingIntegrityTBS:
     context: ServerFrankingContext = field(ServerFrankingContext)
 
 
-@wire_struct
-class Frank:
+class Frank(Struct):
     """[P6] Submit a Message: the hub's frank (server_frank plus signature).
 
     Replaces the seed's HMAC-based ``{serverFrank, franking_integrity_check}``.
@@ -992,8 +941,7 @@ class Frank:
 # submit message
 
 
-@wire_struct
-class SubmitMessageRequest:
+class SubmitMessageRequest(Struct):
     """[P] Submit a Message: body of ``POST /submitMessage/{roomId}``.
 
     ``app_message`` must be a PrivateMessage with content type application;
@@ -1008,8 +956,7 @@ class SubmitMessageRequest:
 _S = SubmitResponseCode
 
 
-@wire_struct
-class SubmitMessageResponse:
+class SubmitMessageResponse(Struct):
     """[P6] Submit a Message: response body of /submitMessage.
 
     ``accepted`` carries the acceptance time and, if the message was franked,
@@ -1048,8 +995,7 @@ class SubmitMessageResponse:
 _FM_KIND = _kind_of("message")
 
 
-@wire_struct
-class FanoutMessage:
+class FanoutMessage(Struct):
     """[P6] Fanout Messages and Room Events: one event in a /notify body.
 
     ``timestamp`` is the hub's acceptance time (ms since the UNIX epoch).
@@ -1160,8 +1106,7 @@ def decode_fanout_messages(body: bytes) -> list[FanoutMessage]:
 # claim group key information
 
 
-@wire_struct
-class GroupInfoRequestTBS:
+class GroupInfoRequestTBS(Struct):
     """[P] Claim group key information: the signed part of a GroupInfoRequest."""
 
     protocol: Protocol = field(ProtocolCodec)
@@ -1172,8 +1117,7 @@ class GroupInfoRequestTBS:
     joining_code: bytes | None = field(Select("protocol", {MLS10: Optional(opaque)}))
 
 
-@wire_struct
-class GroupInfoRequest:
+class GroupInfoRequest(Struct):
     """[P] Claim group key information: body of ``POST /groupInfo/{roomId}``.
 
     ``signature = SignWithLabel(requestingSignatureKey,
@@ -1201,16 +1145,14 @@ class GroupInfoRequest:
         )
 
 
-@wire_struct
-class PendingProposal:
+class PendingProposal(Struct):
     """[P6] Claim group key information: a proposal the hub accepted this epoch."""
 
     proposal: MLSMessage = field(KindedMessage(_K.proposal))
     hub_accepted_time: int = field(uint64)
 
 
-@wire_struct
-class GroupInfoRatchetTreeTBE:
+class GroupInfoRatchetTreeTBE(Struct):
     """[P6] Claim group key information: the plaintext HPKE-encrypted to the
     requester's ``groupInfoPublicKey`` with ``EncryptWithLabel(., "GroupInfo
     and ratchet_tree encryption", room_id, .)``."""
@@ -1224,8 +1166,7 @@ class GroupInfoRatchetTreeTBE:
 GROUP_INFO_ENCRYPTION_LABEL = b"GroupInfo and ratchet_tree encryption"
 
 
-@wire_struct
-class GroupInfoResponseTBS:
+class GroupInfoResponseTBS(Struct):
     """[P6] Claim group key information: what the hub signs in a success
     response, ``SignWithLabel(hub_sender.signature_key,
     "GroupInfoResponseTBS", .)``."""
@@ -1241,8 +1182,7 @@ class GroupInfoResponseTBS:
 _G = GroupInfoCode
 
 
-@wire_struct
-class GroupInfoResponse:
+class GroupInfoResponse(Struct):
     """[P6] Claim group key information: response body of /groupInfo.
 
     Only ``success`` carries the cipher suite, hub sender, encrypted
@@ -1289,9 +1229,7 @@ class GroupInfoResponse:
 # consent
 
 
-@wire_struct
-@dataclasses.dataclass(frozen=True)
-class ConsentScope:
+class ConsentScope(Struct, frozen=True):
     """[P] Convey explicit consent: who may fetch whose key material, for
     which room (None: any room). Frozen: it keys consent tables."""
 
@@ -1303,8 +1241,7 @@ class ConsentScope:
 _C = ConsentOperation
 
 
-@wire_struct
-class ConsentEntry:
+class ConsentEntry(Struct):
     """[P6] Convey explicit consent: a consent request, cancel, grant or revoke.
 
     A ``grant`` carries KeyPackages of the target's clients (possibly none).
@@ -1328,7 +1265,6 @@ class ConsentEntry:
         return ConsentScope(self.requester_uri, self.target_uri, self.room_id)
 
 
-@wire_struct
 class RequestConsentBody(ConsentEntry):
     """[P] Convey explicit consent: body of ``POST /requestConsent/{targetDomain}``,
     a ConsentEntry whose operation is ``request`` or ``cancel``."""
@@ -1339,7 +1275,6 @@ class RequestConsentBody(ConsentEntry):
         return None
 
 
-@wire_struct
 class UpdateConsentBody(ConsentEntry):
     """[P] Convey explicit consent: body of ``POST /updateConsent/{requesterDomain}``,
     a ConsentEntry whose operation is ``grant`` or ``revoke``."""
@@ -1360,8 +1295,7 @@ _Q = SearchIdentifierType
 _NO_NAME = {t: None for t in SearchIdentifierType if t not in (_Q.reserved, _Q.oidcStdClaim, _Q.vcardField)}
 
 
-@wire_struct
-class QueryElement:
+class QueryElement(Struct):
     """[P] Find internal address: one search criterion (all must match).
 
     ``claim_name`` is set for ``oidcStdClaim``, ``property_name`` for
@@ -1378,16 +1312,14 @@ class QueryElement:
     search_value: str = field(UTF8String)
 
 
-@wire_struct
-class IdentifierRequest:
+class IdentifierRequest(Struct):
     """[P6] Find internal address: body of ``POST /identifierQuery/{domain}``."""
 
     query_elements: list[QueryElement] = field(Vector(QueryElement))
     id_request_extensions: AppDataDictionary = field(AppDataDictionary)
 
 
-@wire_struct
-class ProfileField:
+class ProfileField(Struct):
     """[P] Find internal address: one searchable field of a found profile."""
 
     field_source: FieldSource = field(StrictEnum(FieldSource))
@@ -1395,16 +1327,14 @@ class ProfileField:
     field_value: bytes = field(opaque)
 
 
-@wire_struct
-class UserProfile:
+class UserProfile(Struct):
     """[P] Find internal address: a found user and their visible fields."""
 
     stable_uri: IdentifierUri = field(IdentifierUri)
     fields: list[ProfileField] = field(Vector(ProfileField))
 
 
-@wire_struct
-class IdentifierResponse:
+class IdentifierResponse(Struct):
     """[P6] Find internal address: response body of /identifierQuery."""
 
     response_code: IdentifierQueryCode = field(closed(IdentifierQueryCode))
@@ -1417,8 +1347,7 @@ class IdentifierResponse:
 # report abuse
 
 
-@wire_struct
-class AbusiveMessage:
+class AbusiveMessage(Struct):
     """[P6] Report abuse: one allegedly abusive message with its frank."""
 
     message_content: bytes = field(opaque)
@@ -1426,8 +1355,7 @@ class AbusiveMessage:
     accepted_timestamp: int = field(uint64)
 
 
-@wire_struct
-class AbuseReport:
+class AbuseReport(Struct):
     """[P6] Report abuse: body of ``POST /reportAbuse/{roomId}``.
 
     ``reporting_user`` may be empty (anonymous report); ``note`` is UTF-8,
@@ -1446,17 +1374,14 @@ class AbuseReport:
 # room state components
 
 
-@wire_struct
-@dataclasses.dataclass(frozen=True)
-class UserRolePair:
+class UserRolePair(Struct, frozen=True):
     """[P] Participant List: a user (URI) and its role index."""
 
     user: str = field(UTF8String)
     role_index: int = field(uint32)
 
 
-@wire_struct
-class ParticipantListData:
+class ParticipantListData(Struct):
     """[P] Participant List: data of the ``participant_list`` component (0x0022).
 
     Each user appears once ("each user is assigned exactly one role") and
@@ -1483,16 +1408,14 @@ class ParticipantListData:
         return RoleIndex.no_role
 
 
-@wire_struct
-class UserindexRolePair:
+class UserindexRolePair(Struct):
     """[P] Participant List: a role change, by index into ``participants``."""
 
     user_index: int = field(uint32)
     role_index: int = field(uint32)
 
 
-@wire_struct
-class ParticipantListUpdate:
+class ParticipantListUpdate(Struct):
     """[P] Participant List: the ``update`` of an AppDataUpdate proposal for
     ``participant_list``. Applied in order: role changes, removals (by index
     into the current list), then appends. No user may be touched twice
@@ -1516,8 +1439,7 @@ class ParticipantListUpdate:
         return None
 
 
-@wire_struct
-class RichDescription:
+class RichDescription(Struct):
     """[P] Room Metadata: one description (empty media_type = text/plain;charset=utf-8)."""
 
     media_type: bytes = field(opaque)
@@ -1525,8 +1447,7 @@ class RichDescription:
     description_content: bytes = field(opaque)
 
 
-@wire_struct
-class RoomMetaData:
+class RoomMetaData(Struct):
     """[P] Room Metadata: data of the ``room_metadata`` component (0x0023),
     and (as RoomMetaUpdate) the update that replaces it wholesale."""
 

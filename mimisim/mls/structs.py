@@ -22,10 +22,10 @@ from mimisim.codec import (
     Optional,
     Reader,
     Select,
+    Struct,
     Vector,
     field,
     opaque,
-    struct,
     uint8,
     uint16,
     uint32,
@@ -126,13 +126,11 @@ class AppDataUpdateOperation(enum.IntEnum):
 # ---------------------------------------------------------------- credentials
 
 
-@struct
-class Certificate:
+class Certificate(Struct):
     cert_data: bytes = field(opaque)
 
 
-@struct
-class Credential:
+class Credential(Struct):
     credential_type: int = field(EnumCodec(CredentialType, uint16, closed=False))
     identity: bytes | None = field(Select("credential_type", {CredentialType.basic: opaque}, default=None))
     certificates: list[Certificate] | None = field(
@@ -149,14 +147,12 @@ class Credential:
         return None
 
 
-@struct
-class Extension:
+class Extension(Struct):
     extension_type: int = field(uint16)
     extension_data: bytes = field(opaque)
 
 
-@struct
-class Capabilities:
+class Capabilities(Struct):
     versions: list[int] = field(Vector(uint16))
     cipher_suites: list[int] = field(Vector(uint16))
     extensions: list[int] = field(Vector(uint16))
@@ -164,14 +160,12 @@ class Capabilities:
     credentials: list[int] = field(Vector(uint16))
 
 
-@struct
-class Lifetime:
+class Lifetime(Struct):
     not_before: int = field(uint64)
     not_after: int = field(uint64)
 
 
-@struct
-class LeafNode:
+class LeafNode(Struct):
     encryption_key: bytes = field(opaque)
     signature_key: bytes = field(opaque)
     credential: Credential = field(Credential)
@@ -203,8 +197,7 @@ class LeafNode:
         return find_extension(self.extensions, ext_type)
 
 
-@struct
-class LeafNodeTBSCore:
+class LeafNodeTBSCore(Struct):
     encryption_key: bytes = field(opaque)
     signature_key: bytes = field(opaque)
     credential: Credential = field(Credential)
@@ -215,8 +208,7 @@ class LeafNodeTBSCore:
     extensions: list[Extension] = field(Vector(Extension))
 
 
-@struct
-class KeyPackage:
+class KeyPackage(Struct):
     version: int = field(uint16)
     cipher_suite: int = field(uint16)
     init_key: bytes = field(opaque)
@@ -233,8 +225,7 @@ class KeyPackage:
         return find_extension(self.extensions, ext_type)
 
 
-@struct
-class KeyPackageTBS:
+class KeyPackageTBS(Struct):
     version: int = field(uint16)
     cipher_suite: int = field(uint16)
     init_key: bytes = field(opaque)
@@ -245,15 +236,13 @@ class KeyPackageTBS:
 # ---------------------------------------------------------------- tree
 
 
-@struct
-class ParentNode:
+class ParentNode(Struct):
     encryption_key: bytes = field(opaque)
     parent_hash: bytes = field(opaque)
     unmerged_leaves: list[int] = field(Vector(uint32))
 
 
-@struct
-class Node:
+class Node(Struct):
     node_type: NodeType = field(EnumCodec(NodeType, uint8))
     leaf: LeafNode | None = field(Select("node_type", {1: LeafNode, 2: None}))
     parent: ParentNode | None = field(Select("node_type", {1: None, 2: ParentNode}))
@@ -268,44 +257,37 @@ class Node:
 RatchetTreeCodec = Vector(Optional(Node))
 
 
-@struct
-class RatchetTreeExt:
+class RatchetTreeExt(Struct):
     nodes: list[Node | None] = field(RatchetTreeCodec)
 
 
-@struct
-class HPKECiphertext:
+class HPKECiphertext(Struct):
     kem_output: bytes = field(opaque)
     ciphertext: bytes = field(opaque)
 
 
-@struct
-class UpdatePathNode:
+class UpdatePathNode(Struct):
     encryption_key: bytes = field(opaque)
     encrypted_path_secret: list[HPKECiphertext] = field(Vector(HPKECiphertext))
 
 
-@struct
-class UpdatePath:
+class UpdatePath(Struct):
     leaf_node: LeafNode = field(LeafNode)
     nodes: list[UpdatePathNode] = field(Vector(UpdatePathNode))
 
 
-@struct
-class LeafNodeHashInput:
+class LeafNodeHashInput(Struct):
     leaf_index: int = field(uint32)
     leaf_node: LeafNode | None = field(Optional(LeafNode))
 
 
-@struct
-class ParentNodeHashInput:
+class ParentNodeHashInput(Struct):
     parent_node: ParentNode | None = field(Optional(ParentNode))
     left_hash: bytes = field(opaque)
     right_hash: bytes = field(opaque)
 
 
-@struct
-class ParentHashInput:
+class ParentHashInput(Struct):
     encryption_key: bytes = field(opaque)
     parent_hash: bytes = field(opaque)
     original_sibling_tree_hash: bytes = field(opaque)
@@ -314,8 +296,7 @@ class ParentHashInput:
 # ---------------------------------------------------------------- proposals
 
 
-@struct
-class PreSharedKeyID:
+class PreSharedKeyID(Struct):
     psktype: PSKType = field(EnumCodec(PSKType, uint8))
     psk_id: bytes | None = field(Select("psktype", {1: opaque, 2: None}))
     usage: ResumptionPSKUsage | None = field(
@@ -334,60 +315,50 @@ class PreSharedKeyID:
         return PreSharedKeyID(PSKType.resumption, None, usage, group_id, epoch, nonce)
 
 
-@struct
-class PSKLabel:
+class PSKLabel(Struct):
     id: PreSharedKeyID = field(PreSharedKeyID)
     index: int = field(uint16)
     count: int = field(uint16)
 
 
-@struct
-class Add:
+class Add(Struct):
     key_package: KeyPackage = field(KeyPackage)
 
 
-@struct
-class Update:
+class Update(Struct):
     leaf_node: LeafNode = field(LeafNode)
 
 
-@struct
-class Remove:
+class Remove(Struct):
     removed: int = field(uint32)
 
 
-@struct
-class PreSharedKey:
+class PreSharedKey(Struct):
     psk: PreSharedKeyID = field(PreSharedKeyID)
 
 
-@struct
-class ReInit:
+class ReInit(Struct):
     group_id: bytes = field(opaque)
     version: int = field(uint16)
     cipher_suite: int = field(uint16)
     extensions: list[Extension] = field(Vector(Extension))
 
 
-@struct
-class ExternalInit:
+class ExternalInit(Struct):
     kem_output: bytes = field(opaque)
 
 
-@struct
-class GroupContextExtensions:
+class GroupContextExtensions(Struct):
     extensions: list[Extension] = field(Vector(Extension))
 
 
-@struct
-class AppDataUpdate:
+class AppDataUpdate(Struct):
     component_id: int = field(uint16)
     op: AppDataUpdateOperation = field(EnumCodec(AppDataUpdateOperation, uint8))
     update: bytes | None = field(Select("op", {1: opaque, 2: None}))
 
 
-@struct
-class SelfRemove:
+class SelfRemove(Struct):
     pass
 
 
@@ -404,8 +375,7 @@ _PROPOSAL_BODY = {
 }
 
 
-@struct
-class Proposal:
+class Proposal(Struct):
     proposal_type: ProposalType = field(EnumCodec(ProposalType, uint16))
     body: Any = field(Select("proposal_type", _PROPOSAL_BODY))
 
@@ -417,8 +387,7 @@ class Proposal:
         raise TypeError(f"not a proposal body: {body!r}")
 
 
-@struct
-class ProposalOrRef:
+class ProposalOrRef(Struct):
     type: ProposalOrRefType = field(EnumCodec(ProposalOrRefType, uint8))
     proposal: Proposal | None = field(Select("type", {1: Proposal, 2: None}))
     reference: bytes | None = field(Select("type", {1: None, 2: opaque}))
@@ -432,8 +401,7 @@ class ProposalOrRef:
         return ProposalOrRef(ProposalOrRefType.reference, None, ref)
 
 
-@struct
-class Commit:
+class Commit(Struct):
     proposals: list[ProposalOrRef] = field(Vector(ProposalOrRef))
     path: UpdatePath | None = field(Optional(UpdatePath))
 
@@ -441,8 +409,7 @@ class Commit:
 # ---------------------------------------------------------------- framing
 
 
-@struct
-class Sender:
+class Sender(Struct):
     sender_type: SenderType = field(EnumCodec(SenderType, uint8))
     leaf_index: int | None = field(Select("sender_type", {1: uint32, 2: None, 3: None, 4: None}))
     sender_index: int | None = field(Select("sender_type", {1: None, 2: uint32, 3: None, 4: None}))
@@ -464,8 +431,7 @@ class Sender:
         return Sender(SenderType.new_member_proposal, None, None)
 
 
-@struct
-class FramedContent:
+class FramedContent(Struct):
     _keep_wire = True  # signed, MACed and transcript-hashed: re-encoded several times
     group_id: bytes = field(opaque)
     epoch: int = field(uint64)
@@ -477,8 +443,7 @@ class FramedContent:
     commit: Commit | None = field(Select("content_type", {1: None, 2: None, 3: Commit}))
 
 
-@struct
-class GroupContext:
+class GroupContext(Struct):
     version: int = field(uint16)
     cipher_suite: int = field(uint16)
     group_id: bytes = field(opaque)
@@ -535,8 +500,7 @@ def _check_auth(content: FramedContent, auth: AuthData) -> str | None:
     return None
 
 
-@struct
-class PublicMessage:
+class PublicMessage(Struct):
     content: FramedContent = field(FramedContent)
     auth: AuthData = field(AuthDataCodec())
     membership_tag: bytes | None = field(_MembershipTagCodec())
@@ -550,8 +514,7 @@ class PublicMessage:
         return None
 
 
-@struct
-class AuthenticatedContent:
+class AuthenticatedContent(Struct):
     wire_format: WireFormat = field(EnumCodec(WireFormat, uint16))
     content: FramedContent = field(FramedContent)
     auth: AuthData = field(AuthDataCodec())
@@ -560,8 +523,7 @@ class AuthenticatedContent:
         return _check_auth(self.content, self.auth)
 
 
-@struct
-class PrivateMessage:
+class PrivateMessage(Struct):
     group_id: bytes = field(opaque)
     epoch: int = field(uint64)
     content_type: ContentType = field(EnumCodec(ContentType, uint8))
@@ -570,30 +532,26 @@ class PrivateMessage:
     ciphertext: bytes = field(opaque)
 
 
-@struct
-class SenderData:
+class SenderData(Struct):
     leaf_index: int = field(uint32)
     generation: int = field(uint32)
     reuse_guard: bytes = field(Fixed(4))
 
 
-@struct
-class SenderDataAAD:
+class SenderDataAAD(Struct):
     group_id: bytes = field(opaque)
     epoch: int = field(uint64)
     content_type: ContentType = field(EnumCodec(ContentType, uint8))
 
 
-@struct
-class PrivateContentAAD:
+class PrivateContentAAD(Struct):
     group_id: bytes = field(opaque)
     epoch: int = field(uint64)
     content_type: ContentType = field(EnumCodec(ContentType, uint8))
     authenticated_data: bytes = field(opaque)
 
 
-@struct
-class ConfirmedTranscriptHashInput:
+class ConfirmedTranscriptHashInput(Struct):
     wire_format: WireFormat = field(EnumCodec(WireFormat, uint16))
     content: FramedContent = field(FramedContent)
     signature: bytes = field(opaque)
@@ -602,8 +560,7 @@ class ConfirmedTranscriptHashInput:
 # ---------------------------------------------------------------- group info / welcome
 
 
-@struct
-class GroupInfo:
+class GroupInfo(Struct):
     group_context: GroupContext = field(GroupContext)
     extensions: list[Extension] = field(Vector(Extension))
     confirmation_tag: bytes = field(opaque)
@@ -617,41 +574,35 @@ class GroupInfo:
         return find_extension(self.extensions, ext_type)
 
 
-@struct
-class GroupInfoTBS:
+class GroupInfoTBS(Struct):
     group_context: GroupContext = field(GroupContext)
     extensions: list[Extension] = field(Vector(Extension))
     confirmation_tag: bytes = field(opaque)
     signer: int = field(uint32)
 
 
-@struct
-class PathSecret:
+class PathSecret(Struct):
     path_secret: bytes = field(opaque)
 
 
-@struct
-class GroupSecrets:
+class GroupSecrets(Struct):
     joiner_secret: bytes = field(opaque)
     path_secret: PathSecret | None = field(Optional(PathSecret))
     psks: list[PreSharedKeyID] = field(Vector(PreSharedKeyID))
 
 
-@struct
-class EncryptedGroupSecrets:
+class EncryptedGroupSecrets(Struct):
     new_member: bytes = field(opaque)
     encrypted_group_secrets: HPKECiphertext = field(HPKECiphertext)
 
 
-@struct
-class Welcome:
+class Welcome(Struct):
     cipher_suite: int = field(uint16)
     secrets: list[EncryptedGroupSecrets] = field(Vector(EncryptedGroupSecrets))
     encrypted_group_info: bytes = field(opaque)
 
 
-@struct
-class MLSMessage:
+class MLSMessage(Struct):
     version: int = field(uint16)
     wire_format: WireFormat = field(EnumCodec(WireFormat, uint16))
     body: Any = field(
@@ -687,37 +638,31 @@ class MLSMessage:
 # ---------------------------------------------------------------- extensions' bodies
 
 
-@struct
-class ExternalSender:
+class ExternalSender(Struct):
     signature_key: bytes = field(opaque)
     credential: Credential = field(Credential)
 
 
-@struct
-class ExternalSenders:
+class ExternalSenders(Struct):
     senders: list[ExternalSender] = field(Vector(ExternalSender))
 
 
-@struct
-class RequiredCapabilities:
+class RequiredCapabilities(Struct):
     extension_types: list[int] = field(Vector(uint16))
     proposal_types: list[int] = field(Vector(uint16))
     credential_types: list[int] = field(Vector(uint16))
 
 
-@struct
-class ExternalPub:
+class ExternalPub(Struct):
     external_pub: bytes = field(opaque)
 
 
-@struct
-class ComponentData:
+class ComponentData(Struct):
     component_id: int = field(uint16)
     data: bytes = field(opaque)
 
 
-@struct
-class AppDataDictionary:
+class AppDataDictionary(Struct):
     component_data: list[ComponentData] = field(Vector(ComponentData))
 
     def _check(self) -> str | None:
@@ -741,14 +686,12 @@ class AppDataDictionary:
         return AppDataDictionary([ComponentData(k, items[k]) for k in sorted(items)])
 
 
-@struct
-class SafeAADItem:
+class SafeAADItem(Struct):
     component_id: int = field(uint16)
     aad_item_data: bytes = field(opaque)
 
 
-@struct
-class SafeAAD:
+class SafeAAD(Struct):
     aad_items: list[SafeAADItem] = field(Vector(SafeAADItem))
 
 
@@ -794,8 +737,7 @@ class RatchetTreeRepresentation(enum.IntEnum):
     distribution_service = 4
 
 
-@struct
-class RatchetTreeOption:
+class RatchetTreeOption(Struct):
     """How a joiner gets the ratchet tree (draft-mahy-mls-ratchet-tree-options s.2)."""
 
     representation: RatchetTreeRepresentation = field(EnumCodec(RatchetTreeRepresentation, uint8))
@@ -811,8 +753,7 @@ class RatchetTreePresence(enum.IntEnum):
     added = 3
 
 
-@struct
-class PartialGroupInfo:
+class PartialGroupInfo(Struct):
     """The parts of a GroupInfo a hub cannot rebuild from PublicMessages alone:
     the committer's extensions (without ratchet_tree) and signature."""
 
