@@ -129,13 +129,13 @@ def drop_dedup(mp: pytest.MonkeyPatch) -> None:
     from mimisim.mls.group import Group
 
     mp.setattr(NotifyDeduplicator, "seen", lambda self, *a, **k: False)
-    orig_init = client_mod._Room.__init__
+    orig_init = client_mod.Room.__init__
 
     def init(self: Any, *a: Any, **k: Any) -> None:
         orig_init(self, *a, **k)
         self.seen = _Forgetful()
 
-    mp.setattr(client_mod._Room, "__init__", init)
+    mp.setattr(client_mod.Room, "__init__", init)
     orig_process = Group.process
     cache: dict[bytes, Any] = {}
 
@@ -154,8 +154,8 @@ def deliver_out_of_order(mp: pytest.MonkeyPatch) -> None:
     """The client handles a message of a later epoch as if it could not
     arrive early: it throws it away instead of buffering it (no resync
     timer either), so whatever overtook a commit is lost to it."""
-    mp.setattr(client_mod.ClientCore, "_buffer", lambda self, *a, **k: None)
-    mp.setattr(client_mod.ClientCore, "_arm_gap_timer", lambda self, *a, **k: None)
+    mp.setattr(client_mod.Inbound, "buffer", lambda self, *a, **k: None)
+    mp.setattr(client_mod.Inbound, "arm_gap_timer", lambda self, *a, **k: None)
 
 
 def lose_notify_delivery(mp: pytest.MonkeyPatch) -> None:

@@ -786,3 +786,86 @@ def test_draft_example_flow_with_real_providers() -> None:
     assert hub.rooms[ROOM].epoch == a1.epoch(ROOM)
     assert a1.participants(ROOM) == {ALICE: 3, CATHY: 2}
     assert not [e for _, e in w.events if e.kind == "client.fail"]
+
+
+# ==========================================================================
+# structure: bugs propagate, the stage table, the frozen output
+
+
+@pytest.mark.parametrize("path", ["reply", "deliver"])
+def test_an_unexpected_exception_in_the_core_propagates(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside the client is not a protocol error: it escapes the core
+    (failing the run) instead of becoming a ``client.drop internalError`` row."""
+    from mimisim.mimi.client import OperationEngine
+
+    net, alice = room_with_alice()
+    step = alice.send_message(ROOM, "hello", net.now)
+    (submit,) = step.messages
+    replies = net.hub.handle(submit, net.now)
+    reply = next(x for x in replies if isinstance(x, ClientReply))
+    deliver = next(x for x in replies if isinstance(x, Deliver) and x.client == A1)
+
+    def bug(self: Any, *a: Any, **k: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(OperationEngine, "finish", bug)
+    with pytest.raises(ZeroDivisionError):
+        if path == "reply":
+            alice.on_reply(reply, net.now)
+        else:
+            alice.on_deliver(deliver, net.now)
+
+
+def test_a_protocol_error_at_the_boundary_becomes_an_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What bytes from a peer can raise (here a DecodeError) still becomes a
+    ``client.drop`` event rather than escaping."""
+    from mimisim.mimi.client import OperationEngine
+
+    net, alice = room_with_alice()
+    (submit,) = alice.send_message(ROOM, "hello", net.now).messages
+    reply = next(x for x in net.hub.handle(submit, net.now) if isinstance(x, ClientReply))
+
+    def bad(self: Any, *a: Any, **k: Any) -> None:
+        raise DecodeError("truncated")
+
+    monkeypatch.setattr(OperationEngine, "finish", bad)
+    step = alice.on_reply(reply, net.now)
+    assert [(e.kind, e.status) for e in step.events] == [("client.drop", "internalError")]
+
+
+def test_operation_stage_table() -> None:
+    """Every non-terminal stage can fail; terminal stages have no way out; a
+    move the table does not list is refused as a bug."""
+    from mimisim.mimi.client import TRANSITIONS, Op, OperationStateError, OpEvent, OpKind, Stage
+
+    terminal = {Stage.DONE, Stage.FAILED}
+    for stage in Stage:
+        outs = {e for (s, e) in TRANSITIONS if s == stage}
+        if stage in terminal:
+            assert not outs
+        else:
+            assert OpEvent.FAIL in outs
+    assert set(TRANSITIONS.values()) == set(Stage)
+    op = Op(1, OpKind.SEND, ROOM, 0)
+    op.advance(OpEvent.SUBMIT)
+    assert op.stage == Stage.SUBMITTED
+    with pytest.raises(OperationStateError):
+        op.advance(OpEvent.FETCHED)
+    op.advance(OpEvent.FINISH)
+    with pytest.raises(OperationStateError):
+        op.advance(OpEvent.FAIL)
+    assert OpKind.SEND == "send_message" and f"{OpKind.ADD}" == "add_user"
+
+
+def test_client_step_is_frozen() -> None:
+    """The host reads the core's actions but cannot rewrite them in place."""
+    import dataclasses
+
+    net, alice = room_with_alice()
+    step = alice.send_message(ROOM, "hello", net.now)
+    assert isinstance(step.actions, tuple) and isinstance(step.events, tuple)
+    assert step.messages and step.messages == tuple(a for a in step.actions if isinstance(a, ClientMessage))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.actions = ()  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        step.actions.append(step.actions[0])  # type: ignore[attr-defined]

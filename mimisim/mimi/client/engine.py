@@ -1,0 +1,242 @@
+"""The operation engine: per-room queues of operations, their stages, retries.
+
+Why a queue per room: every operation that changes a room is an MLS commit
+(or proposals) against one epoch, and a client can have only one commit
+pending per group. Running a room's operations one at a time, in the order
+the user asked for them, keeps the client's state simple (at most one
+pending commit) and makes retries well defined: after ``wrongEpoch`` the
+*same* operation is rebuilt against the new epoch (see
+:class:`~mimisim.mimi.client.operations.RetryStrategy`).
+
+The engine also hands out request ids and timer tokens: a reply or an
+expired timer names the room and operation it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mimisim.codec import DecodeError, EncodeError
+from mimisim.mimi.client.operations import Op, OpEvent, OpKind, Room, Stage
+from mimisim.mimi.client.output import StepBuilder, Timer
+from mimisim.mimi.identity import UriError
+from mimisim.mimi.transport import ClientMessage, ClientOp
+from mimisim.mls.crypto import CryptoError
+from mimisim.mls.errors import MLSError
+
+if TYPE_CHECKING:
+    from mimisim.mimi.client.core import ClientCore
+
+
+class OperationEngine:
+    """Runs each room's queue of :class:`Op` s for one :class:`ClientCore`."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+        self.requests: dict[int, tuple[str, int, str]] = {}  # request id -> (room, op id, what)
+        self.timers: dict[int, tuple[str, str, int]] = {}  # token -> (what, room, op id)
+        self.next_request = 1
+        self.next_timer = 1
+        self.next_op = 1
+
+    # ------------------------------------------------------------ ids, requests, timers
+
+    def request(self, step: StepBuilder, op: ClientOp, room: str, op_id: int, what: str, body: bytes,
+                target: str = "") -> int:
+        """Send ``body`` to the provider; its reply comes back tagged ``what``."""
+        rid = self.next_request
+        self.next_request += 1
+        self.requests[rid] = (room, op_id, what)
+        step.actions.append(ClientMessage(self.core.client_uri, op, rid, body, room, target))
+        return rid
+
+    def timer(self, step: StepBuilder, at_ms: int, what: str, room: str, op_id: int) -> int:
+        token = self.next_timer
+        self.next_timer += 1
+        self.timers[token] = (what, room, op_id)
+        step.actions.append(Timer(at_ms, token))
+        return token
+
+    def new_op(self, room: str, kind: OpKind, now_ms: int, **kw: Any) -> Op:
+        op = Op(self.next_op, kind, room, now_ms, **kw)
+        self.next_op += 1
+        return op
+
+    def enqueue(self, room: str, kind: OpKind, now_ms: int, **kw: Any) -> Op:
+        op = self.new_op(room, kind, now_ms, **kw)
+        self.core.room(room).queue.append(op)
+        return op
+
+    # ------------------------------------------------------------ outcomes
+
+    def fail(self, step: StepBuilder, r: Room, op: Op, why: str, status: str = "failed") -> None:
+        op.advance(OpEvent.FAIL)
+        epoch = r.group.epoch if r.group is not None else None
+        step.ev("client.fail", r.uri, epoch, op.msg_id, status, f"{op.kind}: {why}"[:300], op.target)
+
+    @staticmethod
+    def done(op: Op) -> None:
+        op.advance(OpEvent.FINISH)
+
+    @staticmethod
+    def submitted(op: Op) -> None:
+        op.advance(OpEvent.SUBMIT)
+
+    def wait_next_epoch(self, r: Room, op: Op) -> None:
+        assert r.group is not None
+        op.advance(OpEvent.WAIT)
+        op.wait_epoch = r.group.epoch + 1
+        op.wait_refs = None
+
+    # ------------------------------------------------------------ running the queue
+
+    def finish(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        """Process what became processable, then run the room's queue."""
+        self.core.inbound.drain(r, now_ms, step)
+        self.pump(r, now_ms, step)
+
+    def pump(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        """Start or resume the head operation until one is in flight or waits."""
+        for _ in range(1000):  # every pass ends an op or changes its stage; bounded anyway
+            if not r.queue:
+                return
+            op = r.queue[0]
+            if not op.active:
+                r.queue.popleft()
+                continue
+            if op.stage == Stage.WAITING:
+                if not self.ready(r, op):
+                    # A resync queued behind an operation that waits for an
+                    # epoch the client cannot reach (the gap) goes first.
+                    for i in range(1, len(r.queue)):
+                        cand = r.queue[i]
+                        if cand.kind == OpKind.JOIN and cand.resync and cand.stage == Stage.NEW:
+                            del r.queue[i]
+                            r.queue.appendleft(cand)
+                            break
+                    else:
+                        return
+                    continue
+                op.advance(OpEvent.RESUME)
+            if op.stage != Stage.NEW:
+                return  # a request is in flight
+            self.start(r, op, now_ms, step)
+
+    @staticmethod
+    def ready(r: Room, op: Op) -> bool:
+        """Whether a waiting operation may be rebuilt now."""
+        if op.backoff_timer is not None:
+            return False
+        g = r.group
+        if g is None or not g.active:
+            return True  # start fails it (or, for a join, refetches)
+        if op.wait_epoch is not None and g.epoch < op.wait_epoch:
+            return False
+        if op.wait_refs and g.epoch == op.wait_from_epoch:
+            return all(ref in g.state.proposals for ref in op.wait_refs)
+        return True
+
+    def start(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        """Build and send the head operation's next request from the current state."""
+        core, build = self.core, self.core.builders
+        op.wait_epoch, op.wait_refs = None, None
+        if op.kind == OpKind.CREATE:
+            op.request_id = self.request(step, ClientOp.create_room, r.uri, op.id, "create", op.create_body)
+            op.attempts += 1
+            self.submitted(op)
+            return
+        if op.kind == OpKind.JOIN:
+            if r.member and not op.resync:
+                self.done(op)  # already in the group (e.g. added meanwhile)
+                return
+            if op.resync and not core.inbound.stuck(r):
+                self.done(op)  # the gap filled while the resync waited
+                return
+            build.fetch_group_info(r, op, step)
+            return
+        if not r.member:
+            self.fail(step, r, op, "not a member of the room", "notMember")
+            return
+        try:
+            if op.kind == OpKind.ADD:
+                if op.key_packages is None:
+                    build.fetch_key_material(r, op, step)
+                else:
+                    build.commit_add(r, op, now_ms, step)
+            elif op.kind == OpKind.REMOVE:
+                build.commit_remove(r, op, now_ms, step)
+            elif op.kind == OpKind.COMMIT_PENDING:
+                build.commit_pending(r, op, now_ms, step)
+            elif op.kind == OpKind.UPDATE:
+                build.send_commit(r, op, [], now_ms, step)
+            elif op.kind == OpKind.LEAVE:
+                build.propose_leave(r, op, step)
+            elif op.kind == OpKind.SEND:
+                build.submit_message(r, op, step)
+        except (MLSError, DecodeError, EncodeError, CryptoError, UriError, ValueError) as e:
+            g = r.group
+            if g is not None and g.pending is not None and g.pending is op.staged:
+                g.discard_pending_commit()
+            self.fail(step, r, op, str(e), getattr(e, "code", "invalid"))
+
+    # ------------------------------------------------------------ retries
+
+    def retry(self, r: Room, op: Op, now_ms: int, step: StepBuilder, why: str, *,
+              hub_epoch: int | None = None, refs: Sequence[bytes] | None = None) -> None:
+        """Schedule the rebuild of ``op`` after a refusal (see RetryStrategy)."""
+        rs = self.core.retry
+        g = r.group
+        if op.attempts >= rs.max_attempts:
+            self.fail(step, r, op, f"gave up after {op.attempts} attempt(s), last: {why}", why)
+            return
+        if rs.mode == "abandon" and op.kind == OpKind.UPDATE:
+            self.fail(step, r, op, f"abandoned after {why}", why)
+            return
+        op.advance(OpEvent.WAIT)
+        after = rs.mode == "after_commit" and op.kind != OpKind.JOIN
+        op.wait_epoch = hub_epoch if after else None
+        op.wait_refs = list(refs) if after and refs else None
+        op.wait_from_epoch = g.epoch if g is not None else -1
+        delay = rs.wait_ms(op.attempts, self.core.uniform)
+        op.backoff_timer = self.timer(step, now_ms + delay, "retry", r.uri, op.id) if delay > 0 else None
+        waits = []
+        if op.wait_epoch is not None:
+            waits.append(f"epoch {op.wait_epoch}")
+        if op.wait_refs:
+            waits.append(f"{len(op.wait_refs)} proposal(s)")
+        if delay:
+            waits.append(f"{delay} ms")
+        detail = f"{op.kind} attempt {op.attempts + 1}/{rs.max_attempts}"
+        if waits:
+            detail += " after " + ", ".join(waits)
+        step.ev("client.retry", r.uri, hub_epoch if hub_epoch is not None else (g.epoch if g else None),
+                op.msg_id, why, detail, op.target)
+
+    # ------------------------------------------------------------ timers
+
+    def on_timer(self, token: int, now_ms: int, step: StepBuilder) -> Room | None:
+        """Settle an expired timer; the room whose queue to run next, if any."""
+        info = self.timers.pop(token, None)
+        if info is None:
+            return None
+        what, room, op_id = info
+        r = self.core._rooms.get(room)
+        if r is None:
+            return None
+        inbound = self.core.inbound
+        if what == "retry":
+            for op in r.queue:
+                if op.id == op_id and op.backoff_timer == token:
+                    op.backoff_timer = None
+        elif what == "gap" and r.gap_timer == token:
+            r.gap_timer = None
+            if inbound.stuck(r) and r.group is not None and r.group.epoch == r.gap_epoch:
+                inbound.queue_resync(r, now_ms, step)
+            elif inbound.stuck(r):
+                inbound.arm_gap_timer(r, now_ms, step)  # progress was made; still behind: watch again
+        elif what == "pending" and r.pending_timer == token:
+            r.pending_timer = None
+            if r.member and inbound.needs_commit(r):
+                inbound.queue_commit_pending(r, now_ms)
+        return r

@@ -1,0 +1,371 @@
+"""The inbound side of a client: what its provider delivers.
+
+Every FanoutMessage (commit, proposals, application message, Welcome) is
+processed now, buffered (a later epoch, or before the client has the group),
+held (a commit whose proposals have not arrived yet: the hub's notifies can
+overtake each other) or dropped with a ``client.drop`` event; nothing a peer
+sends raises. A gap that does not fill within ``gap_timeout_ms`` (what the
+client misses was lost, not late) is repaired by a resync: an external
+commit that replaces the client's own stale leaf. The pending-proposal
+strategy (commit at once, or after a random delay) runs here too, since it
+reacts to arriving proposals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mimisim.codec import DecodeError, EncodeError
+from mimisim.mimi import franking as F
+from mimisim.mimi import wire as W
+from mimisim.mimi.client.content import ContentError, decode_mimi_content
+from mimisim.mimi.client.operations import MAX_BUFFERED, OpKind, Room, Stage
+from mimisim.mimi.client.output import StepBuilder
+from mimisim.mimi.client.roomstate import (
+    client_of_leaf,
+    committer,
+    epoch_of,
+    fork_rng,
+    past_tree,
+    removal_pending,
+    room_tag,
+)
+from mimisim.mimi.hub import msg_id_of
+from mimisim.mimi.identity import UriError, group_id_of_room, user_of_client
+from mimisim.mimi.transport import ClientOp
+from mimisim.mls.crypto import CryptoError
+from mimisim.mls.errors import MLSError, ProposalError, ReplayError, WrongEpochError
+from mimisim.mls.group import ApplicationMessage, Group, ProposalReceived, StagedCommit
+from mimisim.mls.structs import MLSMessage, RatchetTreeRepresentation
+
+if TYPE_CHECKING:
+    from mimisim.mimi.client.core import ClientCore
+    from mimisim.mimi.client.engine import OperationEngine
+
+
+class Inbound:
+    """Deliveries, buffering, held commits, gap detection and resync of one client."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+        self.arrivals = 0  # arrival numbers order buffered deliveries of one epoch
+
+    @property
+    def engine(self) -> OperationEngine:
+        return self.core.engine
+
+    def ingest(self, r: Room, fm: W.FanoutMessage, mid: str, now_ms: int, step: StepBuilder) -> None:
+        """Process one delivery now, buffer it, or drop it (with an event)."""
+        kind = fm.kind
+        if mid in r.seen or mid in r.buffered_ids:
+            step.ev("client.drop", r.uri, epoch_of(fm.message), mid, "duplicate",
+                     f"{kind.name if kind else '?'} already received")
+            return
+        if kind == W.MessageKind.welcome:
+            self.on_welcome(r, fm, mid, now_ms, step)
+            return
+        ep = epoch_of(fm.message)
+        if ep is None or kind is None:
+            r.seen.add(mid)
+            step.ev("client.drop", r.uri, None, mid, "malformed", "not a MIMI fanout message")
+            return
+        if r.group is None:
+            # Not (yet) a member: the Welcome or our external commit's success
+            # may still be on its way. Keep it; stale ones are dropped later.
+            self.buffer(r, ep, mid, fm, step)
+            return
+        g = r.group
+        if not g.active or r.removed:
+            r.seen.add(mid)
+            if kind == W.MessageKind.application and ep <= g.epoch and not g.active:
+                # Accepted before the commit that removed us, delivered after it.
+                self.on_application(r, fm, mid, ep, step)
+                return
+            step.ev("client.drop", r.uri, ep, mid, "notMember", f"{kind.name} after leaving the room")
+            return
+        if ep > g.epoch:
+            if not any(e == ep for e, _, _, _ in r.buffer):
+                step.ev("client.gap", r.uri, ep, mid, "", f"have epoch {g.epoch}, got {kind.name} of epoch {ep}")
+            self.buffer(r, ep, mid, fm, step)
+            self.arm_gap_timer(r, now_ms, step)
+            return
+        r.seen.add(mid)
+        if mid in r.own_msgs:
+            step.ev("client.drop", r.uri, ep, mid, "ownEcho", f"own {kind.name}")
+            return
+        if kind == W.MessageKind.commit:
+            self.on_commit(r, fm, mid, ep, now_ms, step)
+        elif kind == W.MessageKind.proposal:
+            if ep < g.epoch:
+                step.ev("client.drop", r.uri, ep, mid, "stale", f"proposal of epoch {ep} < {g.epoch}")
+                return
+            self.on_proposals(r, [fm.message, *(fm.more_proposals or [])], mid, now_ms, step)
+        else:
+            self.on_application(r, fm, mid, ep, step)
+
+    def buffer(self, r: Room, ep: int, mid: str, fm: W.FanoutMessage, step: StepBuilder) -> None:
+        if len(r.buffer) >= MAX_BUFFERED:
+            r.seen.add(mid)
+            step.ev("client.drop", r.uri, ep, mid, "bufferFull", f"{len(r.buffer)} messages already waiting")
+            return
+        self.arrivals += 1
+        r.buffer.append((ep, self.arrivals, mid, fm))
+        r.buffered_ids.add(mid)
+
+    def drain(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        """Process buffered deliveries that became processable, epoch by
+        epoch; within an epoch proposals and application messages before the
+        commit (the hub accepted them before the commit that ended the epoch)."""
+        while r.buffer and r.group is not None:
+            g = r.group
+            if not g.active or r.removed:
+                for ep, _, mid, _fm in sorted(r.buffer, key=lambda b: (b[0], b[1])):
+                    r.seen.add(mid)
+                    step.ev("client.drop", r.uri, ep, mid, "notMember", "buffered message after leaving")
+                r.buffer.clear()
+                r.buffered_ids.clear()
+                return
+            ready = [b for b in r.buffer if b[0] <= g.epoch]
+            if not ready:
+                return
+            ready.sort(key=lambda b: (b[0], b[3].kind == W.MessageKind.commit, b[1]))
+            ep, n, mid, fm = ready[0]
+            r.buffer.remove((ep, n, mid, fm))
+            r.buffered_ids.discard(mid)
+            self.ingest(r, fm, mid, now_ms, step)
+
+    def on_commit(self, r: Room, fm: W.FanoutMessage, mid: str, ep: int, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        head = r.queue[0] if r.queue else None
+        if ep < g.epoch:
+            status = "ownEcho" if mid in r.own_commits or (head is not None and head.msg_id == mid) else "stale"
+            r.own_commits.pop(mid, None)
+            step.ev("client.drop", r.uri, ep, mid, status, f"commit of epoch {ep} < {g.epoch}")
+            return
+        own = r.own_commits.pop(mid, None)
+        if own is not None:
+            # Our own commit, echoed by the hub: it was accepted. Merge it even
+            # if the reply has not arrived (or said something else first).
+            if g.pending is own:
+                g.merge_pending_commit()
+            else:
+                g.merge(own)
+            for op in r.queue:
+                if op.msg_id == mid and op.stage == Stage.SUBMITTED:
+                    op.merged = True
+            self.after_merge(r, own, mid, "own commit (echo)", fm.external_proposals or [], now_ms, step)
+            return
+        try:
+            res = g.process(fm.message, now_s=self.core.now_seconds(now_ms))
+        except ProposalError as e:
+            if "unknown proposal" in str(e) and len(r.held) < MAX_BUFFERED:
+                # The proposals it commits are still on their way (the hub's
+                # notifies overtook each other): hold it until they arrive.
+                r.seen.discard(mid)
+                r.buffered_ids.add(mid)
+                r.held.append((ep, mid, fm))
+                step.ev("client.gap", r.uri, ep, mid, "waitProposals", "commit waits for the proposals it references")
+                self.arm_gap_timer(r, now_ms, step)
+                return
+            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            return
+        except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
+            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            return
+        if not isinstance(res, StagedCommit):
+            step.ev("client.drop", r.uri, ep, mid, "invalid", "not a commit")
+            return
+        if g.pending is not None:
+            g.discard_pending_commit()  # ours lost the race; the hub will say wrongEpoch
+        g.merge(res)
+        self.after_merge(r, res, mid, f"commit by {committer(res)}", fm.external_proposals or [],
+                          now_ms, step)
+
+    def after_merge(self, r: Room, staged: StagedCommit | None, mid: str, detail: str,
+                     external_proposals: Sequence[MLSMessage], now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        if not g.active or (staged is not None and staged.removed_self):
+            self.removed(r, mid, now_ms, step)
+            return
+        step.ev("client.epoch", r.uri, g.epoch, mid, "", detail + " " + room_tag(r))
+        r.own_commits = {k: v for k, v in r.own_commits.items() if v.epoch > g.epoch}
+        if external_proposals:
+            # The hub's proposals for the new epoch, stapled to the commit ([P6] Fanout).
+            self.on_proposals(r, list(external_proposals), mid, now_ms, step)
+
+    def removed(self, r: Room, mid: str, now_ms: int, step: StepBuilder) -> None:
+        """A commit removed this client: stop, tell the provider, settle the queue."""
+        g = r.group
+        r.removed = True
+        step.ev("client.epoch", r.uri, g.epoch + 1 if g is not None else None, mid, "removed",
+                 "removed from the group")
+        # The body names the last epoch we were a member of: the provider still
+        # delivers application messages of that epoch and earlier (accepted
+        # before our removal, but possibly overtaken by the removing commit).
+        last = g.epoch if g is not None else 0
+        self.engine.request(step, ClientOp.left_room, r.uri, 0, "left", last.to_bytes(8, "big"))
+        for op in r.queue:
+            if not op.active:
+                continue
+            if op.kind == OpKind.LEAVE:
+                self.engine.done(op)
+            elif op.kind != OpKind.JOIN:
+                self.engine.fail(step, r, op, "removed from the room", "removed")
+        r.own_commits.clear()
+        r.pending_timer = None
+
+    def on_proposals(self, r: Room, messages: list[MLSMessage], mid: str, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        received = 0
+        for m in messages:
+            pid = msg_id_of(m.encode())
+            if pid in r.own_msgs:
+                continue
+            try:
+                res = g.process(m, now_s=self.core.now_seconds(now_ms))
+            except ReplayError:
+                continue  # already cached (e.g. the same proposal restapled)
+            except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
+                step.ev("client.drop", r.uri, g.epoch, pid, getattr(e, "code", "invalid"),
+                         f"proposal: {e}"[:300])
+                continue
+            if isinstance(res, ProposalReceived):
+                received += 1
+        if received and r.held:
+            held, r.held = r.held, []
+            for _ep, hmid, hfm in held:
+                r.buffered_ids.discard(hmid)
+                self.ingest(r, hfm, hmid, now_ms, step)
+            if not r.member:
+                return
+        if received:
+            self.pending_proposals_arrived(r, now_ms, step)
+
+    def on_application(self, r: Room, fm: W.FanoutMessage, mid: str, ep: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        try:
+            res = g.process(fm.message) if g.active else g.process_late_application(fm.message)
+        except ReplayError:
+            step.ev("client.drop", r.uri, ep, mid, "duplicate", "application message replayed")
+            return
+        except WrongEpochError:
+            step.ev("client.drop", r.uri, ep, mid, "stale", f"application message of epoch {ep}, too old")
+            return
+        except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
+            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"application: {e}"[:300])
+            return
+        if not isinstance(res, ApplicationMessage):
+            step.ev("client.drop", r.uri, ep, mid, "invalid", "not an application message")
+            return
+        tree = g.tree if res.epoch == g.epoch else past_tree(g, res.epoch)
+        leaf = tree.leaf(res.sender) if tree is not None and res.sender < tree.n_leaves else None
+        sender_client = client_of_leaf(leaf) if leaf is not None else None
+        if sender_client is None:
+            step.ev("client.drop", r.uri, ep, mid, "unknownSender", "sender has no MIMI client credential")
+            return
+        sender_user = user_of_client(sender_client)
+        try:
+            content = decode_mimi_content(res.data)
+        except ContentError as e:
+            step.ev("client.drop", r.uri, ep, mid, "badContent", str(e)[:200], sender_client)
+            return
+        if content.sender_uri != sender_user or content.room_uri != r.uri:
+            step.ev("client.drop", r.uri, ep, mid, "senderMismatch",
+                     f"content claims {content.sender_uri} in {content.room_uri}", sender_client)
+            return
+        check = F.verify_received_frank(self.core.suite, g.extensions, r.uri, sender_user, res.authenticated_data,
+                                        res.data, fm.frank, fm.timestamp)
+        if check.record is not None:
+            self.core._franks[(r.uri, mid)] = (res.data, check.record)
+        step.delivered.append((r.uri, sender_user, content.text, mid))
+        step.ev("client.deliver", r.uri, ep, mid, f"frank:{check.status.value}", f"from {sender_user}",
+                 sender_client)
+
+    def on_welcome(self, r: Room, fm: W.FanoutMessage, mid: str, now_ms: int, step: StepBuilder) -> None:
+        welcome = fm.message.body
+        mine = [s.new_member for s in welcome.secrets if s.new_member in self.core._key_packages]
+        if not mine:
+            r.seen.add(mid)
+            step.ev("client.drop", r.uri, None, mid, "notForMe", "Welcome for none of our KeyPackages")
+            return
+        if r.member:
+            r.seen.add(mid)
+            step.ev("client.drop", r.uri, r.group.epoch if r.group else None, mid, "duplicate",
+                     "Welcome while already a member")
+            return
+        ref = mine[0]
+        kp, priv, last_resort = self.core._key_packages[ref]
+        rto = fm.ratchet_tree_option
+        tree = rto.ratchet_tree if rto is not None and rto.representation == RatchetTreeRepresentation.full else None
+        r.joins += 1
+        try:
+            group = Group.join(welcome, kp, priv, fork_rng(self.core.rng, f"group {r.uri} #{r.joins}"),
+                               ratchet_tree=tree, config=self.core.group_config(), now_s=self.core.now_seconds(now_ms))
+            if group.group_id != group_id_of_room(r.uri):
+                raise MLSError("the Welcome is for another room's group")
+        except (MLSError, DecodeError, EncodeError, CryptoError, UriError, ValueError) as e:
+            r.seen.add(mid)
+            step.ev("client.drop", r.uri, None, mid, getattr(e, "code", "invalid"), f"Welcome: {e}"[:300])
+            return
+        r.seen.add(mid)
+        if not last_resort:
+            del self.core._key_packages[ref]
+        r.group, r.removed = group, False
+        step.ev("client.epoch", r.uri, group.epoch, mid, "joined", "joined from a Welcome " + room_tag(r))
+
+    # ------------------------------------------------------------ gaps and pending proposals
+
+    def stuck(self, r: Room) -> bool:
+        """Whether the room waits for something that has not come: a buffered
+        message of a later epoch, or a commit held for missing proposals."""
+        g = r.group
+        if g is None or not r.member:
+            return False
+        return bool(r.held) or any(ep > g.epoch for ep, _, _, _ in r.buffer)
+
+    def arm_gap_timer(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        """Watch a gap: if the client is still stuck at the same epoch after
+        ``gap_timeout_ms`` (what it misses was lost, not late), it resyncs by
+        external commit. A gap is never skipped silently."""
+        if self.core.gap_timeout_ms is None or r.gap_timer is not None or r.group is None:
+            return
+        r.gap_epoch = r.group.epoch
+        r.gap_timer = self.engine.timer(step, now_ms + self.core.gap_timeout_ms, "gap", r.uri, 0)
+
+    def queue_resync(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        if any(op.kind == OpKind.JOIN and op.resync and op.active for op in r.queue):
+            return
+        g = r.group
+        step.ev("client.gap", r.uri, g.epoch if g else None, "", "stuck",
+                 f"no progress for {self.core.gap_timeout_ms} ms: resync")
+        op = self.engine.new_op(r.uri, OpKind.JOIN, now_ms, resync=True)
+        head = r.queue[0] if r.queue else None
+        if head is not None and head.stage == Stage.WAITING:
+            r.queue.appendleft(op)  # the head waits for the epoch we cannot reach
+        else:
+            r.queue.insert(1 if head is not None else 0, op)
+
+    def needs_commit(self, r: Room) -> bool:
+        g = r.group
+        return g is not None and g.active and bool(g.state.proposals) and not removal_pending(g)
+
+    def queue_commit_pending(self, r: Room, now_ms: int) -> None:
+        if not any(op.kind == OpKind.COMMIT_PENDING and op.active for op in r.queue):
+            self.engine.enqueue(r.uri, OpKind.COMMIT_PENDING, now_ms)
+
+    def pending_proposals_arrived(self, r: Room, now_ms: int, step: StepBuilder) -> None:
+        """The room's pending-proposal strategy: commit now, or after a random
+        delay if nobody else did by then."""
+        if not self.needs_commit(r):
+            return
+        strategy, delays = self.core._room_pending.get(r.uri, (self.core.pending_proposals, self.core.pending_delay_ms))
+        if strategy == "immediate_commit":
+            self.queue_commit_pending(r, now_ms)
+        elif r.pending_timer is None:
+            delay = self.core.uniform(*delays)
+            r.pending_timer = self.engine.timer(step, now_ms + delay, "pending", r.uri, 0)

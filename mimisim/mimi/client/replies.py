@@ -1,0 +1,257 @@
+"""Reply handlers: what a client does with its provider's answer to a request.
+
+Success merges the client's commit (or installs the group it created or
+joined) and finishes the operation; a refusal because the room moved on
+(``wrongEpoch``, ``epochTooOld``, ``invalidProposal``) or a transport failure
+(5xx, timeout, lost connection) schedules a retry; anything else fails the
+operation with a ``client.fail`` event. A reply that cannot be decoded or
+verified fails the operation (``badReply``); see
+:meth:`ReplyHandler.dispatch`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mimisim.codec import DecodeError, EncodeError
+from mimisim.mimi import wire as W
+from mimisim.mimi.client.operations import Op, OpEvent, Room
+from mimisim.mimi.client.output import StepBuilder
+from mimisim.mimi.client.roomstate import fork_rng, room_tag
+from mimisim.mimi.hub import msg_id_of
+from mimisim.mimi.identity import group_id_of_room
+from mimisim.mimi.transport import ClientOp, ClientReply
+from mimisim.mls.crypto import CryptoError
+from mimisim.mls.errors import MLSError
+from mimisim.mls.group import Group
+from mimisim.mls.keypackage import tree_from_group_info
+from mimisim.mls.observer import partial_group_info
+from mimisim.mls.structs import (
+    ExtensionType,
+    ExternalSenders,
+    ProposalType,
+    RatchetTreeOption,
+    RatchetTreeRepresentation,
+    find_extension,
+)
+
+if TYPE_CHECKING:
+    from mimisim.mimi.client.core import ClientCore
+    from mimisim.mimi.client.engine import OperationEngine
+
+
+class ReplyHandler:
+    """Handles the replies to one client's requests."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+
+    @property
+    def engine(self) -> OperationEngine:
+        return self.core.engine
+
+    def dispatch(self, r: Room, op: Op, what: str, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        """Hand ``reply`` to the handler of the request kind ``what``; a reply
+        this client cannot use fails the operation, nothing escapes."""
+        handler = {
+            "create": self.on_create_reply,
+            "key_material": self.on_key_material_reply,
+            "commit": self.on_commit_reply,
+            "proposals": self.on_proposals_reply,
+            "submit": self.on_submit_reply,
+            "group_info": self.on_group_info_reply,
+            "external_commit": self.on_external_commit_reply,
+        }[what]
+        try:
+            handler(r, op, reply, now_ms, step)
+        except (DecodeError, EncodeError, MLSError, CryptoError, ValueError) as e:
+            if r.group is not None and r.group.pending is not None and r.group.pending is op.staged:
+                r.group.discard_pending_commit()
+            self.engine.fail(step, r, op, f"bad {what} reply: {e}", "badReply")
+
+    def on_create_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        if reply.status not in (200, 201):
+            self.engine.fail(step, r, op, f"the hub refused the room: {reply.code} {reply.body[:100]!r}",
+                       reply.code or str(reply.status))
+            return
+        assert op.creating is not None
+        r.group, r.removed = op.creating, False
+        op.creating = None
+        self.engine.done(op)
+        step.ev("client.epoch", r.uri, r.group.epoch, "", "created", "created the room " + room_tag(r))
+
+    def on_key_material_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        if reply.status != 200:
+            self.engine.fail(step, r, op, f"key material: {reply.code or reply.status}", reply.code or str(reply.status))
+            return
+        resp = W.KeyMaterialResponse.decode(reply.body)
+        kps = [c.key_package for c in resp.clients
+               if c.client_status == W.KeyMaterialClientCode.success and c.key_package is not None]
+        if not kps:
+            self.engine.fail(step, r, op, f"no KeyPackage for {op.target} ({W.KeyMaterialUserCode(resp.user_status).name})",
+                       W.KeyMaterialUserCode(resp.user_status).name)
+            return
+        op.key_packages = kps
+        op.advance(OpEvent.FETCHED)  # the pump commits now
+
+    def on_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        resp = W.UpdateRoomResponse.decode(reply.body) if reply.status == 200 else None
+        if op.merged:
+            self.engine.done(op)  # the echo arrived first and was merged
+            return
+        code = resp.response_code if resp is not None else None
+        if code == W.UpdateResponseCode.success:
+            staged = r.own_commits.pop(op.msg_id, None)
+            if g.pending is not None and g.pending is op.staged:
+                g.merge_pending_commit()
+            elif staged is not None and g.active and staged.epoch == g.epoch + 1:
+                g.merge(staged)
+            else:
+                step.ev("client.drop", r.uri, g.epoch, op.msg_id, "staleSuccess",
+                         "accepted commit no longer applies to this client's state")
+                self.engine.done(op)
+                return
+            self.engine.done(op)
+            r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
+            self.core.inbound.after_merge(r, op.staged, op.msg_id, f"own commit ({op.kind})", [], now_ms, step)
+            return
+        if g.pending is not None and g.pending is op.staged:
+            g.discard_pending_commit()
+        if resp is None:
+            self.transport_failure(r, op, reply, now_ms, step)
+        elif code == W.UpdateResponseCode.wrongEpoch:
+            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
+        elif code == W.UpdateResponseCode.invalidProposal:
+            self.engine.retry(r, op, now_ms, step, "invalidProposal", refs=resp.invalid_proposals or [])
+        else:
+            self.engine.fail(step, r, op, f"notAllowed: {resp.error_description}", "notAllowed")
+
+    def transport_failure(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        """No protocol answer: retry on a server error or timeout (the hub may
+        or may not have accepted; a later echo of an accepted commit still
+        merges, see ``own_commits``), fail on any other HTTP error."""
+        status = reply.code or str(reply.status)
+        if reply.status == 0 or reply.status == 408 or reply.status == 429 or reply.status >= 500:
+            self.engine.retry(r, op, now_ms, step, status)
+        else:
+            self.engine.fail(step, r, op, f"HTTP {reply.status} {reply.code} {reply.body[:100]!r}", status)
+
+    def on_proposals_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        resp = W.UpdateRoomResponse.decode(reply.body) if reply.status == 200 else None
+        code = resp.response_code if resp is not None else None
+        if code == W.UpdateResponseCode.success:
+            # Accepted and cached by the hub. Stay queued until the commit that
+            # removes us; if an epoch passes without it, propose again.
+            self.engine.wait_next_epoch(r, op)
+            op.attempts = 0
+            return
+        if g.active:
+            self.core.builders.forget_own_proposals(g, op)
+        if resp is None:
+            self.transport_failure(r, op, reply, now_ms, step)
+        elif code == W.UpdateResponseCode.wrongEpoch:
+            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
+        elif code == W.UpdateResponseCode.invalidProposal:
+            self.engine.retry(r, op, now_ms, step, "invalidProposal", hub_epoch=g.epoch + 1)
+        else:
+            self.engine.fail(step, r, op, f"notAllowed: {resp.error_description}", "notAllowed")
+
+    def on_submit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        if reply.status != 200:
+            self.transport_failure(r, op, reply, now_ms, step)
+            return
+        resp = W.SubmitMessageResponse.decode(reply.body)
+        if resp.status_code == W.SubmitResponseCode.accepted:
+            self.engine.done(op)
+        elif resp.status_code == W.SubmitResponseCode.epochTooOld:
+            self.engine.retry(r, op, now_ms, step, "epochTooOld", hub_epoch=resp.current_epoch)
+        else:
+            self.engine.fail(step, r, op, "notAllowed", "notAllowed")
+
+    def on_group_info_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        if reply.status != 200:
+            self.transport_failure(r, op, reply, now_ms, step)
+            return
+        resp = W.GroupInfoResponse.decode(reply.body)
+        if resp.status != W.GroupInfoCode.success:
+            self.engine.fail(step, r, op, f"groupInfo: {W.GroupInfoCode(resp.status).name}", W.GroupInfoCode(resp.status).name)
+            return
+        assert resp.hub_sender is not None and resp.encrypted_groupinfo_and_tree is not None
+        if resp.room_id != r.uri or resp.cipher_suite != self.core.suite.suite_id:
+            raise MLSError("GroupInfoResponse for another room or suite")
+        if not self.core.suite.verify_with_label(resp.hub_sender.signature_key, b"GroupInfoResponseTBS",
+                                            resp.tbs().encode(), resp.signature or b""):
+            raise MLSError("bad hub signature on the GroupInfoResponse")
+        ct = resp.encrypted_groupinfo_and_tree
+        pt = self.core.suite.decrypt_with_label(op.hpke_priv, W.GROUP_INFO_ENCRYPTION_LABEL, r.uri.encode(),
+                                           ct.kem_output, ct.ciphertext)
+        tbe = W.GroupInfoRatchetTreeTBE.decode(pt)
+        gi = tbe.group_info
+        if gi.group_context.group_id != group_id_of_room(r.uri):
+            raise MLSError("the GroupInfo is for another group")
+        raw = find_extension(gi.group_context.extensions, ExtensionType.external_senders)
+        senders = ExternalSenders.decode(raw).senders if raw is not None else []
+        if not any(s.signature_key == resp.hub_sender.signature_key for s in senders):
+            raise MLSError("the responding hub is not an external sender of the group")
+        rto = tbe.ratchet_tree_option
+        tree = rto.ratchet_tree if rto.representation == RatchetTreeRepresentation.full else None
+        self_removes = [
+            p.proposal for p in tbe.pending_proposals
+            if p.proposal.body.content.proposal is not None
+            and p.proposal.body.content.proposal.proposal_type == ProposalType.self_remove
+        ]
+        resync_leaf = None
+        if op.resync:
+            full = tree_from_group_info(self.core.suite, gi, tree)
+            for i in range(full.n_leaves):
+                leaf = full.leaf(i)
+                if leaf is not None and leaf.signature_key == self.core.signature_pub:
+                    resync_leaf = i
+                    break
+        r.joins += 1
+        group, commit = Group.external_join(
+            gi, self.core.credential, self.core.signature_priv, fork_rng(self.core.rng, f"group {r.uri} #{r.joins}"),
+            ratchet_tree=tree, self_removes=self_removes, config=self.core.group_config(), resync_leaf=resync_leaf,
+        )
+        gio = W.GroupInfoOption.partial(partial_group_info(group.group_info()))
+        rto_out = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+        body = W.UpdateRequest(W.HandshakeBundle.commit(commit, gio, rto_out, None)).encode()
+        op.joiner = group
+        op.msg_id = msg_id_of(commit.encode())
+        op.attempts += 1
+        op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "external_commit", body)
+        if resync_leaf is not None:
+            step.ev("client.gap", r.uri, gi.group_context.epoch, op.msg_id, "resync",
+                     f"resync by external commit replacing leaf {resync_leaf}")
+        self.engine.submitted(op)
+        step.ev("client.commit", r.uri, gi.group_context.epoch, op.msg_id, "",
+                 f"join attempt {op.attempts}: external commit", self.core.user_uri)
+
+    def on_external_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int,
+                                  step: StepBuilder) -> None:
+        resp = W.UpdateRoomResponse.decode(reply.body) if reply.status == 200 else None
+        code = resp.response_code if resp is not None else None
+        if code == W.UpdateResponseCode.success:
+            assert op.joiner is not None
+            r.group, r.removed = op.joiner, False
+            op.joiner = None
+            self.engine.done(op)
+            if op.resync:
+                r.held.clear()
+                r.gap_epoch = -1
+            r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
+            step.ev("client.epoch", r.uri, r.group.epoch, op.msg_id, "joined",
+                     "joined by external commit " + room_tag(r))
+            return
+        op.joiner = None
+        if resp is None:
+            self.transport_failure(r, op, reply, now_ms, step)
+        elif code == W.UpdateResponseCode.wrongEpoch:
+            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
+        else:
+            self.engine.fail(step, r, op, f"{W.UpdateResponseCode(code).name}: {resp.error_description}",
+                       W.UpdateResponseCode(code).name)

@@ -1,0 +1,229 @@
+"""Request builders: the bodies a client sends to its provider for an operation.
+
+Each builder reads the room's current MLS state, builds the request (a
+signed KeyMaterialRequest, a HandshakeBundle with a commit or proposals, a
+SubmitMessageRequest, a signed GroupInfoRequest), sends it through the
+:class:`~mimisim.mimi.client.engine.OperationEngine` and records what it
+sent. A builder that finds nothing left to do finishes the operation; one
+that must wait for the next epoch says so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mimisim.mimi import franking as F
+from mimisim.mimi import wire as W
+from mimisim.mimi.client.content import SALT_LEN, MimiContent, encode_mimi_content
+from mimisim.mimi.client.operations import Op, OpEvent, Room
+from mimisim.mimi.client.output import StepBuilder
+from mimisim.mimi.client.roomstate import (
+    CID,
+    MEMBER_ROLE,
+    participants_of,
+    pending_removed_leaves,
+    pending_removed_users,
+    removal_pending,
+    resolve_role,
+    room_policy,
+    user_of_leaf,
+)
+from mimisim.mimi.hub import msg_id_of
+from mimisim.mimi.transport import ClientOp
+from mimisim.mls.group import Group
+from mimisim.mls.observer import partial_group_info
+from mimisim.mls.structs import (
+    Add,
+    AppDataUpdate,
+    AppDataUpdateOperation,
+    ExtensionType,
+    Proposal,
+    RatchetTreeOption,
+    RatchetTreeRepresentation,
+    Remove,
+    RequiredCapabilities,
+    find_extension,
+)
+
+if TYPE_CHECKING:
+    from mimisim.mimi.client.core import ClientCore
+    from mimisim.mimi.client.engine import OperationEngine
+
+
+class RequestBuilder:
+    """Builds and sends the requests of one client's operations."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+
+    @property
+    def engine(self) -> OperationEngine:
+        return self.core.engine
+
+    def fetch_key_material(self, r: Room, op: Op, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        raw = find_extension(g.extensions, ExtensionType.required_capabilities)
+        required = RequiredCapabilities.decode(raw) if raw is not None else RequiredCapabilities([], [], [])
+        tbs = W.KeyMaterialRequestTBS(
+            W.MLS10, W.IdentifierUri(self.core.user_uri), W.IdentifierUri(op.target), W.IdentifierUri(r.uri),
+            [self.core.suite.suite_id], required, self.core.signature_pub, self.core.credential,
+        )
+        sig = self.core.suite.sign_with_label(self.core.signature_priv, b"KeyMaterialRequestTBS", tbs.encode())
+        req = W.KeyMaterialRequest(
+            tbs.protocol, tbs.requesting_user, tbs.target_user, tbs.room_id, tbs.acceptable_ciphersuites,
+            tbs.required_capabilities, tbs.requester_signature_key, tbs.requester_credential, sig,
+        )
+        op.request_id = self.engine.request(step, ClientOp.fetch_key_material, r.uri, op.id, "key_material",
+                                      req.encode(), op.target)
+        op.advance(OpEvent.FETCH)
+
+    def commit_add(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None and op.key_packages is not None
+        if removal_pending(g):
+            self.engine.wait_next_epoch(r, op)
+            return
+        listed = participants_of(g.extensions)
+        if any(u == op.target for u, _ in listed):
+            # Already a participant (a concurrent add won, or our own earlier
+            # attempt was accepted after all): nothing left to do.
+            self.engine.done(op)
+            return
+        role = resolve_role(room_policy(g.extensions), op.role, MEMBER_ROLE)
+        upd = W.ParticipantListUpdate([], [], [W.UserRolePair(op.target, role)])
+        proposals = [Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))]
+        present = {leaf.signature_key for _, leaf in g.members()}
+        proposals += [Proposal.of(Add(kp)) for kp in op.key_packages if kp.leaf_node.signature_key not in present]
+        self.send_commit(r, op, proposals, now_ms, step)
+
+    def commit_remove(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        if removal_pending(g):
+            self.engine.wait_next_epoch(r, op)
+            return
+        removing = pending_removed_leaves(g)
+        leaves = [i for i, leaf in g.members() if user_of_leaf(leaf) == op.target and i not in removing]
+        proposals = [Proposal.of(Remove(i)) for i in leaves]
+        listed = [u for u, _ in participants_of(g.extensions)]
+        if op.target in listed and op.target not in pending_removed_users(g):
+            upd = W.ParticipantListUpdate([], [listed.index(op.target)], [])
+            proposals.append(
+                Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))
+            )
+        in_tree = any(user_of_leaf(leaf) == op.target for _, leaf in g.members())
+        if not in_tree and op.target not in listed:
+            self.engine.done(op)  # not (or no longer) in the room
+            return
+        self.send_commit(r, op, proposals, now_ms, step)
+
+    def commit_pending(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        if not self.core.inbound.needs_commit(r):
+            self.engine.done(op)  # someone else committed them, or they remove us
+            return
+        self.send_commit(r, op, [], now_ms, step)
+
+    def send_commit(self, r: Room, op: Op, proposals: list[Proposal], now_ms: int, step: StepBuilder) -> None:
+        """Commit ``proposals`` plus every cached proposal (the hub requires
+        them) and send the HandshakeBundle: Welcome (if any), a partial
+        GroupInfo, and a RatchetTreeOption -- ``full`` when there is a Welcome
+        (joiners need the tree; the hub checks it equals its own), else
+        ``distribution_service`` (the hub has the tree already)."""
+        g = r.group
+        assert g is not None
+        out = g.commit(proposals, now_s=self.core.now_seconds(now_ms), ratchet_tree_in_welcome=False)
+        new_state = out.staged.state
+        assert new_state is not None
+        welcome = out.welcome.body if out.welcome is not None else None
+        if welcome is not None:
+            rto = RatchetTreeOption(RatchetTreeRepresentation.full, new_state.tree.to_nodes(), None, None)
+        else:
+            rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+        gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
+        body = W.UpdateRequest(W.HandshakeBundle.commit(out.message, gio, rto, welcome)).encode()
+        encoded = out.message.encode()
+        mid = msg_id_of(encoded)
+        r.own_commits[mid] = out.staged
+        op.msg_id, op.staged, op.merged = mid, out.staged, False
+        op.attempts += 1
+        op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "commit", body)
+        self.engine.submitted(op)
+        oc = out.staged.outcome
+        detail = f"{op.kind} attempt {op.attempts}: +{len(oc.added)} -{len(oc.removed)}"
+        # Sizes for the fanout study (appended; the prefix above is what other readers parse).
+        detail += (f" sizes: commit={len(encoded)} welcome={len(out.welcome.encode()) if out.welcome is not None else 0}"
+                   f" groupinfo={len(out.group_info.encode())} partial_groupinfo={len(gio.encode())}"
+                   f" bundle={len(body)}")
+        step.ev("client.commit", r.uri, g.epoch, mid, "", detail, op.target)
+
+    def propose_leave(self, r: Room, op: Op, step: StepBuilder) -> None:
+        """Removes of all this user's clients and the participant-list removal,
+        sent together as one proposals bundle."""
+        g = r.group
+        assert g is not None
+        self.forget_own_proposals(g, op)
+        removing = pending_removed_leaves(g)
+        proposals = [
+            Proposal.of(Remove(i))
+            for i, leaf in g.members()
+            if user_of_leaf(leaf) == self.core.user_uri and i not in removing
+        ]
+        listed = [u for u, _ in participants_of(g.extensions)]
+        if self.core.user_uri in listed and self.core.user_uri not in pending_removed_users(g):
+            upd = W.ParticipantListUpdate([], [listed.index(self.core.user_uri)], [])
+            proposals.append(
+                Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))
+            )
+        if not proposals:
+            # Someone already proposed all of it this epoch: wait for the commit.
+            self.engine.wait_next_epoch(r, op)
+            return
+        msgs = [g.propose(p) for p in proposals]
+        op.proposal_refs = list(g.state.own_proposals[-len(msgs):])
+        ids = [msg_id_of(m.encode()) for m in msgs]
+        r.own_msgs.update(ids)
+        op.msg_id = ids[0]
+        op.attempts += 1
+        body = W.UpdateRequest(W.HandshakeBundle.proposals(msgs[0], msgs[1:])).encode()
+        op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
+        self.engine.submitted(op)
+        step.ev("client.propose", r.uri, g.epoch, ids[0], "", f"leave: {len(msgs)} proposal(s)",
+                 self.core.user_uri)
+
+    def forget_own_proposals(self, g: Group, op: Op) -> None:
+        """Drop this op's earlier proposals from the cache if the hub refused
+        them (same epoch, immediate retry): a commit must not include them."""
+        for ref in op.proposal_refs:
+            g.state.proposals.pop(ref, None)
+            if ref in g.state.own_proposals:
+                g.state.own_proposals.remove(ref)
+        op.proposal_refs = []
+
+    def submit_message(self, r: Room, op: Op, step: StepBuilder) -> None:
+        g = r.group
+        assert g is not None
+        if not op.content:
+            salt = self.core.rng.random_bytes(SALT_LEN)
+            op.content = encode_mimi_content(MimiContent(salt, self.core.user_uri, r.uri, op.text))
+        aad = F.add_frank_aad(op.content)
+        msg = g.protect(op.content, aad)
+        mid = msg_id_of(msg.encode())
+        r.own_msgs.add(mid)
+        op.msg_id = mid
+        op.attempts += 1
+        body = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(self.core.user_uri)).encode()
+        op.request_id = self.engine.request(step, ClientOp.submit_message, r.uri, op.id, "submit", body)
+        self.engine.submitted(op)
+        step.ev("client.submit", r.uri, g.epoch, mid, "", f"attempt {op.attempts}, {len(op.content)} bytes")
+
+    def fetch_group_info(self, r: Room, op: Op, step: StepBuilder) -> None:
+        priv, pub = self.core.suite.generate_hpke_key_pair(self.core.rng)
+        op.hpke_priv = priv
+        tbs = W.GroupInfoRequestTBS(W.MLS10, self.core.suite.suite_id, self.core.signature_pub, self.core.credential, pub, None)
+        sig = self.core.suite.sign_with_label(self.core.signature_priv, b"GroupInfoRequestTBS", tbs.encode())
+        req = W.GroupInfoRequest(W.MLS10, self.core.suite.suite_id, self.core.signature_pub, self.core.credential, pub, None, sig)
+        op.request_id = self.engine.request(step, ClientOp.fetch_group_info, r.uri, op.id, "group_info", req.encode())
+        op.advance(OpEvent.FETCH)
