@@ -31,6 +31,7 @@ import mimisim
 from mimisim.analysis import tables as T
 from mimisim.sim.faults import FaultPlan
 from mimisim.sim.scenario import Scenario, load_scenario, resolved_hash
+from mimisim.sim.trace import read_parquet as read_trace_parquet
 from mimisim.sim.world import World
 
 
@@ -135,7 +136,7 @@ def load(folder: str | Path) -> RunResult:
         raise FileNotFoundError(f"{folder}: not a mimisim results folder (no manifest.json)")
     manifest = json.loads((folder / "manifest.json").read_text())
     trace_path = folder / "trace.parquet"
-    trace = pd.read_parquet(trace_path) if trace_path.is_file() else pd.DataFrame()
+    trace = read_trace_parquet(trace_path) if trace_path.is_file() else pd.DataFrame()
     tables = {}
     for name in T.TABLES:
         p = folder / f"{name}.parquet"

@@ -28,7 +28,7 @@ def _norm(v: object) -> object:
     """One spelling per value whatever the column's dtype: NaN/None/-1 and ''
     all mean "absent" (the typed trace uses real nulls where the first one
     wrote -1 and '')."""
-    if v is None:
+    if v is None or type(v).__name__ == "NAType":  # pandas.NA: a nullable column's null
         return None
     if isinstance(v, float):
         if math.isnan(v):

@@ -178,7 +178,8 @@ class Adversaries:
         """Judge the withheld commits; everything still in flight is unanswered."""
         w = self.world
         trace = w.trace.cols
-        rows = list(zip(trace["kind"], trace["node"], trace["room"], trace["msg_id"], trace["t_ms"], trace["epoch"],
+        epochs = [-1 if e is None else e for e in trace["epoch"]]
+        rows = list(zip(trace["kind"], trace["node"], trace["room"], trace["msg_id"], trace["t_ms"], epochs,
                         strict=True))
         for n, _provider, room, mid, t0 in self.withheld:
             victims = self.pending[n].peer.split(",") if n in self.pending else []

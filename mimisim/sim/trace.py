@@ -5,7 +5,9 @@ invariant verdicts) is computed from this log, never from live objects, so a
 trace file alone is enough to analyse or replay a run's story.
 
 Columns (shared/DESIGN.md, "The trace"):
-``t_ms, seq, kind, node, peer, room, epoch, msg_id, req_id, bytes, status, detail``.
+``t_ms, seq, kind, node, peer, room, epoch, msg_id, req_id, bytes, status, detail``,
+then the typed columns of :mod:`mimisim.events` (one frozen class per kind;
+``docs/trace.md`` lists them), null where a row's kind has no such field.
 ``seq`` is the recording order, which breaks ties at equal ``t_ms``. Rows are
 appended in simulation order, so two runs of one scenario and seed produce the
 same rows in the same order, and :meth:`Trace.to_parquet` writes them
@@ -17,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mimisim import events as E
 
 # The closed vocabulary. A kind not listed here is a programming error.
 KINDS: dict[str, str] = {
@@ -76,22 +80,90 @@ KINDS: dict[str, str] = {
 
 COLUMNS = ("t_ms", "seq", "kind", "node", "peer", "room", "epoch", "msg_id", "req_id", "bytes", "status", "detail")
 
+#: Arrow types of the common columns. ``epoch``, ``req_id`` and ``bytes`` are
+#: nullable (null when the event has none); the text columns use ``''`` for
+#: "none", as they always have (every row has a kind and most a node; a
+#: consumer filtering ``msg_id != ''`` keeps working).
+_COMMON_TYPES = {
+    "t_ms": "float64", "seq": "int64", "kind": "string", "node": "string", "peer": "string", "room": "string",
+    "epoch": "int64", "msg_id": "string", "req_id": "int64", "bytes": "int64", "status": "string",
+    "detail": "string",
+}
+
 
 class TraceError(ValueError):
     pass
 
 
+def _arrow_type(name: str) -> Any:
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "list<string>": pa.list_(pa.string()),
+        "list<role_change>": pa.list_(pa.struct([("user", pa.string()), ("old", pa.int64()), ("new", pa.int64())])),
+    }[name]
+
+
+def schema() -> Any:
+    """The Arrow schema of ``trace.parquet``: the common columns, then every
+    typed column of :func:`mimisim.events.columns` (nullable)."""
+    import pyarrow as pa
+
+    fields = [pa.field(c, _arrow_type(_COMMON_TYPES[c]), nullable=c in ("epoch", "req_id", "bytes"))
+              for c in COLUMNS]
+    fields += [pa.field(c.name, _arrow_type(c.type)) for c in E.columns()]
+    return pa.schema(fields)
+
+
+def _pandas_types(t: Any) -> Any:
+    """Nullable pandas dtypes for Arrow integers and booleans (strings keep
+    pandas' own ``str`` dtype, whose missing value is NaN)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if t == pa.int64():
+        return pd.Int64Dtype()
+    if t == pa.bool_():
+        return pd.BooleanDtype()
+    return None
+
+
+def table_to_pandas(table: Any) -> Any:
+    """A trace table (from :meth:`Trace.to_arrow` or a ``trace.parquet``) as a
+    DataFrame with nullable dtypes: ``Int64`` for integers, ``boolean`` for
+    flags, strings with NaN for null, lists as arrays (``role_changes``:
+    dicts with ``user, old, new``). The same frame whichever way it came."""
+    return table.to_pandas(types_mapper=_pandas_types)
+
+
+def read_parquet(path: Path) -> Any:
+    """Load a ``trace.parquet`` as :meth:`Trace.to_pandas` would give it."""
+    import pyarrow.parquet as pq
+
+    return table_to_pandas(pq.read_table(path))
+
+
 @dataclass
 class Trace:
-    """An append-only event log, kept column-wise for cheap DataFrame export."""
+    """An append-only event log, kept column-wise for cheap DataFrame export.
+
+    ``cols`` holds the common columns (``None`` for a missing ``epoch``,
+    ``req_id`` or ``bytes``); ``events`` the typed event of each row
+    (``None`` for a row recorded in the keyword form, which has no typed
+    columns)."""
 
     cols: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
+    events: list[E.TraceEvent | None] = field(default_factory=list)
     _seq: int = 0
 
     def record(
         self,
         t_ms: float,
-        kind: str,
+        kind: str | E.TraceEvent,
         node: str = "",
         *,
         peer: str = "",
@@ -103,7 +175,19 @@ class Trace:
         status: str = "",
         detail: str = "",
     ) -> None:
-        if kind not in KINDS:
+        """Append one row: ``record(t_ms, event, node)`` with a typed event
+        (:mod:`mimisim.events`), or the older keyword form
+        ``record(t_ms, kind, node, peer=..., detail=...)``, whose row has no
+        typed columns."""
+        ev: E.TraceEvent | None = None
+        if isinstance(kind, E.TraceEvent):
+            ev = kind
+            if peer or room or epoch is not None or msg_id or req_id is not None or size is not None or status \
+                    or detail:
+                raise TraceError("record(t, event, node) takes the common fields from the event")
+            kind, peer, room, epoch, msg_id = ev.kind, ev.peer, ev.room, ev.epoch, ev.msg_id
+            req_id, size, status, detail = ev.req_id, ev.size, ev.status, ev.detail
+        elif kind not in KINDS:
             raise TraceError(f"unknown trace kind {kind!r}")
         c = self.cols
         c["t_ms"].append(float(t_ms))
@@ -113,12 +197,13 @@ class Trace:
         c["node"].append(node)
         c["peer"].append(peer)
         c["room"].append(room)
-        c["epoch"].append(-1 if epoch is None else int(epoch))
+        c["epoch"].append(None if epoch is None else int(epoch))
         c["msg_id"].append(msg_id)
-        c["req_id"].append(-1 if req_id is None else int(req_id))
-        c["bytes"].append(-1 if size is None else int(size))
+        c["req_id"].append(None if req_id is None else int(req_id))
+        c["bytes"].append(None if size is None else int(size))
         c["status"].append(str(status))
         c["detail"].append(detail)
+        self.events.append(ev)
 
     def __len__(self) -> int:
         return self._seq
@@ -129,34 +214,35 @@ class Trace:
             out[k] = out.get(k, 0) + 1
         return dict(sorted(out.items()))
 
-    def to_pandas(self) -> Any:
-        import pandas as pd
+    def typed_column(self, name: str) -> list[Any]:
+        """One typed column as a list (``None`` where the row's event has no
+        such field or no value)."""
+        out: list[Any] = []
+        for ev in self.events:
+            v = getattr(ev, name, None) if ev is not None and name in ev.typed else None
+            if v is not None and isinstance(v, tuple) and v and isinstance(v[0], E.RoleChange):
+                v = [r._asdict() for r in v]
+            elif isinstance(v, tuple):
+                v = list(v)
+            out.append(v)
+        return out
 
-        df = pd.DataFrame(self.cols, columns=list(COLUMNS))
-        return df.astype(
-            {"t_ms": "float64", "seq": "int64", "epoch": "int64", "req_id": "int64", "bytes": "int64"}
-        )
+    def to_arrow(self) -> Any:
+        """The trace as an Arrow table with :func:`schema`."""
+        import pyarrow as pa
+
+        sch = schema()
+        data = {c: self.cols[c] for c in COLUMNS}
+        for col in E.columns():
+            data[col.name] = self.typed_column(col.name)
+        return pa.table(data, schema=sch)
+
+    def to_pandas(self) -> Any:
+        """The trace as a DataFrame with nullable dtypes (see :func:`table_to_pandas`)."""
+        return table_to_pandas(self.to_arrow())
 
     def to_parquet(self, path: Path) -> None:
         """Write deterministically: fixed schema, no pandas index or writer metadata."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema(
-            [
-                ("t_ms", pa.float64()),
-                ("seq", pa.int64()),
-                ("kind", pa.string()),
-                ("node", pa.string()),
-                ("peer", pa.string()),
-                ("room", pa.string()),
-                ("epoch", pa.int64()),
-                ("msg_id", pa.string()),
-                ("req_id", pa.int64()),
-                ("bytes", pa.int64()),
-                ("status", pa.string()),
-                ("detail", pa.string()),
-            ]
-        )
-        table = pa.table({c: self.cols[c] for c in COLUMNS}, schema=schema)
-        pq.write_table(table, path, compression="zstd", write_statistics=False, store_schema=False)
+        pq.write_table(self.to_arrow(), path, compression="zstd", write_statistics=False, store_schema=False)
