@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mimisim.check import add_subcommands as add_check_commands
 
     add_check_commands(sub)  # check
+    from mimisim.explore import add_subcommands as add_teach_commands
+
+    add_teach_commands(sub)  # diagram, explore
     from mimisim.sim.scenario_cli import add_set_option
 
     r = sub.add_parser("run", help="run a scenario; writes results/<name>/seed-<n>/ and prints a summary",
