@@ -5,6 +5,11 @@ authorised role changes, preauthorised users, the base room policy, the role
 examples) and **[P]/[P6]** draft-ietf-mimi-protocol (the participant list, its
 update, room metadata, what removed and banned users may still send).
 
+The wire structs of the policy components are in
+:mod:`mimisim.mimi.policy_wire` and the [RP] role examples in
+:mod:`mimisim.mimi.policy_presets`; both are re-exported here, so
+``policy.Role`` and ``policy.default_policy`` keep working.
+
 What lives here, and why in one module: every authorisation question the hub
 (and a verifying client) asks about a room -- "may this participant add that
 user with that role?", "may a banned user send this proposal?" -- is answered
@@ -37,329 +42,57 @@ import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from mimisim.codec import (
-    Codec,
-    DecodeError,
-    EncodeError,
-    Optional,
-    Reader,
-    Struct,
-    Vector,
-    field,
-    opaque,
-    uint8,
-    uint16,
-    uint32,
+from mimisim.codec import DecodeError
+from mimisim.mimi.policy_presets import (
+    POLICY_ENFORCER,
+    cooperative_roles,
+    default_roles,
+    moderated_roles,
+    multi_organization_roles,
+    strictly_administered_roles,
 )
-from mimisim.mimi.identity import parse, user_of_client
+from mimisim.mimi.policy_wire import (
+    BANNED,
+    BASIC_CLAIM_DOMAIN,
+    BASIC_CLAIM_USER,
+    NO_ROLE,
+    BaseRoomData,
+    BaseRoomPolicy,
+    BaseRoomUpdate,
+    Bool,
+    C,
+    Claim,
+    ClaimId,
+    Claims,
+    PolicyError,
+    PreAuthData,
+    PreAuthRoleEntry,
+    PreAuthUpdate,
+    Role,
+    RoleData,
+    RoleUpdate,
+    SingleSourceRoleChangeTargets,
+    TlsBool,
+    base_room_policy,
+    basic_credential_claims,
+    make_role,
+    preauth_entry,
+)
 from mimisim.mimi.wire import (
     BANNED_ROLE_NAME,
     Capability,
     ComponentId,
-    IdentifierUri,
     ParticipantListData,
     ParticipantListUpdate,
-    RoleIndex,
     RoomMetaData,
     UpdateResponseCode,
     UserindexRolePair,
     UserRolePair,
-    UTF8String,
 )
 from mimisim.mls.proposals import AppComponentApply
-from mimisim.mls.structs import AppDataDictionary, CredentialType, ProposalType
+from mimisim.mls.structs import AppDataDictionary, ProposalType
 
-C = Capability
-NO_ROLE = int(RoleIndex.no_role)
-BANNED = int(RoleIndex.banned)
 T = TypeVar("T")
-
-
-class PolicyError(ValueError):
-    """A policy component that contradicts itself or the rest of the room state.
-
-    A ``ValueError`` so the MLS core's AppDataUpdate handling and the hub's
-    room-state check treat it like a decode error.
-    """
-
-
-# ==========================================================================
-# wire: [RP] components
-
-
-class TlsBool(Codec):
-    """[RP] ``enum { false(0), true(1) } bool``, surfaced as ``bool``.
-
-    Strict both ways: any byte other than 0 or 1 is refused, so a policy has
-    exactly one encoding (the hub compares encodings).
-    """
-
-    def encode(self, value: Any, out: bytearray) -> None:
-        if not isinstance(value, bool):
-            raise EncodeError(f"bool expects bool, got {type(value).__name__}")
-        out.append(1 if value else 0)
-
-    def decode(self, r: Reader, ctx: Mapping[str, Any]) -> bool:
-        v = uint8.decode(r, ctx)
-        if v not in (0, 1):
-            raise r.fail(f"bool must be 0 or 1, got {v}")
-        return v == 1
-
-
-Bool = TlsBool()
-
-
-class SingleSourceRoleChangeTargets(Struct):
-    """[RP] Role-Based Access Control: from one role to which roles a holder may move a user.
-
-    Target 0 means "remove from the participant list"; a source of 0 means
-    "add a user who is not in the list".
-    """
-
-    from_role_index: int = field(uint32)
-    target_role_indexes: list[int] = field(Vector(uint32))
-
-    def _check(self) -> str | None:
-        if len(set(self.target_role_indexes)) != len(self.target_role_indexes):
-            return f"target_role_indexes of from_role_index {self.from_role_index} lists a role twice"
-        return None
-
-
-class Role(Struct):
-    """[RP] Role-Based Access Control: one role of the room.
-
-    ``role_capabilities`` holds raw ``CapabilityType`` values (uint16): the
-    registry is open (private use 0xF000-0xFFFF), so unknown values decode
-    and simply grant nothing this module knows. Build one with :func:`make_role`.
-    """
-
-    role_index: int = field(uint32)
-    role_name: str = field(UTF8String)
-    role_description: str = field(UTF8String)
-    role_capabilities: list[int] = field(Vector(uint16))
-    minimum_participants_constraint: int = field(uint32)
-    maximum_participants_constraint: int | None = field(Optional(uint32))
-    minimum_active_participants_constraint: int = field(uint32)
-    maximum_active_participants_constraint: int | None = field(Optional(uint32))
-    authorized_role_changes: list[SingleSourceRoleChangeTargets] = field(Vector(SingleSourceRoleChangeTargets))
-
-    def _check(self) -> str | None:
-        caps = [int(c) for c in self.role_capabilities]
-        if len(set(caps)) != len(caps):
-            return f"role {self.role_index} lists a capability twice"
-        sources = [c.from_role_index for c in self.authorized_role_changes]
-        if len(set(sources)) != len(sources):
-            return f"role {self.role_index}: authorized_role_changes has two entries for one from_role_index"
-        mx = self.maximum_participants_constraint
-        if mx is not None and mx < self.minimum_participants_constraint:
-            return f"role {self.role_index}: maximum_participants_constraint < minimum"
-        mxa = self.maximum_active_participants_constraint
-        if mxa is not None and mxa < self.minimum_active_participants_constraint:
-            return f"role {self.role_index}: maximum_active_participants_constraint < minimum"
-        return None
-
-    @property
-    def capabilities(self) -> frozenset[int]:
-        return frozenset(int(c) for c in self.role_capabilities)
-
-    @property
-    def changes(self) -> dict[int, frozenset[int]]:
-        """``authorized_role_changes`` as from-role -> target roles."""
-        return {c.from_role_index: frozenset(c.target_role_indexes) for c in self.authorized_role_changes}
-
-
-def make_role(
-    index: int,
-    name: str,
-    capabilities: Iterable[int] = (),
-    changes: Mapping[int, Sequence[int]] | None = None,
-    *,
-    min_participants: int = 0,
-    max_participants: int | None = None,
-    min_active: int = 0,
-    max_active: int | None = None,
-    description: str = "",
-) -> Role:
-    """A :class:`Role` from plain values; capabilities are de-duplicated and
-    kept in registry order, changes sorted by source role (one canonical
-    encoding per role)."""
-    caps = sorted({int(c) for c in capabilities})
-    arc = [SingleSourceRoleChangeTargets(f, list(t)) for f, t in sorted((changes or {}).items())]
-    role = Role(index, name, description, caps, min_participants, max_participants, min_active, max_active, arc)
-    err = role._check()
-    if err:
-        raise PolicyError(err)
-    return role
-
-
-class RoleData(Struct):
-    """[RP] Role-Based Access Control: the ``roles_list`` component (and RoleUpdate).
-
-    Checked as a whole (a list violating these is self-contradictory):
-    role indices unique; role 1, when defined, is named "banned" and has no
-    capabilities; ``canOpenJoin`` only on role 0 ([RP] MUST NOT); every
-    role index an ``authorized_role_changes`` entry names is defined, or 0,
-    or 1 ([RP]: the banned role "does not have to exist in a room"; a ban
-    then simply cannot happen).
-    """
-
-    roles: list[Role] = field(Vector(Role))
-
-    def _check(self) -> str | None:
-        indices = [r.role_index for r in self.roles]
-        if len(set(indices)) != len(indices):
-            return "two roles share a role_index"
-        defined = set(indices) | {NO_ROLE, BANNED}
-        for r in self.roles:
-            if r.role_index == BANNED:
-                if r.role_name != BANNED_ROLE_NAME:
-                    return f'role_index 1 is reserved for the role named "banned", not {r.role_name!r}'
-                if r.role_capabilities:
-                    return "the banned role must have no capabilities"
-            if r.role_index != NO_ROLE and C.canOpenJoin in r.capabilities:
-                return f"canOpenJoin may only appear on role 0, not role {r.role_index}"
-            for ch in r.authorized_role_changes:
-                for idx in (ch.from_role_index, *ch.target_role_indexes):
-                    if idx not in defined:
-                        return f"role {r.role_index}: authorized_role_changes names undefined role {idx}"
-        return None
-
-
-RoleUpdate = RoleData
-
-
-class ClaimId(Struct):
-    """[RP] Preauthorized Users: which claim of which credential type."""
-
-    credential_type: int = field(uint16)
-    id: bytes = field(opaque)
-
-
-class Claim(Struct):
-    """[RP] Preauthorized Users: a claim and the exact value it must have."""
-
-    claim_id: ClaimId = field(ClaimId)
-    claim_value: bytes = field(opaque)
-
-
-class PreAuthRoleEntry(Struct):
-    """[RP] Preauthorized Users: when every claim matches, the requester may take ``target_role``.
-
-    The draft embeds a whole ``Role``; this module uses its ``role_index``
-    and the ``roles_list`` definition of that index (the room has one
-    definition of each role; see docs/mimi-choices.md).
-    """
-
-    claimset: list[Claim] = field(Vector(Claim))
-    target_role: Role = field(Role)
-
-    def _check(self) -> str | None:
-        if self.target_role.role_index == NO_ROLE:
-            return "a preauthorised role cannot be role 0"
-        return None
-
-
-class PreAuthData(Struct):
-    """[RP] Preauthorized Users: the ``preauth_list`` component (and PreAuthUpdate).
-    Entries are consulted in order; the first match wins."""
-
-    preauthorized_entries: list[PreAuthRoleEntry] = field(Vector(PreAuthRoleEntry))
-
-
-PreAuthUpdate = PreAuthData
-
-
-class BaseRoomPolicy(Struct):
-    """[RP] Base Room policy component syntax: the ``base_room_policy`` component.
-
-    ``parent_room`` is the draft's ``Uri parent_room<V>``: a vector holding
-    the parent's room URI when ``parent_dependent`` is true, empty otherwise.
-    ``policy_component_ids`` are MLS ComponentIDs (uint16).
-    """
-
-    fixed_membership: bool = field(Bool)
-    parent_dependent: bool = field(Bool)
-    parent_room: list[IdentifierUri] = field(Vector(IdentifierUri))
-    multi_device: bool = field(Bool)
-    max_clients: int | None = field(Optional(uint32))
-    max_users: int | None = field(Optional(uint32))
-    pseudonyms_allowed: bool = field(Bool)
-    persistent_room: bool = field(Bool)
-    discoverable: bool = field(Bool)
-    policy_component_ids: list[int] = field(Vector(uint16))
-
-    def _check(self) -> str | None:
-        if self.parent_dependent != (len(self.parent_room) == 1) or len(self.parent_room) > 1:
-            return "parent_room holds exactly one URI when parent_dependent is true, none otherwise"
-        if len(set(self.policy_component_ids)) != len(self.policy_component_ids):
-            return "policy_component_ids lists a component twice"
-        return None
-
-
-BaseRoomData = BaseRoomPolicy
-BaseRoomUpdate = BaseRoomPolicy
-
-
-def base_room_policy(
-    *,
-    fixed_membership: bool = False,
-    parent_room: str | None = None,
-    multi_device: bool = True,
-    max_clients: int | None = None,
-    max_users: int | None = None,
-    pseudonyms_allowed: bool = False,
-    persistent_room: bool = True,
-    discoverable: bool = False,
-    policy_component_ids: Sequence[int] = (ComponentId.roles_list,),
-) -> BaseRoomPolicy:
-    """A :class:`BaseRoomPolicy` with the draft's defaults (``multi_device`` true)."""
-    parents = [IdentifierUri(parent_room)] if parent_room is not None else []
-    return BaseRoomPolicy(
-        fixed_membership,
-        parent_room is not None,
-        parents,
-        multi_device,
-        max_clients,
-        max_users,
-        pseudonyms_allowed,
-        persistent_room,
-        discoverable,
-        [int(c) for c in policy_component_ids],
-    )
-
-
-# ==========================================================================
-# claims (for preauthorisation)
-
-#: Claims of a requester: (credential_type, claim id) -> claim value.
-Claims = Mapping[tuple[int, bytes], bytes]
-
-#: Pseudo-claim ids mimisim gives a basic credential (whose identity is a client URI).
-BASIC_CLAIM_USER = b"user"
-BASIC_CLAIM_DOMAIN = b"domain"
-
-
-def basic_credential_claims(uri: str) -> dict[tuple[int, bytes], bytes]:
-    """The claims a mimisim basic credential carries, for preauthorisation.
-
-    [RP] matches claims of X.509, JWT or CWT credentials; the simulator's
-    credentials are basic (identity = client URI), which have no claims. So
-    that preauthorisation can be exercised, a basic credential is read as
-    carrying two claims: ``user`` (the user URI) and ``domain`` (its
-    provider). ``uri`` may be a client or a user URI.
-    """
-    u = parse(uri)
-    user = user_of_client(uri) if u.kind == "d" else uri
-    return {
-        (int(CredentialType.basic), BASIC_CLAIM_USER): user.encode(),
-        (int(CredentialType.basic), BASIC_CLAIM_DOMAIN): u.domain.encode(),
-    }
-
-
-def preauth_entry(target_role: Role, claims: Mapping[tuple[int, bytes], bytes]) -> PreAuthRoleEntry:
-    """A :class:`PreAuthRoleEntry` from a claim map (sorted, one canonical encoding)."""
-    cs = [Claim(ClaimId(t, i), v) for (t, i), v in sorted(claims.items())]
-    return PreAuthRoleEntry(cs, target_role)
 
 
 # ==========================================================================
@@ -628,8 +361,6 @@ class RoomPolicy:
         r = self.hub_role()
         return r is not None and self.can(r, C.canRemoveParticipant)
 
-
-POLICY_ENFORCER = "policy_enforcer"
 
 #: Policy component id -> its struct.
 POLICY_COMPONENTS: dict[int, Any] = {
@@ -1180,69 +911,7 @@ def check_policy_change(policy: RoomPolicy, component_id: int, update: bytes, ac
 
 
 # ==========================================================================
-# [RP] Role examples
-
-
-_CA_ORDINARY = [
-    C.canAddParticipant, C.canRemoveParticipant, C.canAddOwnClient, C.canRemoveOwnClient, C.canRemoveSelf,
-    C.canSendMessage, C.canReceiveMessage, C.canCopyMessage, C.canReportAbuse, C.canReplyToMessage,
-    C.canReactToMessage, C.canDeleteOwnReaction, C.canEditOwnMessage, C.canDeleteOwnMessage, C.canStartTopic,
-    C.canReplyInTopic, C.canEditOwnTopic, C.canUploadImage, C.canUploadVideo, C.canUploadAudio,
-    C.canUploadAttachment, C.canDownloadImage, C.canDownloadVideo, C.canDownloadAudio, C.canDownloadAttachment,
-    C.canSendLink, C.canSendLinkPreview, C.canFollowLink, C.canCopyLink, C.canChangeRoomName,
-    C.canChangeRoomAvatar, C.canChangeRoomSubject, C.canChangeRoomMood, C.canChangeOwnName,
-    C.canChangeOwnPresence, C.canChangeOwnMood, C.canChangeOwnAvatar,
-]  # fmt: skip
-_CA_ADMIN = [*_CA_ORDINARY, C.canBan, C.canUnBan, C.canKick, C.canChangeUserRole, C.canDeleteOtherMessage,
-             C.canEditOtherTopic, C.canChangeRoomDescription]  # fmt: skip
-_CA_SUPER = [*_CA_ADMIN, C.canChangeRoomMembershipStyle, C.canChangePreauthorizedUserList, C.canDestroyRoom]
-_ENFORCER = [
-    C.canRemoveParticipant, C.canChangeUserRole, C.canBan, C.canUnBan, C.canChangeRoleDefinitions,
-    C.canChangePreauthorizedUserList, C.canChangeMlsOperationalPolicies, C.canDestroyRoom,
-    C.canSendMLSReinitProposal,
-]  # fmt: skip
-
-
-def _all_pairs(n: int) -> dict[int, list[int]]:
-    """``[(0,[1..n-1]), (1,[0,2..]), ...]``: any role 0..n-1 to any other."""
-    return {i: [j for j in range(n) if j != i] for i in range(n)}
-
-
-def _no_role(caps: Iterable[int] = (), changes: Mapping[int, Sequence[int]] | None = None, max_active: int | None = 0) -> Role:
-    return make_role(NO_ROLE, "no_role", caps, changes, max_active=max_active)
-
-
-def _banned() -> Role:
-    return make_role(BANNED, BANNED_ROLE_NAME, (), None, max_active=0)
-
-
-def _enforcer(index: int, changes: Mapping[int, Sequence[int]]) -> Role:
-    return make_role(index, POLICY_ENFORCER, _ENFORCER, changes, min_participants=1, max_participants=2, max_active=0)
-
-
-def cooperative_roles(with_policy_enforcer: bool = True) -> tuple[Role, ...]:
-    """[RP] "Cooperatively administered room": no_role 0, banned 1,
-    ordinary_user 2, group_admin 3, super_admin 4, policy_enforcer 5.
-
-    The indices match [P]'s figure (4 = admin, 3 = moderator, 1 = banned).
-    ``canRevokeVoice``/``canGrantVoice`` are left out: the registry has no
-    value for them.
-    """
-    roles = [
-        _no_role(),
-        _banned(),
-        make_role(2, "ordinary_user", _CA_ORDINARY, {0: [2], 2: [0]}),
-        make_role(3, "group_admin", _CA_ADMIN, _all_pairs(4), min_participants=1),
-        make_role(4, "super_admin", _CA_SUPER, _all_pairs(5)),
-    ]
-    if with_policy_enforcer:
-        roles.append(_enforcer(5, {0: [1], 1: [0], 2: [0, 1], 3: [0, 1], 4: [0, 1]}))
-    return tuple(roles)
-
-
-def default_roles() -> tuple[Role, ...]:
-    """The roles of a room that defines none: the cooperatively administered room."""
-    return cooperative_roles()
+# [RP] Role examples as policies (the roles are in policy_presets)
 
 
 def default_policy(**kw: Any) -> RoomPolicy:
@@ -1254,117 +923,20 @@ def default_policy(**kw: Any) -> RoomPolicy:
 
 cooperatively_administered_policy = default_policy
 
-_SA_ORDINARY = [
-    C.canAddOwnClient, C.canJoinIfPreauthorized, C.canRemoveOwnClient, C.canRemoveSelf, C.canChangeOwnRole,
-    C.canSendMessage, C.canReceiveMessage, C.canCopyMessage, C.canReportAbuse, C.canReactToMessage,
-    C.canDeleteOwnReaction, C.canEditOwnMessage, C.canDeleteOwnMessage, C.canStartTopic, C.canReplyInTopic,
-    C.canUploadImage, C.canUploadVideo, C.canUploadAudio, C.canUploadAttachment, C.canDownloadImage,
-    C.canDownloadVideo, C.canDownloadAudio, C.canDownloadAttachment, C.canSendLink, C.canSendLinkPreview,
-    C.canFollowLink, C.canCopyLink, C.canChangeOwnName, C.canChangeOwnPresence, C.canChangeOwnMood,
-    C.canChangeOwnAvatar,
-]  # fmt: skip
-_MODERATION = [
-    C.canAddParticipant, C.canRemoveParticipant, C.canBan, C.canUnBan, C.canKick, C.canChangeUserRole,
-    C.canCreateJoinCode, C.canDeleteJoinCode, C.canDeleteOtherReaction, C.canDeleteOtherMessage,
-    C.canEditOwnTopic, C.canEditOtherTopic,
-]  # fmt: skip
-_SA_ADMIN = [*_SA_ORDINARY, *_MODERATION, C.canChangeRoomDescription, C.canChangeRoomName,
-             C.canChangeRoomAvatar, C.canChangeRoomSubject, C.canChangeRoomMood]  # fmt: skip
-_DISRUPTIVE = [C.canChangeRoomMembershipStyle, C.canChangeRoleDefinitions, C.canChangePreauthorizedUserList,
-               C.canDestroyRoom, C.canSendMLSReinitProposal]  # fmt: skip
-
 
 def strictly_administered_policy(**kw: Any) -> RoomPolicy:
-    """[RP] "Strictly administered room": only admins add and remove;
-    non-participants may use a join code to become ordinary users."""
-    roles = (
-        _no_role([C.canUseJoinCode], {0: [2]}),
-        _banned(),
-        make_role(2, "ordinary_user", _SA_ORDINARY, {0: [2], 2: [0]}),
-        make_role(3, "group_admin", _SA_ADMIN, _all_pairs(4), min_participants=1),
-        make_role(4, "super_admin", [*_SA_ADMIN, *_DISRUPTIVE], _all_pairs(5)),
-        _enforcer(5, {0: [1], 1: [0], 2: [0, 1], 3: [0, 1], 4: [0, 1]}),
-    )
-    return RoomPolicy(roles, **kw)
-
-
-_MR_GUEST = [
-    C.canRemoveSelf, C.canReceiveMessage, C.canCopyMessage, C.canReactToMessage, C.canDeleteOwnReaction,
-    C.canFollowLink, C.canCopyLink, C.canDownloadImage, C.canDownloadVideo, C.canDownloadAudio,
-]  # fmt: skip
-_MR_ATTENDEE = [*_MR_GUEST, C.canAddOwnClient, C.canJoinIfPreauthorized, C.canRemoveOwnClient,
-                C.canChangeOwnRole, C.canReportAbuse, C.canReplyInTopic, C.canDownloadAttachment,
-                C.canChangeOwnName, C.canChangeOwnPresence, C.canChangeOwnAvatar]  # fmt: skip
-_MR_SPEAKER = [*_MR_ATTENDEE, C.canSendMessage, C.canEditOwnMessage, C.canDeleteOwnMessage, C.canStartTopic,
-               C.canUploadImage, C.canUploadVideo, C.canUploadAudio, C.canUploadAttachment, C.canSendLink,
-               C.canSendLinkPreview]  # fmt: skip
-_MR_MODERATOR = [*_MR_SPEAKER, *_MODERATION, C.canChangeRoomName, C.canChangeRoomAvatar,
-                 C.canChangeRoomSubject, C.canChangeRoomMood]  # fmt: skip
+    """[RP] "Strictly administered room" (:func:`~mimisim.mimi.policy_presets.strictly_administered_roles`)."""
+    return RoomPolicy(strictly_administered_roles(), **kw)
 
 
 def moderated_policy(**kw: Any) -> RoomPolicy:
-    """[RP] "Moderated room": guest 2 (read only), attendee 3, speaker 4
-    (may send), moderator 5, super_admin 6, policy_enforcer 7.
-
-    The draft's speaker "includes all the capabilities of a speaker" and its
-    moderator "of an ordinary_user" (no such role here): read as attendee
-    and speaker respectively.
-    """
-    roles = (
-        _no_role([C.canUseJoinCode], {0: [2, 3]}, max_active=None),
-        _banned(),
-        make_role(2, "guest", _MR_GUEST, {0: [2], 2: [0]}),
-        make_role(3, "attendee", _MR_ATTENDEE, {0: [3], 3: [0]}),
-        make_role(4, "speaker", _MR_SPEAKER, {0: [4], 4: [0]}),
-        make_role(5, "moderator", _MR_MODERATOR, _all_pairs(6), min_participants=1),
-        make_role(6, "super_admin", [*_MR_MODERATOR, C.canChangeRoomDescription, *_DISRUPTIVE], _all_pairs(7)),
-        _enforcer(7, {0: [1], 1: [0], **{i: [0, 1] for i in range(2, 7)}}),
-    )
-    return RoomPolicy(roles, **kw)
-
-
-_MO_B_USER = [
-    C.canRemoveSelf, C.canAddOwnClient, C.canRemoveOwnClient, C.canSendMessage, C.canReceiveMessage,
-    C.canCopyMessage, C.canReportAbuse, C.canReplyInTopic, C.canReactToMessage, C.canDeleteOwnReaction,
-    C.canEditOwnMessage, C.canSendLink, C.canSendLinkPreview, C.canFollowLink, C.canCopyLink,
-    C.canDownloadImage, C.canDownloadVideo, C.canDownloadAudio, C.canDownloadAttachment, C.canChangeOwnName,
-    C.canChangeOwnPresence, C.canChangeOwnAvatar,
-]  # fmt: skip
-_MO_HOST = [C.canChangeOwnRole, C.canJoinIfPreauthorized]
-_MO_B_ADMIN = [*_MO_B_USER, C.canDeleteOwnMessage, C.canStartTopic, C.canUploadImage, C.canUploadVideo,
-               C.canUploadAudio, C.canUploadAttachment, C.canAddParticipant, C.canRemoveParticipant, C.canBan,
-               C.canKick, C.canChangeUserRole]  # fmt: skip
-_MO_SUPER = [*_MO_B_ADMIN, *_MO_HOST, C.canUnBan, C.canDeleteOtherReaction, C.canDeleteOtherMessage,
-             C.canEditOwnTopic, C.canEditOtherTopic, C.canChangeRoomDescription, C.canChangeRoomName,
-             C.canChangeRoomAvatar, C.canChangeRoomSubject, C.canChangeRoomMood, *_DISRUPTIVE]  # fmt: skip
+    """[RP] "Moderated room" (:func:`~mimisim.mimi.policy_presets.moderated_roles`)."""
+    return RoomPolicy(moderated_roles(), **kw)
 
 
 def multi_organization_policy(**kw: Any) -> RoomPolicy:
-    """[RP] "Multi-organization administered room": per-organisation user and
-    admin roles for orgs A (host), B and C; org admins manage only their own
-    org's users and can ban but not unban them; at most 3 admins per guest org."""
-    org_admin = {"min_participants": 1, "max_participants": 3, "min_active": 1}
-    roles = (
-        _no_role(),
-        _banned(),
-        make_role(2, "org_a_user", [*_MO_B_USER, *_MO_HOST], {0: [2], 2: [0]}),
-        make_role(3, "org_b_user", _MO_B_USER, {0: [3], 3: [0]}),
-        make_role(4, "org_c_user", _MO_B_USER, {0: [4], 4: [0]}),
-        make_role(5, "org_a_admin", [*_MO_B_ADMIN, *_MO_HOST], {0: [2, 5], 2: [0, 1, 5], 5: [0, 1, 2]}),
-        make_role(6, "org_b_admin", _MO_B_ADMIN, {0: [3, 6], 3: [0, 1, 6], 6: [0, 1, 3]}, **org_admin),
-        make_role(7, "org_c_admin", _MO_B_ADMIN, {0: [4, 7], 4: [0, 1, 7], 7: [0, 1, 4]}, **org_admin),
-        make_role(
-            8,
-            "super_admin",
-            _MO_SUPER,
-            {0: list(range(1, 9)), 1: [0, *range(2, 9)], 2: [0, 1, 5, 8], 3: [0, 1, 6], 4: [0, 1, 7],
-             5: [0, 1, 2, 8], 6: [0, 1, 3], 7: [0, 1, 4], 8: [0, 1, 2, 5]},
-            min_participants=1,
-            min_active=1,
-        ),  # fmt: skip
-        _enforcer(9, {0: [1], 1: [0], **{i: [0, 1] for i in range(3, 9)}}),
-    )
-    return RoomPolicy(roles, **kw)
+    """[RP] "Multi-organization administered room" (:func:`~mimisim.mimi.policy_presets.multi_organization_roles`)."""
+    return RoomPolicy(multi_organization_roles(), **kw)
 
 
 #: The [RP] role examples by name.
@@ -1374,3 +946,78 @@ EXAMPLE_POLICIES: dict[str, Callable[..., RoomPolicy]] = {
     "moderated": moderated_policy,
     "multi_organization": multi_organization_policy,
 }
+
+
+#: Public names, including those re-exported from policy_wire and
+#: policy_presets (they were defined here before the split).
+__all__ = [
+    "BANNED",
+    "BASIC_CLAIM_DOMAIN",
+    "BASIC_CLAIM_USER",
+    "BaseRoomData",
+    "BaseRoomPolicy",
+    "BaseRoomUpdate",
+    "Bool",
+    "C",
+    "COMPONENT_CAPABILITY",
+    "Claim",
+    "ClaimId",
+    "EXAMPLE_POLICIES",
+    "METADATA_CAPABILITY",
+    "NO_ROLE",
+    "POLICY_COMPONENTS",
+    "POLICY_ENFORCER",
+    "ParticipantListError",
+    "PolicyError",
+    "PreAuthData",
+    "PreAuthRoleEntry",
+    "PreAuthUpdate",
+    "RESTRICTED_PROPOSAL_TYPES",
+    "Role",
+    "RoleData",
+    "RoleUpdate",
+    "RoomPolicy",
+    "SingleSourceRoleChangeTargets",
+    "TlsBool",
+    "Verdict",
+    "apply_base_room_policy_update",
+    "apply_participant_list_update",
+    "apply_participant_update",
+    "apply_preauth_list_update",
+    "apply_roles_list_update",
+    "apply_room_metadata_update",
+    "base_room_policy",
+    "base_room_policy_component",
+    "basic_credential_claims",
+    "check_client_removal",
+    "check_metadata_change",
+    "check_participant_change",
+    "check_policy_change",
+    "cooperative_roles",
+    "cooperatively_administered_policy",
+    "decode_participant_list",
+    "decode_room_metadata",
+    "default_policy",
+    "default_roles",
+    "hub_app_components",
+    "is_active_role",
+    "make_role",
+    "may_commit",
+    "may_receive_message",
+    "may_send_message",
+    "may_send_proposal",
+    "merge_participant_updates",
+    "mimi_app_components",
+    "moderated_policy",
+    "moderated_roles",
+    "multi_organization_policy",
+    "multi_organization_roles",
+    "participant_list_component",
+    "preauth_entry",
+    "preauth_list_component",
+    "roles_list_component",
+    "room_app_data",
+    "room_metadata_component",
+    "strictly_administered_policy",
+    "strictly_administered_roles",
+]
