@@ -258,11 +258,12 @@ def _row_fields(r: Any) -> dict[str, Any]:
     for k, v in r._asdict().items():
         if k == "Index":
             continue
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and math.isnan(v):
-            v = None
-        if v is None or v == "" or (isinstance(v, int) and v == -1 and k != "seq"):
+        if hasattr(v, "tolist"):  # numpy scalars and arrays (list columns)
+            v = v.tolist()
+        if isinstance(v, list | tuple | dict):
+            if not v:
+                continue
+        elif v is None or pd.isna(v) or v == "" or (isinstance(v, int) and v == -1 and k != "seq"):
             continue
         out[k] = v
     return out
@@ -446,8 +447,10 @@ def build(
     if lanes not in ("clients", "providers", "both"):
         raise DiagramError(f"--lanes must be clients, providers or both, not {lanes!r}")
     tr = trace.sort_values("seq", kind="stable").reset_index(drop=True)
-    tr = tr.assign(room=tr.room.fillna(""), msg_id=tr.msg_id.fillna(""), detail=tr.detail.fillna(""),
-                   status=tr.status.fillna(""), peer=tr.peer.fillna(""), node=tr.node.fillna(""))
+    tr = tr.assign(**{c: tr[c].astype(object).where(tr[c].notna(), "").astype(str)
+                      for c in ("room", "msg_id", "detail", "status", "peer", "node")},
+                   **{c: tr[c].astype("Float64").fillna(-1).astype("int64")
+                      for c in ("epoch", "req_id", "bytes") if c in tr.columns})
     if room is not None:
         rooms = sorted({r for r in tr.room.unique() if r})
         if not any(_room_matches(r, room) for r in rooms):
