@@ -53,7 +53,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``validate`` and ``schema`` to the ``mimisim`` command's subparsers."""
     v = subparsers.add_parser(
         "validate",

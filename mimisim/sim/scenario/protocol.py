@@ -1,0 +1,93 @@
+"""The ``protocol``, ``outputs`` and ``sweep`` sections."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from mimisim.sim.scenario.base import _Model
+from mimisim.sim.scenario.fields import Duration, PositiveDuration
+from mimisim.sim.scenario.keypath import parse_key_path
+from mimisim.sim.scenario.parties import PendingProposals
+from mimisim.sim.scenario.workload import Backoff
+
+
+class Dedup(_Model):
+    """How a follower recognises a retried /notify."""
+
+    strategy: Literal["none", "body_hash", "transaction_id"] = "body_hash"
+    window_entries: int = Field(default=4096, ge=1)
+    window_age: Duration = 600_000.0
+
+
+class RetryPolicy(_Model):
+    max_attempts: int | None = Field(default=None, ge=1)
+    """Attempts in all; none means until success."""
+    backoff: Backoff = Field(default_factory=Backoff)
+    honour_retry_after: bool = True
+    """Wait at least a 503/429 response's Retry-After."""
+
+
+class RequestPolicy(_Model):
+    timeout: PositiveDuration = 5_000.0
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class Protocol(_Model):
+    suite: int = Field(default=1, ge=1, le=7)
+    """MLS cipher suite (RFC 9420)."""
+    dedup: Dedup = Field(default_factory=Dedup)
+    notify: RequestPolicy = Field(default_factory=lambda: RequestPolicy(timeout=2_000.0))
+    """The hub's /notify fanout: retried until 201 by default."""
+    requests: RequestPolicy = Field(
+        default_factory=lambda: RequestPolicy(
+            retry=RetryPolicy(max_attempts=3, backoff=Backoff(base=200.0, cap=5_000.0))
+        )
+    )
+    """Other provider-to-provider requests (/update, /submit, /keyMaterial, /groupInfo)."""
+    pending_proposals: PendingProposals = Field(default_factory=PendingProposals)
+    """Default for rooms whose policy does not say."""
+
+
+class Outputs(_Model):
+    dir: str = "results"
+    """Results go to ``<dir>/<name>/seed-<n>/``."""
+    trace: bool = True
+    tables: list[str] = Field(default_factory=lambda: ["all"])
+    plots: list[str] = Field(default_factory=lambda: ["all"])
+    progress: Literal["auto", "always", "never"] = "auto"
+
+
+class Sweep(_Model):
+    """A grid of overrides times seeds."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    """Dotted key path -> values; runs are the cartesian product, the first key slowest."""
+    seeds: int | list[int] = 1
+    """N seeds (seed, seed+1, ...) or an explicit list."""
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"'{key}' has no values")
+            try:
+                parse_key_path(key)
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"seeds must be at least 1, got {v}")
+        if isinstance(v, list) and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
+            raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
+        return v
+
+
+# ====================================================================== the scenario
+

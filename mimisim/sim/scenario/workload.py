@@ -1,0 +1,128 @@
+"""The ``workload`` section: Poisson activities, the script, wrong-epoch retries."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from mimisim.sim.scenario.base import _check_order, _Model
+from mimisim.sim.scenario.fields import Duration, Name, Rate, Size
+
+
+class _StartStop(_Model):
+    """A period of activity within the run: [start, stop)."""
+
+    start: Duration = 0.0
+    stop: Duration | None = None
+    """Default: the end of the run."""
+
+    @field_validator("stop")
+    @classmethod
+    def _order(cls, v: float | None, info: ValidationInfo) -> float | None:
+        _check_order("start", info, v, strict=True)
+        return v
+
+
+class _Activity(_StartStop):
+    rate: Rate
+    """Poisson rate (``0.5/s``), per ``per``."""
+    rooms: list[str] | None = None
+    """Rooms it applies to; default all."""
+
+
+class MessageActivity(_Activity):
+    """Application messages; the sender is a random online member client."""
+
+    per: Literal["room", "client"] = "room"
+    size: Size = 100
+    """Plaintext content size."""
+
+
+class CommitActivity(_Activity):
+    """Update (path-only) commits, the epoch-conflict study's driver."""
+
+    per: Literal["room", "client"] = "room"
+
+
+class MembershipActivity(_Activity):
+    """Adds, removes or leaves of users, per room."""
+
+    per: Literal["room"] = "room"
+    users: list[str] | None = None
+    """Candidate users (adds: users not in the room; removes, leaves: participants); default all."""
+
+
+class DeviceActivity(_StartStop):
+    """New devices of existing users joining all their user's rooms by external commit."""
+
+    rate: Rate
+    per: Literal["user", "scenario"] = "scenario"
+    users: list[str] | None = None
+    access: Name = "default"
+    """Access profile of the new clients."""
+
+
+class Backoff(_Model):
+    """Exponential backoff: attempt n waits min(cap, base * factor^(n-1)), then jitter."""
+
+    base: Duration = 100.0
+    factor: float = Field(default=2.0, ge=1.0)
+    cap: Duration = 30_000.0
+    jitter: Literal["none", "full", "equal"] = "full"
+    """``full``: uniform in [0, wait]; ``equal``: wait/2 + uniform in [0, wait/2]; ``none``: wait."""
+
+    @field_validator("cap")
+    @classmethod
+    def _order(cls, v: float, info: ValidationInfo) -> float:
+        _check_order("base", info, v)
+        return v
+
+
+class WrongEpochRetry(_Model):
+    """What a client does when the hub answers its commit with ``wrongEpoch``."""
+
+    max_attempts: int = Field(default=5, ge=1)
+    """Attempts in all, the first included."""
+    backoff: Backoff = Field(default_factory=lambda: Backoff(base=50.0, cap=2_000.0))
+    mode: Literal["rebuild", "immediate", "abandon"] = "rebuild"
+    """``rebuild``: catch up to the hub's currentEpoch, wait the backoff, recreate the commit with
+    the same intent; ``immediate``: recreate it after the backoff against whatever epoch the client
+    has (it may be refused again); ``abandon``: drop the intent (Update commits) and carry on."""
+
+
+ScriptAction = Literal["create_room", "add_user", "remove_user", "leave", "send", "update", "join_room"]
+
+
+class ScriptStep(_Model):
+    """One action at a fixed time (the draft's example flow, step by step)."""
+
+    at: Duration
+    client: str
+    """Acting client: ``user/device``, a unique device name, or its URI."""
+    action: ScriptAction
+    room: str
+    user: str | None = None
+    """add_user / remove_user: the target user."""
+    role: Name | None = None
+    """create_room / add_user: the role (default: the policy's creator_role / default_role)."""
+    size: Size | None = None
+    """send: plaintext size (default: workload.messages.size or 100B)."""
+    text: str | None = None
+    """send: the message text (its length is the size)."""
+
+
+class Workload(_Model):
+    """What clients do: Poisson activities and/or a fixed script."""
+
+    messages: MessageActivity | None = None
+    updates: CommitActivity | None = None
+    adds: MembershipActivity | None = None
+    removes: MembershipActivity | None = None
+    leaves: MembershipActivity | None = None
+    new_devices: DeviceActivity | None = None
+    script: list[ScriptStep] = Field(default_factory=list)
+    retry: WrongEpochRetry = Field(default_factory=WrongEpochRetry)
+
+
+# ====================================================================== faults
