@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mimisim.sim import scenario_cli
@@ -580,6 +580,7 @@ def test_sweep_with_explicit_seeds_and_without_sweep() -> None:
     st.lists(st.integers(min_value=1, max_value=4), min_size=0, max_size=3),
     st.integers(min_value=1, max_value=3),
 )
+@settings(deadline=None)  # up to 192 validations: over 200 ms when the machine is shared
 def test_sweep_count_property(sizes: list[int], seeds: int) -> None:
     keys = ["protocol.dedup.window_entries", "protocol.notify.retry.max_attempts", "epoch_base_ms"]
     grid = {k: list(range(1, n + 1)) for k, n in zip(keys, sizes, strict=False)}
