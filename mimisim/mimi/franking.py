@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mimisim.codec import DecodeError, Struct, Vector, field, opaque
+from mimisim.mimi import cbor
+from mimisim.mimi.cbor import CborError, CborReader
 from mimisim.mimi.identity import UriError, hub_of_room, parse
 from mimisim.mimi.wire import (
     AbusiveMessage,
@@ -116,10 +118,8 @@ SALT_SIZE = 16
 SENDER_URI_KEY = 1
 ROOM_URI_KEY = 2
 
-#: Deepest CBOR nesting the content parser follows ([CONTENT] "Depth
-#: restrictions" allow 4 levels inside extensions and 4 nested parts; this
-#: leaves room and bounds recursion on hostile input).
-MAX_CBOR_DEPTH = 16
+#: Deepest CBOR nesting the content parser follows (see :data:`mimisim.mimi.cbor.MAX_DEPTH`).
+MAX_CBOR_DEPTH = cbor.MAX_DEPTH
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -148,97 +148,40 @@ class FrankingFields:
     room_uri: str | None
 
 
-class _CborReader:
-    """A strict reader for the subset of CBOR (RFC 8949) franking needs.
-
-    It walks items without building them, except the few it returns. Refused:
-    indefinite lengths ([CONTENT] "Encoding restrictions": deterministic
-    CBOR), reserved additional-information values, lengths beyond the input,
-    nesting deeper than :data:`MAX_CBOR_DEPTH`. Shortest-form encoding is not
-    enforced: the tag covers the exact bytes, so a lenient read cannot change
-    what is verified.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise ContentError("truncated CBOR")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def head(self) -> tuple[int, int]:
-        """(major type, argument) of the next item's initial bytes."""
-        ib = self.take(1)[0]
-        major, ai = ib >> 5, ib & 0x1F
-        if ai < 24:
-            return major, ai
-        if ai <= 27:
-            return major, int.from_bytes(self.take(1 << (ai - 24)), "big")
-        if ai == 31:
-            raise ContentError("indefinite-length CBOR is not allowed in MIMI content")
-        raise ContentError(f"reserved CBOR additional information {ai}")
-
-    def count(self, n: int) -> int:
-        # Every item takes at least one byte: a count beyond the input is a lie.
-        if n > len(self.data) - self.pos:
-            raise ContentError("CBOR container longer than the input")
-        return n
-
-    def skip(self, depth: int = 0) -> None:
-        if depth > MAX_CBOR_DEPTH:
-            raise ContentError("CBOR nested too deeply")
-        major, arg = self.head()
-        if major in (2, 3):
-            self.take(arg)
-        elif major == 4:
-            for _ in range(self.count(arg)):
-                self.skip(depth + 1)
-        elif major == 5:
-            for _ in range(self.count(arg)):
-                self.skip(depth + 1)
-                self.skip(depth + 1)
-        elif major == 6:
-            self.skip(depth + 1)
-        # majors 0, 1 and 7 carry everything in their head
-
-    def text(self) -> str:
-        major, arg = self.head()
-        if major != 3:
-            raise ContentError("expected a CBOR text string")
-        try:
-            return self.take(arg).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ContentError("invalid UTF-8 in a CBOR text string") from None
-
-
 def _parse_mimi_content(data: bytes) -> FrankingFields:
-    r = _CborReader(data)
+    """The franking fields of a MIMI content message, read with the one
+    strict CBOR reader (:mod:`mimisim.mimi.cbor`): the extensions map's keys
+    are checked here ([CONTENT]: integers or 1..255-octet text strings), every
+    other item only as CBOR. Raises :class:`ContentError`."""
+    try:
+        return _read_mimi_content(CborReader(data))
+    except CborError as e:
+        raise ContentError(str(e)) from None
+
+
+def _read_mimi_content(r: CborReader) -> FrankingFields:
     major, n = r.head()
-    if major != 4 or n != 7:
+    if major != cbor.ARRAY or n != 7:
         raise ContentError("MIMI content is a CBOR array of 7 items")
     major, n = r.head()
-    if major != 2 or n != SALT_SIZE:
+    if major != cbor.BSTR or n != SALT_SIZE:
         raise ContentError(f"the salt must be a {SALT_SIZE}-byte CBOR byte string")
     salt = r.take(n)
     for _ in range(4):  # replaces, topicId, expires, inReplyTo
         r.skip(1)
     major, n = r.head()
-    if major != 5:
+    if major != cbor.MAP:
         raise ContentError("mimiExtensions must be a CBOR map")
     seen: set[tuple[str, int | str]] = set()
     found: dict[int, str] = {}
     for _ in range(r.count(n)):
         major, arg = r.head()
         key: tuple[str, int | str]
-        if major == 0:
+        if major == cbor.UINT:
             key = ("int", arg)
-        elif major == 1:
+        elif major == cbor.NINT:
             key = ("int", -1 - arg)
-        elif major == 3:
+        elif major == cbor.TSTR:
             if not 1 <= arg <= 255:
                 raise ContentError("a text extension key has 1 to 255 octets")
             try:
@@ -250,13 +193,13 @@ def _parse_mimi_content(data: bytes) -> FrankingFields:
         if key in seen:
             raise ContentError(f"extension key {key[1]!r} appears twice")
         seen.add(key)
-        if major == 0 and arg in (SENDER_URI_KEY, ROOM_URI_KEY):
+        if major == cbor.UINT and arg in (SENDER_URI_KEY, ROOM_URI_KEY):
             found[arg] = r.text()
         else:
             r.skip(2)
     r.skip(1)  # nestedPart
-    if r.pos != len(data):
-        raise ContentError(f"{len(data) - r.pos} trailing bytes after the MIMI content")
+    if r.pos != len(r.data):
+        raise ContentError(f"{len(r.data) - r.pos} trailing bytes after the MIMI content")
     return FrankingFields(salt, found.get(SENDER_URI_KEY), found.get(ROOM_URI_KEY))
 
 

@@ -8,8 +8,8 @@ See the package docstring for the encoding: a minimal but genuine CBOR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from mimisim.mimi import cbor
 from mimisim.mimi import franking as F
 
 # ==========================================================================
@@ -35,66 +35,6 @@ class MimiContent:
     content_type: str = TEXT_PLAIN
 
 
-_NULL = None  # CBOR null decodes to None
-
-
-class _CborReader:
-    """Strict reader of definite-length CBOR: uints, byte/text strings,
-    arrays, maps, null, booleans. Anything else is refused."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ContentError("truncated CBOR")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def item(self, depth: int = 0) -> Any:
-        if depth > 16:
-            raise ContentError("CBOR nested too deeply")
-        ib = self._take(1)[0]
-        major, ai = ib >> 5, ib & 0x1F
-        if major == 7:
-            simple = {20: False, 21: True, 22: _NULL}
-            if ai not in simple:
-                raise ContentError(f"unsupported CBOR simple value {ai}")
-            return simple[ai]
-        if ai < 24:
-            n = ai
-        elif ai in (24, 25, 26, 27):
-            n = int.from_bytes(self._take(1 << (ai - 24)), "big")
-        else:
-            raise ContentError("indefinite or reserved CBOR length")
-        if major == 0:
-            return n
-        if major == 2:
-            return self._take(n)
-        if major == 3:
-            try:
-                return self._take(n).decode("utf-8")
-            except UnicodeDecodeError:
-                raise ContentError("invalid UTF-8 in CBOR text") from None
-        if major == 4:
-            if n > len(self.data):
-                raise ContentError("CBOR array longer than the data")
-            return [self.item(depth + 1) for _ in range(n)]
-        if major == 5:
-            if n > len(self.data):
-                raise ContentError("CBOR map longer than the data")
-            out: dict[Any, Any] = {}
-            for _ in range(n):
-                k = self.item(depth + 1)
-                if isinstance(k, list | dict) or k in out:
-                    raise ContentError("bad or duplicate CBOR map key")
-                out[k] = self.item(depth + 1)
-            return out
-        raise ContentError(f"unsupported CBOR major type {major}")
-
-
 def encode_mimi_content(c: MimiContent) -> bytes:
     """``mimiContent = [salt, replaces, topicId, expires, inReplyTo,
     mimiExtensions, nestedPart]`` with a SinglePart ``nestedPart``, written by
@@ -103,11 +43,16 @@ def encode_mimi_content(c: MimiContent) -> bytes:
 
 
 def decode_mimi_content(data: bytes) -> MimiContent:
-    """Read a mimiContent with a SinglePart text body; raises ContentError."""
-    r = _CborReader(data)
-    top = r.item()
-    if r.pos != len(data):
-        raise ContentError("trailing bytes after mimiContent")
+    """Read a mimiContent with a SinglePart text body; raises ContentError.
+
+    The bytes must be strict CBOR (:func:`mimisim.mimi.cbor.decode`, the one
+    reader franking uses too); the checks here are about the shape this
+    client can show: a 16-byte salt, the sender and room URIs in the
+    extensions map, a SinglePart whose content is UTF-8 text."""
+    try:
+        top = cbor.decode(data)
+    except cbor.CborError as e:
+        raise ContentError(str(e)) from None
     if not isinstance(top, list) or len(top) != 7:
         raise ContentError("mimiContent is a 7-element array")
     salt, _replaces, _topic, _expires, _reply, ext, nested = top

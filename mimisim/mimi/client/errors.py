@@ -11,6 +11,7 @@ test, and never becomes a trace row.
 from __future__ import annotations
 
 from mimisim.codec import DecodeError, EncodeError
+from mimisim.mimi.cbor import CborError
 from mimisim.mimi.franking import ContentError
 from mimisim.mimi.hub import HubError
 from mimisim.mimi.identity import UriError
@@ -30,6 +31,7 @@ PROTOCOL_ERRORS: tuple[type[Exception], ...] = (
     CryptoError,
     HPKEError,
     UriError,
+    CborError,
     ContentError,
     PolicyError,
     ParticipantListError,

@@ -60,7 +60,7 @@ class Inbound:
         kind = fm.kind
         if mid in r.seen or mid in r.buffered_ids:
             step.ev("client.drop", r.uri, epoch_of(fm.message), mid, "duplicate",
-                     f"{kind.name if kind else '?'} already received")
+                    f"{kind.name if kind else '?'} already received")
             return
         if kind == W.MessageKind.welcome:
             self.on_welcome(r, fm, mid, now_ms, step)
@@ -181,10 +181,10 @@ class Inbound:
             g.discard_pending_commit()  # ours lost the race; the hub will say wrongEpoch
         g.merge(res)
         self.after_merge(r, res, mid, f"commit by {committer(res)}", fm.external_proposals or [],
-                          now_ms, step)
+                         now_ms, step)
 
     def after_merge(self, r: Room, staged: StagedCommit | None, mid: str, detail: str,
-                     external_proposals: Sequence[MLSMessage], now_ms: int, step: StepBuilder) -> None:
+                    external_proposals: Sequence[MLSMessage], now_ms: int, step: StepBuilder) -> None:
         g = r.group
         assert g is not None
         if not g.active or (staged is not None and staged.removed_self):
@@ -201,7 +201,7 @@ class Inbound:
         g = r.group
         r.removed = True
         step.ev("client.epoch", r.uri, g.epoch + 1 if g is not None else None, mid, "removed",
-                 "removed from the group")
+                "removed from the group")
         # The body names the last epoch we were a member of: the provider still
         # delivers application messages of that epoch and earlier (accepted
         # before our removal, but possibly overtaken by the removing commit).
@@ -231,7 +231,7 @@ class Inbound:
                 continue  # already cached (e.g. the same proposal restapled)
             except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
                 step.ev("client.drop", r.uri, g.epoch, pid, getattr(e, "code", "invalid"),
-                         f"proposal: {e}"[:300])
+                        f"proposal: {e}"[:300])
                 continue
             if isinstance(res, ProposalReceived):
                 received += 1
@@ -276,7 +276,7 @@ class Inbound:
             return
         if content.sender_uri != sender_user or content.room_uri != r.uri:
             step.ev("client.drop", r.uri, ep, mid, "senderMismatch",
-                     f"content claims {content.sender_uri} in {content.room_uri}", sender_client)
+                    f"content claims {content.sender_uri} in {content.room_uri}", sender_client)
             return
         check = F.verify_received_frank(self.core.suite, g.extensions, r.uri, sender_user, res.authenticated_data,
                                         res.data, fm.frank, fm.timestamp)
@@ -284,7 +284,7 @@ class Inbound:
             self.core._franks[(r.uri, mid)] = (res.data, check.record)
         step.delivered.append((r.uri, sender_user, content.text, mid))
         step.ev("client.deliver", r.uri, ep, mid, f"frank:{check.status.value}", f"from {sender_user}",
-                 sender_client)
+                sender_client)
 
     def on_welcome(self, r: Room, fm: W.FanoutMessage, mid: str, now_ms: int, step: StepBuilder) -> None:
         welcome = fm.message.body
@@ -296,7 +296,7 @@ class Inbound:
         if r.member:
             r.seen.add(mid)
             step.ev("client.drop", r.uri, r.group.epoch if r.group else None, mid, "duplicate",
-                     "Welcome while already a member")
+                    "Welcome while already a member")
             return
         ref = mine[0]
         kp, priv, last_resort = self.core._key_packages[ref]
@@ -342,7 +342,7 @@ class Inbound:
             return
         g = r.group
         step.ev("client.gap", r.uri, g.epoch if g else None, "", "stuck",
-                 f"no progress for {self.core.gap_timeout_ms} ms: resync")
+                f"no progress for {self.core.gap_timeout_ms} ms: resync")
         op = self.engine.new_op(r.uri, OpKind.JOIN, now_ms, resync=True)
         head = r.queue[0] if r.queue else None
         if head is not None and head.stage == Stage.WAITING:

@@ -72,7 +72,7 @@ class ReplyHandler:
     def on_create_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
         if reply.status not in (200, 201):
             self.engine.fail(step, r, op, f"the hub refused the room: {reply.code} {reply.body[:100]!r}",
-                       reply.code or str(reply.status))
+                             reply.code or str(reply.status))
             return
         assert op.creating is not None
         r.group, r.removed = op.creating, False
@@ -89,7 +89,7 @@ class ReplyHandler:
                if c.client_status == W.KeyMaterialClientCode.success and c.key_package is not None]
         if not kps:
             self.engine.fail(step, r, op, f"no KeyPackage for {op.target} ({W.KeyMaterialUserCode(resp.user_status).name})",
-                       W.KeyMaterialUserCode(resp.user_status).name)
+                             W.KeyMaterialUserCode(resp.user_status).name)
             return
         op.key_packages = kps
         op.advance(OpEvent.FETCHED)  # the pump commits now
@@ -110,7 +110,7 @@ class ReplyHandler:
                 g.merge(staged)
             else:
                 step.ev("client.drop", r.uri, g.epoch, op.msg_id, "staleSuccess",
-                         "accepted commit no longer applies to this client's state")
+                        "accepted commit no longer applies to this client's state")
                 self.engine.done(op)
                 return
             self.engine.done(op)
@@ -184,11 +184,11 @@ class ReplyHandler:
         if resp.room_id != r.uri or resp.cipher_suite != self.core.suite.suite_id:
             raise MLSError("GroupInfoResponse for another room or suite")
         if not self.core.suite.verify_with_label(resp.hub_sender.signature_key, b"GroupInfoResponseTBS",
-                                            resp.tbs().encode(), resp.signature or b""):
+                                                 resp.tbs().encode(), resp.signature or b""):
             raise MLSError("bad hub signature on the GroupInfoResponse")
         ct = resp.encrypted_groupinfo_and_tree
         pt = self.core.suite.decrypt_with_label(op.hpke_priv, W.GROUP_INFO_ENCRYPTION_LABEL, r.uri.encode(),
-                                           ct.kem_output, ct.ciphertext)
+                                                ct.kem_output, ct.ciphertext)
         tbe = W.GroupInfoRatchetTreeTBE.decode(pt)
         gi = tbe.group_info
         if gi.group_context.group_id != group_id_of_room(r.uri):
@@ -226,13 +226,13 @@ class ReplyHandler:
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "external_commit", body)
         if resync_leaf is not None:
             step.ev("client.gap", r.uri, gi.group_context.epoch, op.msg_id, "resync",
-                     f"resync by external commit replacing leaf {resync_leaf}")
+                    f"resync by external commit replacing leaf {resync_leaf}")
         self.engine.submitted(op)
         step.ev("client.commit", r.uri, gi.group_context.epoch, op.msg_id, "",
-                 f"join attempt {op.attempts}: external commit", self.core.user_uri)
+                f"join attempt {op.attempts}: external commit", self.core.user_uri)
 
     def on_external_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int,
-                                  step: StepBuilder) -> None:
+                                 step: StepBuilder) -> None:
         resp = W.UpdateRoomResponse.decode(reply.body) if reply.status == 200 else None
         code = resp.response_code if resp is not None else None
         if code == W.UpdateResponseCode.success:
@@ -245,7 +245,7 @@ class ReplyHandler:
                 r.gap_epoch = -1
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
             step.ev("client.epoch", r.uri, r.group.epoch, op.msg_id, "joined",
-                     "joined by external commit " + room_tag(r))
+                    "joined by external commit " + room_tag(r))
             return
         op.joiner = None
         if resp is None:
@@ -253,5 +253,5 @@ class ReplyHandler:
         elif code == W.UpdateResponseCode.wrongEpoch:
             self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
         else:
-            self.engine.fail(step, r, op, f"{W.UpdateResponseCode(code).name}: {resp.error_description}",
-                       W.UpdateResponseCode(code).name)
+            self.engine.fail(step, r, op, f"{W.UpdateResponseCode(resp.response_code).name}: {resp.error_description}",
+                             W.UpdateResponseCode(resp.response_code).name)

@@ -75,7 +75,7 @@ class RequestBuilder:
             tbs.required_capabilities, tbs.requester_signature_key, tbs.requester_credential, sig,
         )
         op.request_id = self.engine.request(step, ClientOp.fetch_key_material, r.uri, op.id, "key_material",
-                                      req.encode(), op.target)
+                                            req.encode(), op.target)
         op.advance(OpEvent.FETCH)
 
     def commit_add(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
@@ -191,7 +191,7 @@ class RequestBuilder:
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
         self.engine.submitted(op)
         step.ev("client.propose", r.uri, g.epoch, ids[0], "", f"leave: {len(msgs)} proposal(s)",
-                 self.core.user_uri)
+                self.core.user_uri)
 
     def forget_own_proposals(self, g: Group, op: Op) -> None:
         """Drop this op's earlier proposals from the cache if the hub refused
