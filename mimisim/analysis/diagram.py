@@ -252,6 +252,58 @@ def _parse_detail(kind: str, detail: str) -> dict[str, Any]:
     return out
 
 
+def _typed(r: Any, name: str) -> Any:
+    """A typed column's value in a row, None when the trace has no such column or a null there."""
+    v = getattr(r, name, None)
+    if v is None:
+        return None
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, list | tuple | dict):
+        return v
+    return None if pd.isna(v) else v
+
+
+def _fields(kind: str, r: Any) -> dict[str, Any]:
+    """What :func:`_parse_detail` reads, taken from the typed columns where
+    the trace has them (the events of :mod:`mimisim.events`), from ``detail``
+    where it does not yet."""
+    out = _parse_detail(kind, str(r.detail))
+    method, path = _typed(r, "method"), _typed(r, "path")
+    if method and path:
+        out["method"], out["endpoint"] = method, "/" + str(path).strip("/").split("/", 1)[0]
+    attempt = _typed(r, "attempt")
+    if attempt is not None:
+        out["attempt"] = int(attempt)
+    if kind == "client.commit":
+        op = _typed(r, "operation")
+        if op:
+            out["operation"] = "join" if _typed(r, "external") and op != "resync" else op
+        for c in ("added", "removed"):
+            if _typed(r, c) is not None:
+                out[c] = int(_typed(r, c))
+    elif kind == "hub.accept":
+        what = _typed(r, "message")
+        if what:
+            out["what"] = {"proposal": "proposals", "hub_remove": "proposals", "group_info": "groupInfo"}.get(
+                what, what)
+        for c in ("epoch_from", "epoch_to"):
+            if _typed(r, c) is not None:
+                out[c] = int(_typed(r, c))
+        if _typed(r, "external") is not None:
+            out["external"] = bool(_typed(r, "external"))
+        ch = _typed(r, "role_changes")
+        if ch is not None:
+            out["changes"] = [(c["user"], int(c["old"]), int(c["new"])) if isinstance(c, dict) else
+                              (str(c[0]), int(c[1]), int(c[2])) for c in ch]
+        pt = _typed(r, "proposal_types")
+        if pt is not None:
+            out["proposals"] = [str(x) for x in pt]
+    elif kind == "client.retry" and _typed(r, "max_attempts") is not None:
+        out["max_attempts"] = int(_typed(r, "max_attempts"))
+    return out
+
+
 def _row_fields(r: Any) -> dict[str, Any]:
     """One trace row as plain JSON-able values (what a click in the explorer shows)."""
     out: dict[str, Any] = {}
@@ -332,7 +384,7 @@ def _messages(rows: pd.DataFrame) -> dict[str, _Msg]:
         if r.room and not m.room:
             m.room = r.room
         if r.kind == "client.commit":
-            f = _parse_detail(r.kind, r.detail)
+            f = _fields(r.kind, r)
             m.what, m.op = "commit", f.get("operation", "")
             m.added, m.removed = f.get("added", 0), f.get("removed", 0)
             m.user = r.peer if r.peer and "/u/" in r.peer else ""
@@ -345,7 +397,7 @@ def _messages(rows: pd.DataFrame) -> dict[str, _Msg]:
             if not m.origin:
                 m.origin, m.t_origin, m.epoch = r.node, r.t_ms, int(r.epoch)
         elif r.kind == "hub.accept":
-            f = _parse_detail(r.kind, r.detail)
+            f = _fields(r.kind, r)
             what = f.get("what", "")
             if what in ("commit", "application", "proposals"):
                 m.what = what
@@ -565,14 +617,14 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
         elif k in ("client.commit", "client.propose", "client.submit"):
             pending_content[r.node] = r.msg_id
         elif k == "http.retry":
-            retry_of[int(r.req_id)] = _parse_detail(k, r.detail).get("attempt", 2)
+            retry_of[int(r.req_id)] = _fields(k, r).get("attempt", 2)
         elif k == "hub.fanout":
             notify_msgs[(r.node, r.peer, r.t_ms)].append(r.msg_id)
         if k == "net.send":
             rid = int(r.req_id)
             if rid >= 0 and not _is_client(r.node) and not _is_client(r.peer):
                 resp = r.detail.startswith("response")
-                f = _parse_detail(k, r.detail)
+                f = _fields(k, r)
                 if resp:
                     req = http.get((rid, "req"))
                     label = _status_label(r.status) or "response"
@@ -771,7 +823,7 @@ def _note_text(r: Any, msgs: dict[str, _Msg]) -> str:
     m = msgs.get(r.msg_id)
     what = m.label() if m is not None else ""
     if k == "hub.accept":
-        f = _parse_detail(k, r.detail)
+        f = _fields(k, r)
         w = f.get("what", "")
         if w == "commit":
             ep = f"epoch {f['epoch_from']}\u2192{f['epoch_to']}" if "epoch_from" in f else ""
@@ -792,14 +844,14 @@ def _note_text(r: Any, msgs: dict[str, _Msg]) -> str:
     if k == "notify.accept":
         return "/notify processed"
     if k == "http.timeout":
-        ep = _parse_detail("http.request", r.detail).get("endpoint", "request")
+        ep = _fields("http.request", r).get("endpoint", "request")
         return f"{ep} timed out"
     if k == "http.giveup":
         return f"gave up: {r.detail}"
     if k == "provider.reject":
         return f"refused: {st}"
     if k == "client.retry":
-        f = _parse_detail(k, r.detail)
+        f = _fields(k, r)
         n = f.get("attempt")
         return f"retry {n} after {st}" if n else f"retry after {st}"
     if k == "client.epoch":
