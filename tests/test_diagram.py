@@ -246,3 +246,23 @@ def test_explorer_page_in_a_browser(browser, faulty: Path, tmp_path: Path) -> No
     assert float(browser.find_element(By.ID, "msc").get_attribute("height")) > h0 * 1.3
     assert browser.find_element(By.ID, "summary").text.count("\n") >= 10
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_docs_flows_are_current(tmp_path: Path) -> None:
+    """docs/flows/ holds what docs/flows/make_flows.py draws today (re-run it after a change in behaviour)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_flows", ROOT / "docs" / "flows" / "make_flows.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    files = mod.generate(tmp_path)
+    assert len(files) == 37
+    stale = [name for name, text in files.items() if (ROOT / "docs" / "flows" / name).read_text() != text]
+    assert not stale, f"docs/flows is out of date, run python docs/flows/make_flows.py: {stale}"
+    # the fault variants show what they are there to show
+    loss = "".join(files[n] for n in files if n.endswith("-loss.txt"))
+    crash = "".join(files[n] for n in files if n.endswith("-crash.txt"))
+    assert " X loss" in loss or "X loss" in loss
+    assert "(retry 2)" in loss and "(dup)" in loss and "duplicate /notify" in loss
+    assert "crash: c.example down" in crash and "timed out" in crash

@@ -595,6 +595,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
     last_stream: dict[tuple[str, str], Arrow] = {}   # the last stream message sent on a link
     in_flight: dict[tuple[str, str], list[Arrow]] = defaultdict(list)  # every stream message per link
     relay: dict[tuple[str, str], deque[str]] = defaultdict(deque)  # (provider, endpoint) -> client msg ids
+    notify_content: dict[tuple[str, str, str], list[str]] = {}  # (hub, follower, first msg id) -> msg ids
     relayed: dict[tuple[str, str, str], str] = {}  # (provider, peer, request) -> msg id, for its retries
     pending_content: dict[str, str] = {}             # client -> msg_id of its last commit/proposals/submit
     client_req: dict[tuple[str, float, str], tuple[int, str]] = {}  # client.send: (node, t, op) -> (req_id, room)
@@ -636,7 +637,10 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
                 else:
                     ep = f.get("endpoint", r.detail)
                     mids = notify_msgs.get((r.node, r.peer, r.t_ms), [])
-                    mids = mids if r.msg_id in mids else ([r.msg_id] if r.msg_id else [])
+                    if r.msg_id in mids:
+                        notify_content[(r.node, r.peer, r.msg_id)] = mids
+                    else:  # a retry carries what the first attempt carried
+                        mids = notify_content.get((r.node, r.peer, r.msg_id), [r.msg_id] if r.msg_id else [])
                     if not mids:
                         # a provider relaying its client's request: the content is what the client sent
                         again = relayed.get((r.node, r.peer, r.detail))
