@@ -27,6 +27,7 @@ sans-IO core included) may build events from it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -115,12 +116,13 @@ def _register(cls: _T) -> _T:
     return cls
 
 
-def _event(kind: str) -> Any:
-    """Class decorator: a frozen, slotted, keyword-only dataclass registered for ``kind``."""
+def _event(kind: str) -> Callable[[_T], _T]:
+    """Class decorator (over ``@dataclass(frozen=True, slots=True, kw_only=True)``):
+    the class records ``kind`` and is registered for it."""
 
-    def wrap(cls: type) -> type:
-        cls.kind = kind  # type: ignore[attr-defined]
-        return _register(dataclass(frozen=True, slots=True, kw_only=True)(cls))
+    def wrap(cls: _T) -> _T:
+        cls.kind = kind
+        return _register(cls)
 
     return wrap
 
@@ -228,6 +230,7 @@ class _NetEvent(TraceEvent):
 
 
 @_event("net.send")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetSend(_NetEvent):
     @property
     def detail(self) -> str:
@@ -239,16 +242,19 @@ class NetSend(_NetEvent):
 
 
 @_event("net.deliver")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetDeliver(_NetEvent):
     pass
 
 
 @_event("net.duplicate")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetDuplicate(_NetEvent):
     pass
 
 
 @_event("net.drop")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetDrop(_NetEvent):
     reason: str | None = _col("why the message was lost: loss | queue | partition | offline | crashed", "string")
     retransmission: bool | None = _col("the lost copy was a retransmission on a client connection", "bool")
@@ -273,11 +279,13 @@ class _HttpEvent(TraceEvent):
 
 
 @_event("http.request")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpRequest(_HttpEvent):
     pass
 
 
 @_event("http.retry")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpRetry(_HttpEvent):
     @property
     def detail(self) -> str:
@@ -285,17 +293,20 @@ class HttpRetry(_HttpEvent):
 
 
 @_event("http.response")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpResponse(_HttpEvent):
     http_status: int | None = _http_status()
     response_code: str | None = _col("the protocol response code's name in the body, when it has one", "string")
 
 
 @_event("http.timeout")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpTimeout(_HttpEvent):
     pass
 
 
 @_event("http.giveup")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpGiveup(_HttpEvent):
     @property
     def detail(self) -> str:
@@ -306,6 +317,7 @@ class HttpGiveup(_HttpEvent):
 
 
 @_event("hub.accept")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HubAccept(TraceEvent):
     """``message`` says what was accepted; the other columns are set for the
     message types they describe."""
@@ -366,6 +378,7 @@ class HubAccept(TraceEvent):
 
 
 @_event("hub.reject")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HubReject(TraceEvent):
     refused: str | None = _col("what was refused: the endpoint (POST /update, ...) or 'hub removal'", "string")
     reason: str = _text("why, as the hub explains it")
@@ -377,6 +390,7 @@ class HubReject(TraceEvent):
 
 
 @_event("hub.fanout")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HubFanout(TraceEvent):
     method: str | None = _method()
     path: str | None = _path()
@@ -387,6 +401,7 @@ class HubFanout(TraceEvent):
 
 
 @_event("hub.lost")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HubLost(TraceEvent):
     accepted_ms: float | None = _col("when the lost input had been accepted", "float64", "ms")
 
@@ -415,11 +430,13 @@ class _NotifyEvent(TraceEvent):
 
 
 @_event("notify.accept")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NotifyAccept(_NotifyEvent):
     pass
 
 
 @_event("notify.dedup")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NotifyDedup(_NotifyEvent):
     pass
 
@@ -428,6 +445,7 @@ class NotifyDedup(_NotifyEvent):
 
 
 @_event("provider.reject")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderReject(TraceEvent):
     method: str | None = _method()
     path: str | None = _path()
@@ -450,6 +468,7 @@ class ProviderReject(TraceEvent):
 
 
 @_event("provider.stale_response")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderStaleResponse(TraceEvent):
     token: int | None = _col("the host's token of the request the response answers", "int64")
 
@@ -462,6 +481,7 @@ class ProviderStaleResponse(TraceEvent):
 
 
 @_event("client.send")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientSend(TraceEvent):
     request: str | None = _col("the client-to-provider request type (update, submit_message, ...)", "string")
 
@@ -471,6 +491,7 @@ class ClientSend(TraceEvent):
 
 
 @_event("client.submit")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientSubmit(TraceEvent):
     attempt: int | None = _attempt()
     content_bytes: int | None = _col("size of the encoded MIMI content (before encryption)", "int64", "bytes")
@@ -481,6 +502,7 @@ class ClientSubmit(TraceEvent):
 
 
 @_event("client.deliver")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientDeliver(TraceEvent):
     sender: str | None = _sender()
     frank: str | None = _col("result of the receiver's franking check: ok | absent | ...", "string")
@@ -491,6 +513,7 @@ class ClientDeliver(TraceEvent):
 
 
 @_event("client.commit")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientCommit(TraceEvent):
     operation: str | None = _operation()
     attempt: int | None = _attempt()
@@ -514,6 +537,7 @@ class ClientCommit(TraceEvent):
 
 
 @_event("client.epoch")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientEpoch(TraceEvent):
     via: str | None = _col(
         "how the client reached the epoch: created | welcome | external_commit | own_commit | own_echo | "
@@ -544,6 +568,7 @@ class ClientEpoch(TraceEvent):
 
 
 @_event("client.retry")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientRetry(TraceEvent):
     operation: str | None = _operation()
     attempt: int | None = _attempt()
@@ -577,31 +602,37 @@ class _TextEvent(TraceEvent):
 
 
 @_event("client.drop")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientDrop(_TextEvent):
     """``status`` says why (duplicate, stale, notMember, ...); ``text`` explains."""
 
 
 @_event("client.gap")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientGap(_TextEvent):
     """``status``: empty (buffered ahead of a gap), resync, waitProposals, stuck."""
 
 
 @_event("client.join")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientJoin(_TextEvent):
     pass
 
 
 @_event("client.leave")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientLeave(_TextEvent):
     pass
 
 
 @_event("client.error")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientError(_TextEvent):
     pass
 
 
 @_event("client.fail")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientFail(TraceEvent):
     operation: str | None = _operation()
     reason: str = _text("why the operation was given up")
@@ -612,6 +643,7 @@ class ClientFail(TraceEvent):
 
 
 @_event("client.propose")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientPropose(TraceEvent):
     operation: str | None = _operation()
     proposals: int | None = _proposals()
@@ -639,17 +671,20 @@ class _FaultEvent(TraceEvent):
 
 
 @_event("fault.crash")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultCrash(_FaultEvent):
     """``status``: durable | volatile (what survives)."""
 
 
 @_event("fault.restart")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultRestart(_FaultEvent):
     notify_to_resend: int | None = _col("outbox /notify requests the restarted node sends again", "int64",
                                         "requests")
 
 
 @_event("fault.failover")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultFailover(_FaultEvent):
     replayed_inputs: int | None = _col("inputs the lagging standby replayed", "int64", "inputs")
     lost_inputs: int | None = _col("inputs the lagging standby never received", "int64", "inputs")
@@ -662,21 +697,25 @@ class FaultFailover(_FaultEvent):
 
 
 @_event("fault.partition")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultPartition(_FaultEvent):
     pass
 
 
 @_event("fault.degrade")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultDegrade(_FaultEvent):
     pass
 
 
 @_event("fault.offline")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultOffline(_FaultEvent):
     pass
 
 
 @_event("fault.effect")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultEffect(_FaultEvent):
     affected: int | None = _col("messages the fault hit (drops it caused, or sends over degraded links)", "int64",
                                 "messages")
@@ -703,6 +742,7 @@ class _AdversaryEvent(TraceEvent):
 
 
 @_event("adversary.attempt")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdversaryAttempt(_AdversaryEvent):
     """``status`` names the attack too (the row's short form); ``text`` describes the attempt."""
 
@@ -712,16 +752,19 @@ class AdversaryAttempt(_AdversaryEvent):
 
 
 @_event("adversary.rejected")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdversaryRejected(_AdversaryEvent):
     pass
 
 
 @_event("adversary.accepted")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdversaryAccepted(_AdversaryEvent):
     pass
 
 
 @_event("adversary.unanswered")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdversaryUnanswered(_AdversaryEvent):
     pass
 
@@ -730,6 +773,7 @@ class AdversaryUnanswered(_AdversaryEvent):
 
 
 @_event("run.start")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStart(TraceEvent):
     scenario: str | None = _col("the scenario's name", "string")
     seed: int | None = _col("the run's seed", "int64")
@@ -740,6 +784,7 @@ class RunStart(TraceEvent):
 
 
 @_event("run.end")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunEnd(TraceEvent):
     events: int | None = _col("events recorded before this one", "int64", "events")
 
@@ -749,6 +794,7 @@ class RunEnd(TraceEvent):
 
 
 @_event("workload.action")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadAction(TraceEvent):
     """``status``: empty, or ``skipped`` (``text`` says why)."""
 

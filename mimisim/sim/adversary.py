@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimisim import events as E
 from mimisim.mimi import wire as W
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import group_id_of_room, hub_of_room
@@ -105,8 +106,8 @@ class Adversaries:
         self.attempts += 1
         n = self.attempts
         w = self.world
-        w.trace.record(w.env.now, "adversary.attempt", node, peer=peer, room=room, req_id=n, status=attack,
-                       detail=f"{attack}: {detail}")
+        w.trace.record(w.env.now, E.AdversaryAttempt(peer=peer, room=room, req_id=n, status=attack, attack=attack,
+                                                     text=detail), node)
         self.pending[n] = _Pending(attack, node, peer, room, judge)
         return n
 
@@ -116,13 +117,13 @@ class Adversaries:
             return
         w = self.world
         if status is None:
-            w.trace.record(w.env.now, "adversary.unanswered", p.node, peer=p.peer, room=p.room, req_id=n,
-                           status="noResponse", detail=p.attack)
+            w.trace.record(w.env.now, E.AdversaryUnanswered(peer=p.peer, room=p.room, req_id=n, status="noResponse",
+                                                            attack=p.attack), p.node)
             return
         ok = p.judge(status, code, body) if p.judge is not None else _accepted(status, code)
-        kind = "adversary.accepted" if ok else "adversary.rejected"
-        w.trace.record(w.env.now, kind, p.node, peer=p.peer, room=p.room, req_id=n,
-                       status=code or str(status), detail=f"{p.attack}: HTTP {status}")
+        cls = E.AdversaryAccepted if ok else E.AdversaryRejected
+        w.trace.record(w.env.now, cls(peer=p.peer, room=p.room, req_id=n, status=code or str(status), attack=p.attack,
+                                      http_status=status), p.node)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -199,9 +200,10 @@ class Adversaries:
             p = self.pending.pop(n, None)
             if p is None:
                 continue
-            kind = "adversary.rejected" if all(noticed) else "adversary.accepted"
-            w.trace.record(w.env.now, kind, p.node, peer=p.peer, room=p.room, req_id=n,
-                           status="detected" if all(noticed) else "undetected", detail=f"{p.attack}: {mid}")
+            cls = E.AdversaryRejected if all(noticed) else E.AdversaryAccepted
+            w.trace.record(w.env.now, cls(peer=p.peer, room=p.room, req_id=n,
+                                          status="detected" if all(noticed) else "undetected", attack=p.attack,
+                                          text=mid), p.node)
         for n in sorted(self.pending):
             self._outcome(n, None)
 

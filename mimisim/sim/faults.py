@@ -5,20 +5,23 @@ Expanding before the run (rather than drawing faults as the run goes) makes
 the schedule a value: it goes into the manifest, a failing run can be
 replayed with exactly its faults, and ``mimisim check`` can shrink it by
 removing entries. Every fault gets an id (``F0``, ``F1``...) that its trace
-events carry in ``detail``, and the end-of-run ``fault.effect`` row says
+events carry (``fault_id``; ``detail`` shows it too), and the end-of-run ``fault.effect`` row says
 whether it bit (see :func:`fault_effects`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mimisim.sim import scenario as S
 from mimisim.sim.links import LatencyModel
 from mimisim.sim.rng import stream
+
+if TYPE_CHECKING:
+    from mimisim.sim.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -212,16 +215,17 @@ def expand(scn: S.Scenario, seed: int) -> FaultPlan:
     return FaultPlan(faults)
 
 
-def fault_effects(trace_cols: dict[str, list[Any]], plan: FaultPlan, end_ms: float) -> list[tuple[FaultEvent, int, str]]:
+def fault_effects(trace: Trace, plan: FaultPlan, end_ms: float) -> list[tuple[FaultEvent, int, str]]:
     """For each fault, how many messages it hit: drops it caused (partition,
     offline, crashed) in its window and involving its nodes, or, for a
     degradation, messages sent over its links while it lasted. Returns
     ``(fault, count, explanation)``."""
+    trace_cols = trace.cols
     kinds = trace_cols["kind"]
     ts = trace_cols["t_ms"]
     nodes = trace_cols["node"]
     peers = trace_cols["peer"]
-    details = trace_cols["detail"]
+    reasons = [getattr(ev, "reason", None) or "" for ev in trace.events]  # net.drop's typed reason
     drops = [i for i, k in enumerate(kinds) if k == "net.drop"]
     sends = [i for i, k in enumerate(kinds) if k == "net.send"]
     out = []
@@ -236,17 +240,17 @@ def fault_effects(trace_cols: dict[str, list[Any]], plan: FaultPlan, end_ms: flo
         if f.kind in ("crash", "failover"):
             later = [t for t in restarts.get(f.node, []) if t >= start]
             stop = min(later) if later else end_ms
-            n = sum(1 for i in drops if start <= ts[i] <= stop and details[i].startswith("crashed")
+            n = sum(1 for i in drops if start <= ts[i] <= stop and reasons[i] == "crashed"
                     and (nodes[i] == f.node or peers[i] == f.node))
             out.append((f, n, f"{n} message(s) refused or lost while {f.node} was down"))
         elif f.kind == "restart":
             out.append((f, 0, "a restart affects nothing by itself"))
         elif f.kind == "offline":
-            n = sum(1 for i in drops if start <= ts[i] <= stop and details[i].startswith("offline")
+            n = sum(1 for i in drops if start <= ts[i] <= stop and reasons[i] == "offline"
                     and (nodes[i] == f.node or peers[i] == f.node))
             out.append((f, n, f"{n} message(s) to or from {f.node} held back"))
         elif f.kind == "partition":
-            n = sum(1 for i in drops if start <= ts[i] <= stop and details[i].startswith("partition"))
+            n = sum(1 for i in drops if start <= ts[i] <= stop and reasons[i] == "partition")
             out.append((f, n, f"{n} message(s) dropped by the partition"))
         else:
             def covered(a: str, b: str, f: FaultEvent = f) -> bool:

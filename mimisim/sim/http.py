@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from mimisim import events as E
 from mimisim.mimi.transport import MimiRequest, MimiResponse
 from mimisim.sim.links import wire_size
 from mimisim.sim.network import Network
@@ -36,6 +37,12 @@ from mimisim.sim.trace import Trace
 # A server: (request, peer domain, now_ms) -> SimPy generator returning the
 # response, or None when the node cannot answer (crashed, or chose silence).
 Handler = Callable[[MimiRequest, str, float], Generator[simpy.Event, Any, MimiResponse | None]]
+
+
+def _endpoint(req: MimiRequest) -> tuple[str, str]:
+    """``(method, path)`` of a request, as its ``detail`` (``METHOD /path``) writes them."""
+    method, _, path = req.detail.partition(" ")
+    return method, path
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class HttpFabric:
         alive: Callable[[], bool] | None = None,
     ) -> Generator[simpy.Event, Any, ExchangeResult]:
         attempt = 0
+        method, path = _endpoint(req)
         last: MimiResponse | None = None
         while True:
             if alive is not None and not alive():
@@ -109,11 +117,9 @@ class HttpFabric:
             attempt += 1
             self._next_req += 1
             req_id = self._next_req
-            kind = "http.request" if attempt == 1 else "http.retry"
-            self.trace.record(
-                self.env.now, kind, src, peer=req.host, msg_id=msg_id, req_id=req_id,
-                size=len(req.body), detail=req.detail if attempt == 1 else f"{req.detail} attempt {attempt}",
-            )
+            cls = E.HttpRequest if attempt == 1 else E.HttpRetry
+            self.trace.record(self.env.now, cls(peer=req.host, msg_id=msg_id, req_id=req_id, size=len(req.body),
+                                                method=method, path=path, attempt=attempt), src)
             answered = self.env.event()
             self._send_request(src, req, req_id, answered, msg_id)
             timeout = self.env.timeout(policy.timeout_ms)
@@ -123,32 +129,34 @@ class HttpFabric:
             if answered.triggered:
                 last = answered.value
                 assert last is not None
-                self.trace.record(
-                    self.env.now, "http.response", src, peer=req.host, msg_id=msg_id, req_id=req_id,
-                    size=len(last.body), status=last.code or str(last.status), detail=req.detail,
-                )
+                self.trace.record(self.env.now, E.HttpResponse(
+                    peer=req.host, msg_id=msg_id, req_id=req_id, size=len(last.body),
+                    status=last.code or str(last.status), method=method, path=path, attempt=attempt,
+                    http_status=last.status, response_code=last.code or None), src)
                 if policy.done(last.status):
                     return ExchangeResult(last, attempt, False)
                 retry_after = last.retry_after_ms
             else:
-                self.trace.record(self.env.now, "http.timeout", src, peer=req.host, msg_id=msg_id,
-                                  req_id=req_id, detail=req.detail)
+                self.trace.record(self.env.now, E.HttpTimeout(peer=req.host, msg_id=msg_id, req_id=req_id,
+                                                              method=method, path=path, attempt=attempt), src)
                 retry_after = None
             if policy.max_attempts is not None and attempt >= policy.max_attempts:
-                self.trace.record(self.env.now, "http.giveup", src, peer=req.host, msg_id=msg_id,
-                                  req_id=req_id, detail=f"{req.detail} after {attempt} attempts")
+                self.trace.record(self.env.now, E.HttpGiveup(peer=req.host, msg_id=msg_id, req_id=req_id,
+                                                             method=method, path=path, attempt=attempt), src)
                 return ExchangeResult(last, attempt, True)
             yield self.env.timeout(policy.backoff_ms(attempt, gen, retry_after))
 
     def _send_request(self, src: str, req: MimiRequest, req_id: int, answered: simpy.Event, msg_id: str) -> None:
         dst = req.host
         size = wire_size(len(req.body), "request")
-        self.trace.record(self.env.now, "net.send", src, peer=dst, msg_id=msg_id, req_id=req_id, size=size,
-                          detail=req.detail)
+        method, path = _endpoint(req)
+        self.trace.record(self.env.now, E.NetSend(peer=dst, msg_id=msg_id, req_id=req_id, size=size,
+                                                  method=method, path=path, response=False), src)
         arrivals = self.network.transmit(src, dst, self.env.now, size)
         if not arrivals:
-            self.trace.record(self.env.now, "net.drop", src, peer=dst, msg_id=msg_id, req_id=req_id, size=size,
-                              detail=self.network.last_drop_reason or "loss")
+            self.trace.record(self.env.now, E.NetDrop(
+                peer=dst, msg_id=msg_id, req_id=req_id, size=size, method=method, path=path, response=False,
+                reason=self.network.last_drop_reason or "loss"), src)
         for arr in arrivals:
             self.env.process(self._serve(src, req, req_id, arr.at_ms, arr.duplicate, answered, msg_id))
 
@@ -159,8 +167,10 @@ class HttpFabric:
         dst = req.host
         yield self.env.timeout(max(0.0, at_ms - self.env.now))
         size = wire_size(len(req.body), "request")
-        self.trace.record(self.env.now, "net.duplicate" if duplicate else "net.deliver", dst, peer=src,
-                          msg_id=msg_id, req_id=req_id, size=size, detail=req.detail)
+        method, path = _endpoint(req)
+        cls = E.NetDuplicate if duplicate else E.NetDeliver
+        self.trace.record(self.env.now, cls(peer=src, msg_id=msg_id, req_id=req_id, size=size, method=method,
+                                            path=path, response=False), dst)
         handler = self.servers.get(dst)
         if handler is None:
             return
@@ -168,22 +178,27 @@ class HttpFabric:
         if response is None:
             return
         rsize = wire_size(len(response.body), "response")
-        self.trace.record(self.env.now, "net.send", dst, peer=src, msg_id=msg_id, req_id=req_id, size=rsize,
-                          status=response.code or str(response.status), detail=f"response to {req.detail}")
+        self.trace.record(self.env.now, E.NetSend(
+            peer=src, msg_id=msg_id, req_id=req_id, size=rsize, status=response.code or str(response.status),
+            method=method, path=path, response=True), dst)
         arrivals = self.network.transmit(dst, src, self.env.now, rsize)
         if not arrivals:
-            self.trace.record(self.env.now, "net.drop", dst, peer=src, msg_id=msg_id, req_id=req_id, size=rsize,
-                              detail=self.network.last_drop_reason or "loss")
+            self.trace.record(self.env.now, E.NetDrop(
+                peer=src, msg_id=msg_id, req_id=req_id, size=rsize, method=method, path=path, response=True,
+                reason=self.network.last_drop_reason or "loss"), dst)
         for arr in arrivals:
-            self.env.process(self._respond(arr.at_ms, arr.duplicate, response, answered, src, dst, req_id, msg_id))
+            self.env.process(self._respond(arr.at_ms, arr.duplicate, response, answered, src, dst, req_id, msg_id,
+                                           req))
 
     def _respond(
         self, at_ms: float, duplicate: bool, response: MimiResponse, answered: simpy.Event,
-        src: str, dst: str, req_id: int, msg_id: str,
+        src: str, dst: str, req_id: int, msg_id: str, req: MimiRequest,
     ) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(0.0, at_ms - self.env.now))
         rsize = wire_size(len(response.body), "response")
-        self.trace.record(self.env.now, "net.duplicate" if duplicate else "net.deliver", src, peer=dst,
-                          msg_id=msg_id, req_id=req_id, size=rsize, detail="response")
+        method, path = _endpoint(req)
+        cls = E.NetDuplicate if duplicate else E.NetDeliver
+        self.trace.record(self.env.now, cls(peer=dst, msg_id=msg_id, req_id=req_id, size=rsize, method=method,
+                                            path=path, response=True), src)
         if not answered.triggered:
             answered.succeed(response)

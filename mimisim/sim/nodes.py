@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from mimisim import events as E
 from mimisim.mimi.client import ClientCore, ClientStep
 from mimisim.mimi.provider import ProviderCore
 from mimisim.mimi.transport import (
@@ -72,6 +73,7 @@ from mimisim.sim.links import wire_size
 from mimisim.sim.rng import stream
 
 if TYPE_CHECKING:
+    from mimisim.sim.trace import Trace
     from mimisim.sim.world import World
 
 #: First retransmission timeout on an access link (RFC 6298's minimum is 1 s;
@@ -83,6 +85,16 @@ RECONNECT_MS = 500.0
 
 
 # ====================================================================== access connections
+
+
+def _record_core_event(trace: Trace, t: float, e: Any, node: str) -> None:
+    """Record one event a core emitted: a typed :class:`mimisim.events.TraceEvent`,
+    or (until every core emits those) the untyped ``transport.Event``."""
+    if isinstance(e, E.TraceEvent):
+        trace.record(t, e, node)
+    else:
+        trace.record(t, e.kind, node, peer=e.peer, room=e.room, epoch=e.epoch, msg_id=e.msg_id, status=e.status,
+                     detail=e.detail)
 
 
 class Stream:
@@ -139,25 +151,25 @@ class Stream:
                 continue
             now = env.now
             if first:
-                trace.record(now, "net.send", self.src, peer=self.dst, msg_id=msg_id, size=size, detail=detail)
+                trace.record(now, E.NetSend(peer=self.dst, msg_id=msg_id, size=size, stream_item=detail), self.src)
             arrivals = net.transmit(self.src, self.dst, now, size)
             if arrivals:
                 yield env.timeout(max(0.0, min(a.at_ms for a in arrivals) - now))
                 if gen != self.generation:
                     return
                 if self.receiver_up():
-                    trace.record(env.now, "net.deliver", self.dst, peer=self.src, msg_id=msg_id, size=size,
-                                 detail=detail)
+                    trace.record(env.now, E.NetDeliver(peer=self.src, msg_id=msg_id, size=size, stream_item=detail),
+                                 self.dst)
                     self.arrived[seq] = item
                     self._release()
                     return
-                trace.record(env.now, "net.drop", self.src, peer=self.dst, msg_id=msg_id, size=size,
-                             detail="crashed")
+                trace.record(env.now, E.NetDrop(peer=self.dst, msg_id=msg_id, size=size, stream_item=detail,
+                                                reason="crashed"), self.src)
                 wait = RECONNECT_MS
             else:
                 reason = net.last_drop_reason or "loss"
-                trace.record(now, "net.drop", self.src, peer=self.dst, msg_id=msg_id, size=size,
-                             detail=reason if first else f"{reason} (retransmission)")
+                trace.record(now, E.NetDrop(peer=self.dst, msg_id=msg_id, size=size, stream_item=detail,
+                                            reason=reason, retransmission=not first), self.src)
                 if reason in ("offline", "partition"):
                     wait = max(net.blocked_until(self.src, self.dst, now) - now, 1.0)
                 else:
@@ -200,13 +212,12 @@ class ClientNode:
         w = self.world
         t = w.env.now
         for e in step.events:
-            w.trace.record(t, e.kind, self.uri, peer=e.peer, room=e.room, epoch=e.epoch, msg_id=e.msg_id,
-                           status=e.status, detail=e.detail)
+            _record_core_event(w.trace, t, e, self.uri)
         for m in step.messages:
             self.outstanding[m.request_id] = False
             size = wire_size(len(m.body))
-            w.trace.record(t, "client.send", self.uri, peer=self.provider.domain, room=m.room, req_id=m.request_id,
-                           size=size, detail=m.op.value)
+            w.trace.record(t, E.ClientSend(peer=self.provider.domain, room=m.room, req_id=m.request_id, size=size,
+                                           request=m.op.value), self.uri)
             self.uplink.send(m, size, detail=m.op.value)
         for timer in step.timers:
             w.env.process(self._timer(timer.at_ms, timer.token))
@@ -326,8 +337,7 @@ class ProviderNode:
         t = w.env.now
         accepted = []
         for e in out.events:
-            w.trace.record(t, e.kind, self.domain, peer=e.peer, room=e.room, epoch=e.epoch, msg_id=e.msg_id,
-                           status=e.status, detail=e.detail)
+            _record_core_event(w.trace, t, e, self.domain)
             if e.kind == "hub.accept" and e.msg_id:
                 accepted.append((e.room, e.msg_id, -1 if e.epoch is None else e.epoch))
         self._log(method, args, tuple(accepted))
@@ -384,8 +394,9 @@ class ProviderNode:
         """The HTTP server: an inbound request from ``peer`` (the TLS identity)."""
         env = self.world.env
         if not self.up:
-            self.world.trace.record(env.now, "net.drop", peer, peer=self.domain, size=wire_size(len(req.body)),
-                                    detail="crashed")
+            method, _, path = req.detail.partition(" ")
+            self.world.trace.record(env.now, E.NetDrop(peer=self.domain, size=wire_size(len(req.body)), method=method,
+                                                       path=path, response=False, reason="crashed"), peer)
             return None
         inc = self.incarnation
         waiter = None
@@ -427,8 +438,9 @@ class ProviderNode:
         req = action.request
         if action.retry_until_201:
             for mid in action.msg_ids:
-                w.trace.record(w.env.now, "hub.fanout", self.domain, peer=req.host, room=req.target, msg_id=mid,
-                               detail=req.detail)
+                method, _, path = req.detail.partition(" ")
+                w.trace.record(w.env.now, E.HubFanout(peer=req.host, room=req.target, msg_id=mid, method=method,
+                                                      path=path), self.domain)
         w.env.process(self._exchange(action, inc))
 
     def _exchange(self, action: SendRequest, inc: int) -> Generator:
@@ -456,15 +468,18 @@ class ProviderNode:
 
     # ---------------------------------------------------------------- faults
 
-    def crash(self, state: str | None = None, *, why: str = "crash") -> None:
-        """Stop now. ``state`` (default: the provider's) says what survives."""
+    def crash(self, state: str | None = None, *, why: str = "crash", fault_id: str | None = None,
+              fault_kind: str | None = None) -> None:
+        """Stop now. ``state`` (default: the provider's) says what survives;
+        ``fault_id``/``fault_kind`` name the planned fault that caused it, if any."""
         if not self.up:
             return
         state = state or self.state
         w = self.world
         self.up = False
         self.incarnation += 1
-        w.trace.record(w.env.now, "fault.crash", self.domain, status=state, detail=why)
+        w.trace.record(w.env.now, E.FaultCrash(status=state, text=why, fault_id=fault_id, fault_kind=fault_kind),
+                       self.domain)
         lost = self.core.abandon_requests(keep_notify=state == "durable")
         self._log("abandon_requests", (state == "durable",))
         for ev in self.inbound_waiters.values():
@@ -485,18 +500,19 @@ class ProviderNode:
             if node is not None:
                 node.connection_lost(by_client.get(uri, []))
 
-    def restart(self, *, why: str = "restart") -> None:
+    def restart(self, *, why: str = "restart", fault_id: str | None = None, fault_kind: str | None = None) -> None:
         if self.up:
             return
         w = self.world
         self.up = True
-        w.trace.record(w.env.now, "fault.restart", self.domain, detail=why,
-                       status=f"{len(self.outbox)} notify to resend")
+        w.trace.record(w.env.now, E.FaultRestart(status=f"{len(self.outbox)} notify to resend", text=why,
+                                                 notify_to_resend=len(self.outbox), fault_id=fault_id,
+                                                 fault_kind=fault_kind), self.domain)
         inc = self.incarnation
         for token in sorted(self.outbox):
             self._start_exchange(self.outbox[token], inc)
 
-    def failover(self) -> None:
+    def failover(self, *, fault_id: str | None = None) -> None:
         """The hub fails; its standby takes the domain over after ``takeover``."""
         w = self.world
         if self.standby is None:
@@ -505,17 +521,17 @@ class ProviderNode:
             return
         mode = self.standby.replication
         if mode == "sync":
-            self.crash("durable", why="failover (sync standby)")
+            self.crash("durable", why="failover (sync standby)", fault_id=fault_id, fault_kind="failover")
         else:
-            self.crash("volatile", why="failover (lagging standby)")
-            self._replay(w.env.now)
-        w.env.process(self._takeover(float(self.standby.takeover)))
+            self.crash("volatile", why="failover (lagging standby)", fault_id=fault_id, fault_kind="failover")
+            self._replay(w.env.now, fault_id)
+        w.env.process(self._takeover(float(self.standby.takeover), fault_id))
 
-    def _takeover(self, delay: float) -> Generator:
+    def _takeover(self, delay: float, fault_id: str | None = None) -> Generator:
         yield self.world.env.timeout(delay)
-        self.restart(why="standby takes over")
+        self.restart(why="standby takes over", fault_id=fault_id, fault_kind="failover")
 
-    def _replay(self, at_ms: float) -> None:
+    def _replay(self, at_ms: float, fault_id: str | None = None) -> None:
         """Rebuild the core from the inputs that reached the standby by ``at_ms``."""
         assert self.log is not None
         w = self.world
@@ -541,10 +557,10 @@ class ProviderNode:
         lost = self.log[applied:]
         for entry in lost:
             for room, mid, epoch in entry.accepted:
-                w.trace.record(w.env.now, "hub.lost", self.domain, room=room, epoch=epoch, msg_id=mid,
-                               detail=f"accepted at {entry.t_ms:.1f} ms, not replicated by the failover")
-        w.trace.record(w.env.now, "fault.failover", self.domain, status="lag",
-                       detail=f"standby replayed {applied} inputs, {len(lost)} lost")
+                w.trace.record(w.env.now, E.HubLost(room=room, epoch=None if epoch == -1 else epoch, msg_id=mid,
+                                                    accepted_ms=entry.t_ms), self.domain)
+        w.trace.record(w.env.now, E.FaultFailover(status="lag", replayed_inputs=applied, lost_inputs=len(lost),
+                                                  fault_id=fault_id, fault_kind="failover"), self.domain)
         # The standby's log is the replayed prefix; its outbox what the prefix left unacknowledged.
         self.log = self.log[:applied]
         self.core = core

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimisim import events as E
 from mimisim.mimi.client import ClientCore
 from mimisim.mimi.identity import client_uri
 from mimisim.sim.rng import stream
@@ -47,10 +48,11 @@ class Workload:
 
     # ---------------------------------------------------------------- helpers
 
-    def _record(self, node: str, room: str, action: str, status: str = "", detail: str = "") -> None:
+    def _record(self, node: str, room: str, action: str, status: str = "", detail: str = "",
+                user: str | None = None) -> None:
         w = self.world
-        w.trace.record(w.env.now, "workload.action", node, room=room, status=status, detail=action + (
-            f" {detail}" if detail else ""))
+        w.trace.record(w.env.now, E.WorkloadAction(room=room, status=status, action=action, target_user=user,
+                                                   text=detail), node)
 
     def online_members(self, room: str) -> list[ClientNode]:
         w = self.world
@@ -193,7 +195,7 @@ class Workload:
                 return
             user = self._pick(gen, choices)
             w.add_candidates(room, user)
-            self._record(actor.uri, room, "add_user", detail=user)
+            self._record(actor.uri, room, "add_user", user=user)
             actor.apply(actor.core.add_user(room, self.scn.user_uri(user), actor.now))
         elif kind == "removes":
             # A user whose leave is pending does not remove others (it could remove
@@ -211,7 +213,7 @@ class Workload:
                 self._record(actor.uri, room, "remove_user", "skipped", "no other participant")
                 return
             user = self._pick(gen, choices)
-            self._record(actor.uri, room, "remove_user", detail=user)
+            self._record(actor.uri, room, "remove_user", user=user)
             actor.apply(actor.core.remove_user(room, self.scn.user_uri(user), actor.now))
         else:
             by_user: dict[str, list[ClientNode]] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 import simpy
 
+from mimisim import events as E
 from mimisim.mimi import policy as P
 from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
 from mimisim.mimi.identity import user_of_client
@@ -243,13 +244,14 @@ class World:
                 creator = next(c for c in scn.clients() if c.user == first and c.spec.joined)
             node = self.clients[creator.uri]
             self.add_candidates(uri, creator.user)
-            self.trace.record(env.now, "workload.action", node.uri, room=uri, detail="create_room (setup)")
+            self.trace.record(env.now, E.WorkloadAction(room=uri, action="create_room", setup=True), node.uri)
             node.apply(self.create_room_step(node, name, room.participants.get(creator.user)))
             for user in users:
                 if user == creator.user:
                     continue
                 self.add_candidates(uri, user)
-                self.trace.record(env.now, "workload.action", node.uri, room=uri, detail=f"add_user (setup) {user}")
+                self.trace.record(env.now, E.WorkloadAction(room=uri, action="add_user", setup=True, target_user=user),
+                                  node.uri)
                 node.apply(node.core.add_user(uri, scn.user_uri(user), node.now, role=room.participants[user]))
 
     def _fault(self, f: Any) -> Generator:
@@ -257,23 +259,23 @@ class World:
         yield env.timeout(max(0.0, f.at_ms - env.now))
         tr = self.trace
         if f.kind == "crash":
-            self.providers[f.node].crash(f.state, why=f.describe())
+            self.providers[f.node].crash(f.state, why=f.describe(), fault_id=f.id, fault_kind=f.kind)
             if f.end_ms is not None:
                 yield env.timeout(max(0.0, f.end_ms - env.now))
-                self.providers[f.node].restart(why=f"{f.id} restart")
+                self.providers[f.node].restart(why=f"{f.id} restart", fault_id=f.id, fault_kind=f.kind)
         elif f.kind == "restart":
-            self.providers[f.node].restart(why=f.describe())
+            self.providers[f.node].restart(why=f.describe(), fault_id=f.id, fault_kind=f.kind)
         elif f.kind == "failover":
-            tr.record(env.now, "fault.failover", f.node, detail=f.describe())
-            self.providers[f.node].failover()
+            tr.record(env.now, E.FaultFailover(text=f.describe(), fault_id=f.id, fault_kind=f.kind), f.node)
+            self.providers[f.node].failover(fault_id=f.id)
         else:
-            kind = {"partition": "fault.partition", "degrade": "fault.degrade", "offline": "fault.offline"}[f.kind]
+            cls = {"partition": E.FaultPartition, "degrade": E.FaultDegrade, "offline": E.FaultOffline}[f.kind]
             node = f.node if f.kind == "offline" else ""
-            tr.record(env.now, kind, node, status="start", detail=f.describe())
+            tr.record(env.now, cls(status="start", text=f.describe(), fault_id=f.id, fault_kind=f.kind), node)
             stop = f.end_ms if f.end_ms is not None else float(self.scenario.duration)
             if stop < float(self.scenario.duration):
                 yield env.timeout(max(0.0, stop - env.now))
-                tr.record(env.now, kind, node, status="end", detail=f.describe())
+                tr.record(env.now, cls(status="end", text=f.describe(), fault_id=f.id, fault_kind=f.kind), node)
 
     # ---------------------------------------------------------------- inspection
 
@@ -306,7 +308,7 @@ class World:
         scn = self.scenario
         env = self.env
         t0 = time.perf_counter()
-        self.trace.record(0.0, "run.start", detail=f"scenario {scn.name} seed {self.seed}")
+        self.trace.record(0.0, E.RunStart(scenario=scn.name, seed=self.seed))
         env.process(self._setup())
         self.workload.start()
         if self.adversaries is not None:
@@ -328,9 +330,9 @@ class World:
                     bar.update(1)
         if self.adversaries is not None:
             self.adversaries.finish()
-        self.trace.record(end, "run.end", detail=f"{len(self.trace)} events")
-        for f, n, why in fault_effects(self.trace.cols, self.plan, end):
-            self.trace.record(end, "fault.effect", f.node, status="bit" if n else "harmless",
-                              detail=f"{f.id} {f.kind}: {why}")
+        self.trace.record(end, E.RunEnd(events=len(self.trace)))
+        for f, n, why in fault_effects(self.trace, self.plan, end):
+            self.trace.record(end, E.FaultEffect(status="bit" if n else "harmless", fault_id=f.id, fault_kind=f.kind,
+                                                 affected=n, text=why), f.node)
         self.wall_s = time.perf_counter() - t0
         return self
