@@ -594,7 +594,7 @@ def test_a_retried_commit_or_proposal_is_answered_once() -> None:
     assert code_of(first) == "success"
     digest = w.room.digest()
     again = w.update(body, "c.example")
-    assert code_of(again) == "success" and again.fanout == []
+    assert code_of(again) == "success" and again.fanout == ()
     assert update_response(again).accepted_timestamp == update_response(first).accepted_timestamp
     assert w.room.digest() == digest
     w["C1"].group.merge_pending_commit()  # type: ignore[union-attr]
@@ -606,7 +606,7 @@ def test_a_retried_commit_or_proposal_is_answered_once() -> None:
     assert code_of(w.update(body, "b.example")) == "success"
     digest = w.room.digest()
     again = w.update(body, "b.example")
-    assert code_of(again) == "success" and again.fanout == []
+    assert code_of(again) == "success" and again.fanout == ()
     assert w.room.digest() == digest
 
 
@@ -946,7 +946,7 @@ def test_bad_bodies_never_raise_and_change_nothing() -> None:
                         )
                     if not _accepted(res):
                         assert w.room.digest() == before, (name, res.response)
-                        assert res.fanout == []
+                        assert res.fanout == ()
     assert count > 1500
 
 

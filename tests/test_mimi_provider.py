@@ -520,7 +520,7 @@ def test_notify_created_dedup_forbidden_and_malformed() -> None:
     assert out.events[0].kind == "notify.accept"
     # The same body again: 201, processed once.
     out = refused(net, B, lambda: net.call(B, Endpoint.NOTIFY, ROOM, body, frm=A))
-    assert out.response is not None and out.response.status == 201 and out.actions == []
+    assert out.response is not None and out.response.status == 201 and out.actions == ()
     assert out.events[0].kind == "notify.dedup"
     # Not from the hub: 403; malformed: 400.
     out = refused(net, B, lambda: net.call(B, Endpoint.NOTIFY, ROOM, body, frm=C))
@@ -536,7 +536,7 @@ def test_notify_dedup_by_transaction_id() -> None:
     fm = W.FanoutMessage.application(BASE_MS, g.protect(b"hi"))
     body = W.encode_fanout_messages([fm])
     assert net.call(B, Endpoint.NOTIFY, ROOM, body, frm=A, txn="t1").actions
-    assert refused(net, B, lambda: net.call(B, Endpoint.NOTIFY, ROOM, body, frm=A, txn="t1")).actions == []
+    assert refused(net, B, lambda: net.call(B, Endpoint.NOTIFY, ROOM, body, frm=A, txn="t1")).actions == ()
     # A legitimate repeat of the same bytes under a new transaction id is delivered again.
     assert net.call(B, Endpoint.NOTIFY, ROOM, body, frm=A, txn="t2").actions
 

@@ -501,8 +501,8 @@ def test_partition_drops_exactly_within_window() -> None:
     dropped = {(s, d): [] for s, d in [(A, B), (B, A), (A, C), (A, A1)]}
     for t in range(0, 3000):
         for (s, d), acc in dropped.items():
-            if not net.transmit(s, d, float(t), 100):
-                assert net.last_drop_reason == "partition"
+            if not (tx := net.transmit(s, d, float(t), 100)):
+                assert tx.drop_reason == "partition"
                 acc.append(t)
     # latency 10 ms: sent in [990, 1000) means in flight when the cut
     # happens, sent in [1000, 2000) means sent into it; at 2000 it healed.
@@ -564,7 +564,8 @@ def test_degradation_window() -> None:
         assert net.transmit(A, B, t, 10) == [Arrival(want)]
         assert net.transmit(B, A, t, 10) == [Arrival(want)]  # both directions of the pair
         assert net.transmit(A, C, t, 10) == [Arrival(t + 10.0)]  # not listed
-    assert net.transmit(A, C, 350.0, 10) == [] and net.last_drop_reason == "loss"
+    tx = net.transmit(A, C, 350.0, 10)
+    assert tx == [] and tx.drop_reason == "loss"
     assert net.transmit(A1, A, 399.0, 10) == []  # 'all' includes access links
     assert net.transmit(A, C, 400.0, 10) == [Arrival(410.0)]
     kinds = [(e.t_ms, e.kind) for e in net.fault_schedule()]
@@ -633,9 +634,8 @@ def run_traffic(seed: int, pairs=((A, B), (B, A), (A, C), (A1, A), (A, A1)), n: 
     out = []
     for i in range(n):
         for s, d in pairs:
-            out.append(
-                (s, d, i, tuple(net.transmit(s, d, i * 0.5, 1000 + (i * 37) % 5000)), net.last_drop_reason)
-            )
+            tx = net.transmit(s, d, i * 0.5, 1000 + (i * 37) % 5000)
+            out.append((s, d, i, tuple(tx), tx.drop_reason))
     return out
 
 

@@ -52,6 +52,10 @@ class EndpointSpec:
     ``concatenated`` marks a request body of one or more concatenated
     structs (/notify). ``success_status`` is the HTTP status of a handled
     request; a body-level code (``wrongEpoch``...) then says what happened.
+    ``retried_until_success`` marks the one endpoint the sender retries
+    until it gets ``success_status`` ([P] Fanout: the hub retries /notify
+    until the follower answers 201); this table is the only place that
+    says so.
     """
 
     directory_key: str
@@ -63,6 +67,7 @@ class EndpointSpec:
     response: type | None
     success_status: int
     concatenated: bool = False
+    retried_until_success: bool = False
 
     @property
     def prefix(self) -> str:
@@ -82,7 +87,7 @@ class Endpoint(enum.Enum):
     )  # fmt: skip
     NOTIFY = EndpointSpec(
         "notify", "POST", "/notify/{roomId}", "roomId", ParamKind.MIMI_URI,
-        W.FanoutMessage, None, 201, concatenated=True,
+        W.FanoutMessage, None, 201, concatenated=True, retried_until_success=True,
     )  # fmt: skip
     SUBMIT_MESSAGE = EndpointSpec(
         "submitMessage", "POST", "/submitMessage/{roomId}", "roomId", ParamKind.MIMI_URI,
@@ -138,6 +143,10 @@ class Endpoint(enum.Enum):
     @property
     def success_status(self) -> int:
         return self.spec.success_status
+
+    def completes(self, status: int) -> bool:
+        """Whether a response with ``status`` completes a request to this endpoint."""
+        return status == self.spec.success_status
 
     # ---------------------------------------------------------------- paths
 

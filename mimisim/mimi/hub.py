@@ -76,7 +76,7 @@ from mimisim.mimi.hub_common import (
 from mimisim.mimi.hub_group_info import handle_group_info
 from mimisim.mimi.hub_report_abuse import handle_report_abuse
 from mimisim.mimi.identity import UriError, domain_of, group_id_of_room, hub_of_room, parse, user_of_client
-from mimisim.mimi.transport import Event, MimiResponse, not_found
+from mimisim.mimi.transport import Accepted, AnyEvent, Event, MimiResponse, not_found
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, WrongEpochError
 from mimisim.mls.observer import GroupObserver, ObservedCommit, external_proposal
@@ -367,6 +367,13 @@ class HubRoom:
 
     _event = event  # the name the mutation tests patch around
 
+    def _accepted(self, response: MimiResponse, fanout: Sequence[FanoutItem], event: AnyEvent) -> HubResult:
+        """The result of an accepted input: ``event`` is its ``hub.accept``
+        row, and the input is named in ``accepted`` (room, message id,
+        epoch) for replication."""
+        epoch = -1 if event.epoch is None else event.epoch
+        return HubResult(response, tuple(fanout), (event,), (Accepted(self.room_uri, event.msg_id, epoch),))
+
     def _rejected(self, r: Reject, epoch: int | None, msg_id: str, what: str, peer: str) -> HubResult:
         status = r.response.code or str(r.response.status)
         detail = f"{what}: {r.detail}" if r.detail else what
@@ -436,10 +443,10 @@ class HubRoom:
                 # nothing fanned out again (the first fanout is under way).
                 ts = next(p.accepted_ms for p in self.pending if p.ref == refs[0])
                 resp = W.UpdateRoomResponse.success(ts, "duplicate")
-                return HubResult(
+                return self._accepted(
                     MimiResponse(200, resp.encode(), "success"),
                     [],
-                    [self.event("hub.accept", self.epoch, mid, "success", "proposals (duplicate)", from_domain)],
+                    self.event("hub.accept", self.epoch, mid, "success", "proposals (duplicate)", from_domain),
                 )
             raise invalid(known, "proposal already cached this epoch")
         staged = copy.copy(self.observer)
@@ -470,10 +477,10 @@ class HubRoom:
         self.pending = [*self.pending, *entries]
         resp = W.UpdateRoomResponse.success(ts)
         kinds = ",".join(cp.proposal.proposal_type.name for cp in new)
-        return HubResult(
+        return self._accepted(
             MimiResponse(200, resp.encode(), "success"),
             fanout,
-            [self.event("hub.accept", self.epoch, mid, "success", f"proposals [{kinds}]", from_domain)],
+            self.event("hub.accept", self.epoch, mid, "success", f"proposals [{kinds}]", from_domain),
         )
 
     def _check_committable(self, staged: GroupObserver, new_refs: set[bytes]) -> None:
@@ -588,7 +595,7 @@ class HubRoom:
                 # second fanout (HTTP retries after a lost response, failover).
                 resp = W.UpdateRoomResponse.success(self.last_commit[1], "duplicate")
                 ev = self.event("hub.accept", c.epoch, mid, "success", "commit (duplicate)", from_domain)
-                return HubResult(MimiResponse(200, resp.encode(), "success"), [], [ev])
+                return self._accepted(MimiResponse(200, resp.encode(), "success"), [], ev)
             raise update_reject(W.UpdateRoomResponse.wrong_epoch(self.epoch, f"message epoch {c.epoch}"))
         if c.sender.sender_type not in (SenderType.member, SenderType.new_member_commit):
             raise bad("only members and new members can commit")
@@ -675,10 +682,10 @@ class HubRoom:
         if kind == "joiner":
             self.join_grants = {k: v for k, v in self.join_grants.items() if k != client}
         resp = W.UpdateRoomResponse.success(ts)
-        return HubResult(
+        return self._accepted(
             MimiResponse(200, resp.encode(), "success"),
             fanout,
-            [self.event("hub.accept", old_epoch, mid, "success", detail, from_domain)],
+            self.event("hub.accept", old_epoch, mid, "success", detail, from_domain),
         )
 
     # ------------------------------------------------------------ hub proposals
@@ -749,10 +756,10 @@ class HubRoom:
             self.removal_intents = sorted({*self.removal_intents, *remaining})
             resp = W.UpdateRoomResponse.success(ts)
             detail = f"hub removes {user_uri}: {len(msgs)} proposal(s)"
-            return HubResult(
+            return self._accepted(
                 MimiResponse(200, resp.encode(), "success"),
                 fanout,
-                [self.event("hub.accept", self.epoch, mid[0], "success", detail, self.hub_domain)],
+                self.event("hub.accept", self.epoch, mid[0], "success", detail, self.hub_domain),
             )
 
         return self.guard("hub removal", self.hub_domain, run)
@@ -805,9 +812,9 @@ class HubRoom:
             role = roles.get(sender, W.RoleIndex.no_role)
             seen = self.recent_submits.get(mid[0])
             if seen is not None and seen[0] == from_domain:
-                return HubResult(
+                return self._accepted(
                     MimiResponse(200, seen[1], "accepted"), [],
-                    [self.event("hub.accept", pm.epoch, mid[0], "accepted", "application (duplicate)", from_domain)],
+                    self.event("hub.accept", pm.epoch, mid[0], "accepted", "application (duplicate)", from_domain),
                 )
             ts = self._ts(now_ms)
             frank = self._frank(pm.authenticated_data, sender, ts)
@@ -818,10 +825,10 @@ class HubRoom:
             fm = W.FanoutMessage.application(ts, msg, frank)
             fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree, None)
             detail = "application" + (" franked" if frank is not None else "") + f" sender={sender} role={role}"
-            return HubResult(
+            return self._accepted(
                 MimiResponse(200, resp.encode(), "accepted"),
                 fanout,
-                [self.event("hub.accept", pm.epoch, mid[0], "accepted", detail, from_domain)],
+                self.event("hub.accept", pm.epoch, mid[0], "accepted", detail, from_domain),
             )
 
         return self.guard("POST /submitMessage", from_domain, run)

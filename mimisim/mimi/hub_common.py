@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mimisim.codec import DecodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.identity import UriError, client_of_identity, domain_of, parse, user_of_client
-from mimisim.mimi.transport import Event, MimiResponse, bad_request
+from mimisim.mimi.transport import Accepted, AnyEvent, MimiResponse, bad_request
 from mimisim.mls.structs import (
     AppDataDictionary,
     Credential,
@@ -104,14 +104,24 @@ class FanoutItem:
     kind: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class HubResult:
-    """What one request produced: the HTTP response, the fanout plan (in
-    delivery order) and trace events."""
+    """What one request produced, frozen like the provider's
+    :class:`~mimisim.mimi.transport.Outcome` (which it becomes): the HTTP
+    response, the fanout plan (in delivery order), trace events, and the
+    inputs accepted (what a lagging standby would lose). Lists given to the
+    constructor are frozen into tuples."""
 
     response: MimiResponse
-    fanout: list[FanoutItem] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    fanout: tuple[FanoutItem, ...] = ()
+    events: tuple[AnyEvent, ...] = ()
+    accepted: tuple[Accepted, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("fanout", "events", "accepted"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple):
+                object.__setattr__(self, name, tuple(v))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from mimisim.mimi import wire as W
 from mimisim.mimi.consent import ConsentStore
 from mimisim.mimi.dedup import NotifyDeduplicator
 from mimisim.mimi.endpoints import Endpoint
-from mimisim.mimi.hub import HubRoom, msg_id_of
+from mimisim.mimi.hub import FanoutItem, HubRoom, msg_id_of
 from mimisim.mimi.identifiers import IdentifierDirectory
 from mimisim.mimi.identity import UriError, client_of_identity, domain_of, hub_of_room, parse, user_of_client
 from mimisim.mimi.keystore import ConsentCheck, KeyMaterialStore, WelcomeRouting
@@ -36,19 +36,25 @@ from mimisim.mimi.transport import (
     ClientMessage,
     ClientOp,
     ClientReply,
+    CoreInput,
+    CryptoOps,
     Deliver,
     Event,
+    FromClient,
     HttpReply,
     MimiRequest,
     MimiResponse,
     Outcome,
+    OutcomeBuilder,
+    PeerRequest,
+    PeerResponse,
     SendRequest,
     bad_request,
     created,
     forbidden,
     not_found,
 )
-from mimisim.mls.crypto import RandomSource, get_suite
+from mimisim.mls.crypto import OpCounts, RandomSource, get_suite, metered
 from mimisim.mls.structs import CredentialType
 
 #: How many departed clients per room a provider remembers (oldest forgotten first).
@@ -199,14 +205,42 @@ class ProviderCore:
 
     # ------------------------------------------------------------ provider-to-provider
 
+    def handle(self, inp: CoreInput) -> Outcome:
+        """The one entry point: react to one input and return the frozen
+        outcome, with the public-key operations the call performed
+        (counted into a fresh counter of this call, see
+        :func:`mimisim.mls.crypto.metered`)."""
+        counter = OpCounts()
+        with metered(counter):
+            if isinstance(inp, PeerRequest):
+                out = self._request(inp.request, inp.peer, inp.now_ms, inp.inbound)
+            elif isinstance(inp, PeerResponse):
+                out = self._response(inp.token, inp.response, inp.now_ms)
+            elif isinstance(inp, FromClient):
+                out = self._client(inp.message, inp.now_ms)
+            else:
+                raise TypeError(f"not a provider input: {inp!r}")
+        return out.freeze(CryptoOps(counter.signatures, counter.hpke))
+
     def handle_request(self, req: MimiRequest, peer: str, now_ms: int, inbound: int = 0) -> Outcome:
         """An inbound request whose TLS peer is ``peer``. Never raises on bad input."""
+        return self.handle(PeerRequest(req, peer, now_ms, inbound))
+
+    def handle_response(self, token: int, response: MimiResponse, now_ms: int) -> Outcome:
+        """The response to the request this core sent with ``token``."""
+        return self.handle(PeerResponse(token, response, now_ms))
+
+    def handle_client(self, msg: ClientMessage, now_ms: int) -> Outcome:
+        """A request from one of this provider's clients (provider-internal protocol)."""
+        return self.handle(FromClient(msg, now_ms))
+
+    def _request(self, req: MimiRequest, peer: str, now_ms: int, inbound: int = 0) -> OutcomeBuilder:
         if req.from_domain != peer:
-            return Outcome(forbidden(f"From {req.from_domain} does not match the TLS peer {peer}"),
+            return OutcomeBuilder(forbidden(f"From {req.from_domain} does not match the TLS peer {peer}"),
                            events=[Event("provider.reject", status="Forbidden", peer=peer,
                                          detail=f"{req.detail} impersonation of {req.from_domain}")])
         if req.host != self.domain:
-            return Outcome(MimiResponse(421, b"misdirected", "Misdirected Request"))
+            return OutcomeBuilder(MimiResponse(421, b"misdirected", "Misdirected Request"))
         try:
             handler = {
                 Endpoint.KEY_MATERIAL: self._in_key_material,
@@ -220,16 +254,16 @@ class ProviderCore:
                 Endpoint.IDENTIFIER_QUERY: self._in_identifier_query,
             }.get(req.endpoint)
             if handler is None:
-                return Outcome(not_found(f"endpoint {req.endpoint.name} not served"))
+                return OutcomeBuilder(not_found(f"endpoint {req.endpoint.name} not served"))
             return handler(req, now_ms, inbound)
         except (DecodeError, UriError) as e:
-            return Outcome(bad_request(str(e)), events=[Event("provider.reject", status="Bad Request",
+            return OutcomeBuilder(bad_request(str(e)), events=[Event("provider.reject", status="Bad Request",
                                                               detail=f"{req.detail}: {e}", peer=peer)])
 
-    def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+    def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         room = self.rooms.get(req.target)
         if room is None:
-            return Outcome(self._no_such_room(req.endpoint, req.target, req.body))
+            return OutcomeBuilder(self._no_such_room(req.endpoint, req.target, req.body))
         return self._hub_call(room, req.endpoint, req.body, req.from_domain, now_ms)
 
     def _no_such_room(self, endpoint: Endpoint, room: str, body: bytes) -> MimiResponse:
@@ -246,7 +280,7 @@ class ProviderCore:
             return MimiResponse(200, resp, W.GroupInfoCode.noSuchRoom.name)
         return not_found(f"no room {room} at {self.domain}")
 
-    def _hub_call(self, room: HubRoom, endpoint: Endpoint, body: bytes, from_domain: str, now_ms: int) -> Outcome:
+    def _hub_call(self, room: HubRoom, endpoint: Endpoint, body: bytes, from_domain: str, now_ms: int) -> OutcomeBuilder:
         if endpoint == Endpoint.UPDATE:
             res = room.handle_update(body, from_domain, now_ms, self._route_welcome)
         elif endpoint == Endpoint.SUBMIT_MESSAGE:
@@ -255,13 +289,13 @@ class ProviderCore:
             res = room.handle_group_info(body, from_domain, now_ms)
         else:
             res = room.handle_report_abuse(body, from_domain, now_ms)
-        out = Outcome(res.response, events=list(res.events))
+        out = OutcomeBuilder(res.response, events=list(res.events), accepted=list(res.accepted))
         out.extend(self._fanout(room.room_uri, res.fanout))
         if endpoint == Endpoint.UPDATE and res.response.status == 200 and res.response.code == "success":
             self._forget_routed_welcomes(res.fanout)
         return out
 
-    def _forget_routed_welcomes(self, items: list) -> None:  # list[FanoutItem]
+    def _forget_routed_welcomes(self, items: Sequence[FanoutItem]) -> None:
         """A Welcome was routed: its KeyPackageRefs are spent ([P]: the
         association "can be deleted after a Welcome message is forwarded")."""
         for it in items:
@@ -276,11 +310,11 @@ class ProviderCore:
             return self.domain
         return self.routing.domain_for(ref)
 
-    def _fanout(self, room: str, items: list) -> Outcome:  # list[FanoutItem]
+    def _fanout(self, room: str, items: Sequence[FanoutItem]) -> OutcomeBuilder:
         """Turn the hub's fanout plan into local deliveries and ordered,
         retried /notify requests (consecutive items for one follower share a
         request)."""
-        out = Outcome()
+        out = OutcomeBuilder()
         by_domain: dict[str, list] = {}
         order: list[str] = []
         for it in items:
@@ -303,7 +337,7 @@ class ProviderCore:
             out.actions.append(
                 self._send(
                     Endpoint.NOTIFY, room, domain, body, _Pending("notify", room=room, target_domain=domain),
-                    ordered_key=seq_key, retry_until_201=True, txn_id=f"{seq_key}#{seq}",
+                    ordered_key=seq_key, txn_id=f"{seq_key}#{seq}",
                     msg_ids=tuple(it.msg_id for it in group),
                 )
             )
@@ -322,9 +356,9 @@ class ProviderCore:
         if kept != local:
             self.local_members[room] = kept
 
-    def _deliver_local(self, room: str, body: bytes) -> Outcome:
+    def _deliver_local(self, room: str, body: bytes) -> OutcomeBuilder:
         """Deliver one FanoutMessage to the local clients it concerns."""
-        out = Outcome()
+        out = OutcomeBuilder()
         fm = W.FanoutMessage.decode(body)
         mid = msg_id_of(fm.message.encode())
         if fm.kind == W.MessageKind.welcome:
@@ -361,10 +395,10 @@ class ProviderCore:
                     out.actions.append(Deliver(client, room, body, mid))
         return out
 
-    def _in_notify(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+    def _in_notify(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         room = req.target
         if hub_of_room(room) != req.from_domain:
-            return Outcome(forbidden(f"{req.from_domain} is not the hub of {room}"),
+            return OutcomeBuilder(forbidden(f"{req.from_domain} is not the hub of {room}"),
                            events=[Event("provider.reject", room=room, status="Forbidden",
                                          detail=f"{req.detail} from non-hub", peer=req.from_domain)])
         messages = W.decode_fanout_messages(req.body)  # DecodeError -> 400 before any state change
@@ -375,71 +409,72 @@ class ProviderCore:
         entries, held = self.dedup.state_size()
         detail = f"{req.detail} txn={req.txn_id or '-'} window={entries} entries {held} B"
         if dup:
-            return Outcome(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
+            return OutcomeBuilder(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
                                                     detail=detail, status="Created")])
-        out = Outcome(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
+        out = OutcomeBuilder(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
                                                detail=detail, status="Created")])
         for fm in messages:
             out.extend(self._deliver_local(room, fm.encode()))
         return out
 
-    def _in_key_material(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+    def _in_key_material(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         kmr = W.KeyMaterialRequest.decode(req.body)
         target = req.target
         if kmr.target_user.uri != target:
-            return Outcome(bad_request(f"the body targets {kmr.target_user.uri!r}, the path {target!r}"))
+            return OutcomeBuilder(bad_request(f"the body targets {kmr.target_user.uri!r}, the path {target!r}"))
         # The requesting user must be one of the sender's users, unless the
         # sender is the hub of the room the request names (it proxies claims).
         requester, room = kmr.requesting_user.uri, kmr.room_id.uri
         if domain_of(requester) != req.from_domain and not (room and hub_of_room(room) == req.from_domain):
-            return Outcome(forbidden(f"{req.from_domain} cannot claim key material for {requester}"),
+            return OutcomeBuilder(forbidden(f"{req.from_domain} cannot claim key material for {requester}"),
                            events=[Event("provider.reject", status="Forbidden", peer=req.from_domain,
                                          detail=f"{req.detail} for another provider's user {requester}")])
         if domain_of(target) == self.domain:
-            return Outcome(self._claim_local(kmr, now_ms))
+            return OutcomeBuilder(self._claim_local(kmr, now_ms))
         # A hub proxies claims for its rooms (draft figure "Bob Fetches
         # KeyPackages for Cathy's Clients") and records where the refs go.
         if not room or room not in self.rooms:
-            return Outcome(forbidden(f"{self.domain} does not proxy key material outside its rooms"))
+            return OutcomeBuilder(forbidden(f"{self.domain} does not proxy key material outside its rooms"))
         send = self._send(
             Endpoint.KEY_MATERIAL, target, domain_of(target), req.body,
             _Pending("proxy_key_material", inbound=inbound, room=room, target_domain=domain_of(target)),
         )
-        return Outcome(None, [send])
+        return OutcomeBuilder(None, [send])
 
-    def _in_consent(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+    def _in_consent(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         store = self.consent_store
         if store is None:
-            return Outcome(not_found("consent not served"))
-        return store.handle(req, now_ms)  # type: ignore[no-any-return]
+            return OutcomeBuilder(not_found("consent not served"))
+        return OutcomeBuilder.of(store.handle(req, now_ms))
 
-    def _in_identifier_query(self, req: MimiRequest, now_ms: int, inbound: int) -> Outcome:
+    def _in_identifier_query(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         directory = self.identifier_directory
         if directory is None:
-            return Outcome(not_found("identifier query not served"))
-        return directory.handle(req, now_ms)  # type: ignore[no-any-return]
+            return OutcomeBuilder(not_found("identifier query not served"))
+        return OutcomeBuilder.of(directory.handle(req, now_ms))
 
     # ------------------------------------------------------------ responses to our requests
 
-    def handle_response(self, token: int, response: MimiResponse, now_ms: int) -> Outcome:
+    def _response(self, token: int, response: MimiResponse, now_ms: int) -> OutcomeBuilder:
         ctx = self._pending.pop(token, None)
         if ctx is None:
-            return Outcome(events=[Event("provider.stale_response", detail=f"token {token}")])
+            return OutcomeBuilder(events=[Event("provider.stale_response", detail=f"token {token}")])
         if ctx.kind == "notify":
-            if response.status != 201:
+            if not Endpoint.NOTIFY.completes(response.status):
                 # Not done: the host retries the same request; keep waiting.
                 self._pending[token] = ctx
-            return Outcome()
+            return OutcomeBuilder()
         if ctx.kind == "proxy_key_material":
             self._record_claimed(response, ctx.target_domain, now_ms)
-            return Outcome(actions=[HttpReply(ctx.inbound, response)])
+            return OutcomeBuilder(actions=[HttpReply(ctx.inbound, response)])
         # A client's request forwarded to another provider.
         if ctx.op == ClientOp.fetch_key_material:
             if ctx.room in self.rooms:
                 self._record_claimed(response, ctx.target_domain, now_ms)
         if ctx.op == ClientOp.update and response.status == 200 and ctx.room:
             self._note_member_after_update(ctx.client, ctx.room, response.body)
-        return Outcome(actions=[ClientReply(ctx.client, ctx.request_id, response.status, response.body, response.code)])
+        reply = ClientReply(ctx.client, ctx.request_id, response.status, response.body, response.code)
+        return OutcomeBuilder(actions=[reply])
 
     def _record_claimed(self, response: MimiResponse, domain: str, now_ms: int) -> None:
         """The hub remembers which provider each claimed KeyPackage came from
@@ -470,19 +505,19 @@ class ProviderCore:
 
     # ------------------------------------------------------------ own clients
 
-    def handle_client(self, msg: ClientMessage, now_ms: int) -> Outcome:
-        """A request from one of this provider's clients (provider-internal protocol)."""
+    def _client(self, msg: ClientMessage, now_ms: int) -> OutcomeBuilder:
         try:
             if domain_of(msg.client) != self.domain:
-                return Outcome(actions=[ClientReply(msg.client, msg.request_id, 403, b"", "not our client")])
+                return OutcomeBuilder(actions=[ClientReply(msg.client, msg.request_id, 403, b"", "not our client")])
             return self._client_op(msg, now_ms)
         except (DecodeError, UriError, ValueError) as e:
-            return Outcome(actions=[ClientReply(msg.client, msg.request_id, 400, str(e).encode()[:200], "Bad Request")])
+            reply = ClientReply(msg.client, msg.request_id, 400, str(e).encode()[:200], "Bad Request")
+            return OutcomeBuilder(actions=[reply])
 
-    def _reply(self, msg: ClientMessage, status: int, body: bytes = b"", code: str = "") -> Outcome:
-        return Outcome(actions=[ClientReply(msg.client, msg.request_id, status, body, code)])
+    def _reply(self, msg: ClientMessage, status: int, body: bytes = b"", code: str = "") -> OutcomeBuilder:
+        return OutcomeBuilder(actions=[ClientReply(msg.client, msg.request_id, status, body, code)])
 
-    def _client_op(self, msg: ClientMessage, now_ms: int) -> Outcome:
+    def _client_op(self, msg: ClientMessage, now_ms: int) -> OutcomeBuilder:
         op = msg.op
         if op == ClientOp.upload_key_packages:
             err = self.keystore.upload(msg.client, msg.body, (self.config.epoch_base_ms + now_ms) // 1000)
@@ -526,7 +561,7 @@ class ProviderCore:
                 Endpoint.KEY_MATERIAL, target, to, msg.body,
                 _Pending("client", msg.client, msg.request_id, op, msg.room, target_domain=domain_of(target)),
             )
-            return Outcome(actions=[send])
+            return OutcomeBuilder(actions=[send])
         endpoint = {
             ClientOp.update: Endpoint.UPDATE,
             ClientOp.submit_message: Endpoint.SUBMIT_MESSAGE,
@@ -550,14 +585,14 @@ class ProviderCore:
                 r = self._no_such_room(endpoint, msg.room, msg.body)
                 return self._reply(msg, r.status, r.body, r.code)
             send = self._send(endpoint, msg.room, hub, msg.body, _Pending("client", msg.client, msg.request_id, op, msg.room))
-            return Outcome(actions=[send])
+            return OutcomeBuilder(actions=[send])
         if op in (ClientOp.request_consent, ClientOp.update_consent):
             return self._client_consent(msg, now_ms)
         if op == ClientOp.identifier_query:
             W.IdentifierRequest.decode(msg.body)
             send = self._send(Endpoint.IDENTIFIER_QUERY, msg.target, msg.target, msg.body,
                               _Pending("client", msg.client, msg.request_id, op))
-            return Outcome(actions=[send])
+            return OutcomeBuilder(actions=[send])
         return self._reply(msg, 400, b"unknown operation", "Bad Request")
 
     # ------------------------------------------------------------ host lifecycle
@@ -586,7 +621,7 @@ class ProviderCore:
         c = self.config
         self.dedup = NotifyDeduplicator(c.dedup, c.dedup_max_entries, c.dedup_max_age_ms)
 
-    def _client_consent(self, msg: ClientMessage, now_ms: int) -> Outcome:
+    def _client_consent(self, msg: ClientMessage, now_ms: int) -> OutcomeBuilder:
         """A local user's consent operation: ``request_consent`` (request or
         cancel, by the requester) or ``update_consent`` (grant or revoke, by
         the target). Recorded in our consent store first (a grant is what
@@ -624,7 +659,7 @@ class ProviderCore:
         endpoint = Endpoint.REQUEST_CONSENT if requesting else Endpoint.UPDATE_CONSENT
         send = self._send(endpoint, other, other, res.entry.encode(),
                           _Pending("client", msg.client, msg.request_id, msg.op))
-        return Outcome(actions=[send])
+        return OutcomeBuilder(actions=[send])
 
     # ------------------------------------------------------------ misc
 

@@ -13,6 +13,11 @@ whoever hosts the core (the SimPy world, a test dispatcher, a real server):
 * a :class:`ClientMessage` from one of its own clients (the provider-internal
   protocol, outside MIMI; see ``docs/provider-internal-protocol.md``).
 
+The inputs are data too (:data:`CoreInput`: :class:`PeerRequest`,
+:class:`PeerResponse`, :class:`FromClient`), so a host can log and replay
+them. The output envelope :class:`Outcome` is frozen; the core builds it
+with an :class:`OutcomeBuilder`.
+
 Actions are :class:`SendRequest` (to another provider, with a token),
 :class:`HttpReply` (a deferred answer to an inbound request),
 :class:`ClientReply` (answer to a client's request) and :class:`Deliver`
@@ -27,6 +32,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimisim.events import TraceEvent
 from mimisim.mimi.endpoints import Endpoint
 
 # ---------------------------------------------------------------- provider to provider
@@ -165,16 +171,25 @@ class SendRequest:
     """Send ``request`` to ``request.host``; feed the response back with ``token``.
 
     ``ordered_key`` groups requests that must be delivered in order (the
-    hub's ``/notify`` stream of one room to one follower); ``retry_until_201``
-    says the host must retry the request until it gets 201 (the hub's
-    ``/notify`` semantics).
+    hub's ``/notify`` stream of one room to one follower). Whether the host
+    must retry the request until it succeeds is a property of the endpoint
+    (:attr:`retry_until_done`, from the endpoint table), not of the request.
     """
 
     request: MimiRequest
     token: int
     ordered_key: str = ""
-    retry_until_201: bool = False
     msg_ids: tuple[str, ...] = ()
+
+    @property
+    def retry_until_done(self) -> bool:
+        """The host retries this request until :meth:`done` (the hub's ``/notify``:
+        until 201; see :attr:`~mimisim.mimi.endpoints.EndpointSpec.retried_until_success`)."""
+        return self.request.endpoint.spec.retried_until_success
+
+    def done(self, response: MimiResponse) -> bool:
+        """Whether ``response`` completes this request (its endpoint's success status)."""
+        return self.request.endpoint.completes(response.status)
 
 
 @dataclass(frozen=True)
@@ -193,7 +208,8 @@ Action = SendRequest | ClientReply | Deliver | HttpReply
 @dataclass
 class Event:
     """Something the core decided that a trace should record (``kind`` is a
-    dotted name from the trace vocabulary, e.g. ``hub.accept``)."""
+    dotted name from the trace vocabulary, e.g. ``hub.accept``). The
+    untyped form; typed events are the classes of :mod:`mimisim.events`."""
 
     kind: str
     room: str = ""
@@ -204,15 +220,114 @@ class Event:
     peer: str = ""
 
 
-@dataclass
+#: A trace event a core emits: typed (:mod:`mimisim.events`) or untyped.
+AnyEvent = Event | TraceEvent
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class PeerRequest:
+    """Input: an inbound request whose TLS peer is ``peer``; ``inbound`` is
+    the host's token for a deferred answer (:class:`HttpReply`)."""
+
+    request: MimiRequest
+    peer: str
+    now_ms: int
+    inbound: int = 0
+
+
+@dataclass(frozen=True)
+class PeerResponse:
+    """Input: the response to the request the core sent with ``token``."""
+
+    token: int
+    response: MimiResponse
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class FromClient:
+    """Input: a request from one of the provider's own clients."""
+
+    message: ClientMessage
+    now_ms: int
+
+
+#: Everything a provider core reacts to (:meth:`ProviderCore.handle`); a host
+#: that replays a core (a lagging standby) logs these.
+CoreInput = PeerRequest | PeerResponse | FromClient
+
+
+# ---------------------------------------------------------------- output
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One input the hub accepted (a commit, proposals, an application
+    message, the hub's own proposals), by room, message id and epoch: what
+    a standby that did not replicate the input has lost."""
+
+    room: str
+    msg_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class CryptoOps:
+    """Public-key operations a core call performed (signatures signed or
+    verified, HPKE operations), for a host's processing-cost model."""
+
+    signatures: int = 0
+    hpke: int = 0
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What one input produced: an immediate response for an HTTP request,
-    actions to carry out, and events for the trace."""
+    """What one input produced, frozen: an immediate response for an HTTP
+    request (None: answered later with an :class:`HttpReply`, or not an
+    HTTP request), the actions to carry out in order, the trace events,
+    the hub acceptances (``accepted``: replication reads these, not the
+    trace) and the crypto operations the call cost.
+
+    Build one with :class:`OutcomeBuilder` inside the core; a host gets
+    tuples it cannot rewrite in place (to filter actions it builds its own
+    sequence). Lists given to the constructor are frozen into tuples.
+    """
+
+    response: MimiResponse | None = None
+    actions: tuple[Action, ...] = ()
+    events: tuple[AnyEvent, ...] = ()
+    accepted: tuple[Accepted, ...] = ()
+    crypto: CryptoOps = CryptoOps()
+
+    def __post_init__(self) -> None:
+        for name in ("actions", "events", "accepted"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple):
+                object.__setattr__(self, name, tuple(v))
+
+
+@dataclass
+class OutcomeBuilder:
+    """The mutable collector a core call appends to; :meth:`freeze` at its end."""
 
     response: MimiResponse | None = None
     actions: list[Action] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list[AnyEvent] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
 
-    def extend(self, other: Outcome) -> None:
+    @classmethod
+    def of(cls, out: Outcome) -> OutcomeBuilder:
+        """A builder holding a frozen outcome's contents (to add to them)."""
+        return cls(out.response, list(out.actions), list(out.events), list(out.accepted))
+
+    def extend(self, other: OutcomeBuilder | Outcome) -> None:
+        """Append ``other``'s actions, events and acceptances (not its response)."""
         self.actions.extend(other.actions)
         self.events.extend(other.events)
+        self.accepted.extend(other.accepted)
+
+    def freeze(self, crypto: CryptoOps = CryptoOps()) -> Outcome:
+        return Outcome(self.response, tuple(self.actions), tuple(self.events), tuple(self.accepted), crypto)

@@ -16,9 +16,11 @@ deterministic by construction, so a run is a pure function of its seed.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -31,7 +33,6 @@ from mimisim.mls import hpke
 from mimisim.mls.hpke import HPKEError, HPKESuite
 
 __all__ = [
-    "OPS",
     "OpCounts",
     "SUITES",
     "CipherSuite",
@@ -40,17 +41,19 @@ __all__ = [
     "RandomSource",
     "UnsupportedCipherSuite",
     "get_suite",
+    "metered",
 ]
 
 
 @dataclass
 class OpCounts:
-    """Running totals of the expensive public-key operations, for the
-    simulator's processing-cost model (per signature, per HPKE operation).
+    """A counter of the expensive public-key operations (signatures signed or
+    verified, HPKE operations), for the simulator's processing-cost model.
 
-    A plain counter, not I/O: the core never reads it. The host reads it
-    before and after a core call and charges the difference. One process runs
-    one simulation at a time, so a module-level instance is deterministic.
+    There is no global counter. A caller that wants the counts of some work
+    passes its own counter in with :func:`metered` around that work (the
+    provider core does, for each input, and returns the counts on its output
+    envelope); outside a ``metered`` block the suites count nothing.
     """
 
     signatures: int = 0
@@ -60,7 +63,35 @@ class OpCounts:
         return self.signatures, self.hpke
 
 
-OPS = OpCounts()
+#: The counter of the innermost :func:`metered` block of this context (None: no metering).
+_METER: contextvars.ContextVar[OpCounts | None] = contextvars.ContextVar("mimisim_crypto_meter", default=None)
+
+
+@contextlib.contextmanager
+def metered(counter: OpCounts) -> Iterator[OpCounts]:
+    """Count the public-key operations done inside the block into ``counter``.
+
+    Scoped, not global: the counter is the caller's, it is active only for
+    the block (nested blocks count into the innermost), and a context
+    variable keeps concurrent contexts apart.
+    """
+    token = _METER.set(counter)
+    try:
+        yield counter
+    finally:
+        _METER.reset(token)
+
+
+def _count_signature() -> None:
+    m = _METER.get()
+    if m is not None:
+        m.signatures += 1
+
+
+def _count_hpke() -> None:
+    m = _METER.get()
+    if m is not None:
+        m.hpke += 1
 
 
 class CryptoError(Exception):
@@ -365,7 +396,7 @@ class CipherSuite:
         return _mls_label(label) + _opaque(content)
 
     def sign_with_label(self, priv: bytes, label: bytes | str, content: bytes) -> bytes:
-        OPS.signatures += 1
+        _count_signature()
         key = _load_sig_private(self._sig.name, bytes(priv))
         data = self._sign_content(label, content)
         if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -376,7 +407,7 @@ class CipherSuite:
     def verify_with_label(self, pub: bytes, label: bytes | str, content: bytes, sig: bytes) -> bool:
         # Never raises: a malformed key or signature from a peer is just an
         # invalid signature as far as the protocol is concerned.
-        OPS.signatures += 1
+        _count_signature()
         try:
             key = _load_sig_public(self._sig.name, bytes(pub))
             data = self._sign_content(label, content)
@@ -440,14 +471,14 @@ class CipherSuite:
         self, pub: bytes, info: bytes, aad: bytes, pt: bytes, rng: RandomSource
     ) -> tuple[bytes, bytes]:
         """SealBase -> (enc, ct)."""
-        OPS.hpke += 1
+        _count_hpke()
         try:
             return self.hpke.seal_base(bytes(pub), info, aad, pt, rng)
         except HPKEError as exc:
             raise CryptoError(str(exc)) from exc
 
     def hpke_open_base(self, priv: bytes, enc: bytes, info: bytes, aad: bytes, ct: bytes) -> bytes:
-        OPS.hpke += 1
+        _count_hpke()
         try:
             return self.hpke.open_base(bytes(enc), bytes(priv), info, aad, ct)
         except HPKEError as exc:
@@ -457,7 +488,7 @@ class CipherSuite:
         self, pub: bytes, info: bytes, exporter_context: bytes, length: int, rng: RandomSource
     ) -> tuple[bytes, bytes]:
         """SetupBaseS + Export -> (enc, exported secret)."""
-        OPS.hpke += 1
+        _count_hpke()
         try:
             return self.hpke.send_export_base(bytes(pub), info, exporter_context, length, rng)
         except HPKEError as exc:
@@ -466,7 +497,7 @@ class CipherSuite:
     def hpke_export_receiver(
         self, priv: bytes, enc: bytes, info: bytes, exporter_context: bytes, length: int
     ) -> bytes:
-        OPS.hpke += 1
+        _count_hpke()
         try:
             return self.hpke.receive_export_base(bytes(enc), bytes(priv), info, exporter_context, length)
         except HPKEError as exc:

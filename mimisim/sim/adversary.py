@@ -14,7 +14,10 @@ What the attackers hold is what such an attacker would have: the follower
 its own TLS identity, the ``/notify`` bodies the hub sent it and the group
 state of its own clients; the client its own keys, group state (snapshots
 of earlier epochs included) and KeyPackages. Nothing else: they never
-touch another node's state. The rejections come from the unchanged protocol
+touch another node's state. They read the cores through public accessors
+only and act on a provider through the node's declared hooks
+(``request_tap``: the requests it receives; ``action_filter``: what its
+core's outcomes do), never by replacing a method. The rejections come from the unchanged protocol
 cores (:mod:`mimisim.mimi.provider`, :mod:`mimisim.mimi.hub`,
 :mod:`mimisim.mimi.keystore`).
 
@@ -33,7 +36,7 @@ to its users; the drafts give members no way to notice.)
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +47,15 @@ from mimisim.mimi import wire as W
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import group_id_of_room, hub_of_room
 from mimisim.mimi.keystore import encode_upload
-from mimisim.mimi.transport import ClientMessage, ClientOp, Deliver, MimiRequest, MimiResponse
+from mimisim.mimi.transport import (
+    Action,
+    ClientMessage,
+    ClientOp,
+    Deliver,
+    MimiRequest,
+    MimiResponse,
+    Outcome,
+)
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation
@@ -218,20 +229,17 @@ class Adversaries:
         gen = stream(w.seed, f"adversary:follower:{index}:http")
         captured: list[bytes] = []
         node = w.providers[me]
-        serve = w.fabric.servers[me]
 
-        def capture(req: MimiRequest, peer: str, now: float) -> Generator:
+        def capture(req: MimiRequest, peer: str) -> None:
             if req.endpoint == Endpoint.NOTIFY and req.target == room and peer == hub:
                 captured.append(req.body)
-            return (yield from serve(req, peer, now))
 
-        w.fabric.servers[me] = capture
+        node.request_tap = capture
         armed: list[int] = []
-        perform = node._perform
 
         stop = float(spec.stop) if spec.stop is not None else float(scn.duration)
 
-        def withhold(out: Any, inc: int) -> None:
+        def withhold(out: Outcome) -> Sequence[Action]:
             if armed and w.env.now < stop:
                 for a in out.actions:
                     if isinstance(a, Deliver) and a.room == room and a.msg_id:
@@ -246,12 +254,10 @@ class Adversaries:
                                               f"commit {a.msg_id} kept from {len(victims)} client(s)")
                             self.withheld.append((n, me, room, a.msg_id, w.env.now))
                             armed.clear()
-                            out.actions = [d for d in out.actions
-                                           if not (isinstance(d, Deliver) and d.msg_id == a.msg_id)]
-                            break
-            perform(out, inc)
+                            return [d for d in out.actions if not (isinstance(d, Deliver) and d.msg_id == a.msg_id)]
+            return out.actions
 
-        node._perform = withhold  # type: ignore[method-assign]
+        node.action_filter = withhold
         followers = sorted({scn.users[u].provider for u in scn.rooms[spec.room].participants} - {me, hub})
         victim = followers[0] if followers else hub
         attacks = list(spec.attacks)
@@ -308,9 +314,9 @@ class Adversaries:
             node = self.world.clients[uri]
             if node.provider.domain != provider:
                 continue
-            r = node.core._rooms.get(room)
-            if r is not None and r.member and r.group is not None:
-                return copy.deepcopy(r.group)
+            g = node.core.group(room)
+            if node.core.is_member(room) and g is not None:
+                return copy.deepcopy(g)
         return None
 
     # ---------------------------------------------------------------- malicious client
@@ -329,10 +335,10 @@ class Adversaries:
             if not isinstance(ev, int):
                 yield ev
                 continue
-            r = core._rooms.get(room)
-            member = r is not None and r.member and r.group is not None
-            if member and (not old or old[-1].epoch != r.group.epoch):  # type: ignore[union-attr]
-                old.append(copy.deepcopy(r.group))  # type: ignore[union-attr]
+            group = core.group(room)
+            member = core.is_member(room) and group is not None
+            if member and group is not None and (not old or old[-1].epoch != group.epoch):
+                old.append(copy.deepcopy(group))
                 old[:] = old[-4:]
             attack = attacks[ev % len(attacks)]
             if attack == "non_member_submit" and not member:
@@ -345,11 +351,11 @@ class Adversaries:
                 n = self._attempt(attack, uri, hub_of_room(room), room, "a message to a room it is not in")
                 self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
             elif attack == "forged_signature" and member:
-                assert r is not None and r.group is not None
-                _, msg = _commit_body(copy.deepcopy(r.group))
+                assert group is not None
+                _, msg = _commit_body(copy.deepcopy(group))
                 msg.body.auth.signature = core.suite.sign_with_label(
                     core.suite.generate_signature_key_pair(rng)[0], b"FramedContentTBS", b"forged")
-                g2 = copy.deepcopy(r.group)
+                g2 = copy.deepcopy(group)
                 out = g2.commit([])
                 gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
                 rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
@@ -363,16 +369,16 @@ class Adversaries:
                 n = self._attempt(attack, uri, hub_of_room(room), room,
                                   f"a message from its group of epoch {g.epoch} after its user was removed")
                 self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
-            elif attack == "reuse_key_package" and core._key_packages:
-                kp = next(iter(core._key_packages.values()))[0]
+            elif attack == "reuse_key_package" and core.key_packages():
+                kp = core.key_packages()[0]
                 n = self._attempt(attack, uri, node.provider.domain, "", "republishes a KeyPackage it published")
                 self._client_send(n, uri, ClientOp.upload_key_packages, "", encode_upload([kp]))
             elif attack == "stale_epoch" and member and len(old) > 1:
-                assert r is not None and r.group is not None
+                assert group is not None
                 g = copy.deepcopy(old[0])
                 body, _ = _commit_body(g)
                 n = self._attempt(attack, uri, hub_of_room(room), room,
-                                  f"a commit on epoch {old[0].epoch} (room at {r.group.epoch})")
+                                  f"a commit on epoch {old[0].epoch} (room at {group.epoch})")
                 self._client_send(n, uri, ClientOp.update, room, body)
 
     def _current(self, msg: MLSMessage, room: str) -> MLSMessage:

@@ -156,7 +156,7 @@ class HttpFabric:
         if not arrivals:
             self.trace.record(self.env.now, E.NetDrop(
                 peer=dst, msg_id=msg_id, req_id=req_id, size=size, method=method, path=path, response=False,
-                reason=self.network.last_drop_reason or "loss"), src)
+                reason=arrivals.drop_reason or "loss"), src)
         for arr in arrivals:
             self.env.process(self._serve(src, req, req_id, arr.at_ms, arr.duplicate, answered, msg_id))
 
@@ -185,7 +185,7 @@ class HttpFabric:
         if not arrivals:
             self.trace.record(self.env.now, E.NetDrop(
                 peer=src, msg_id=msg_id, req_id=req_id, size=rsize, method=method, path=path, response=True,
-                reason=self.network.last_drop_reason or "loss"), dst)
+                reason=arrivals.drop_reason or "loss"), dst)
         for arr in arrivals:
             self.env.process(self._respond(arr.at_ms, arr.duplicate, response, answered, src, dst, req_id, msg_id,
                                            req))

@@ -72,6 +72,17 @@ def link_stream_name(src: str, dst: str) -> str:
     return f"link:{src}>{dst}"
 
 
+class Transmission(list[Arrival]):
+    """What :meth:`Network.transmit` returns: the arrivals (a list, empty
+    when the message was dropped) and, when dropped, why (``drop_reason``:
+    ``offline``, ``partition``, ``loss``, ``queue``...). The reason travels
+    with the result, so a caller never reads it back from the network."""
+
+    def __init__(self, arrivals: Iterable[Arrival] = (), drop_reason: str | None = None) -> None:
+        super().__init__(arrivals)
+        self.drop_reason = drop_reason
+
+
 class NoLink(KeyError):
     """``transmit`` between nodes with no direct link (e.g. a client and a
     provider other than its own)."""
@@ -196,7 +207,6 @@ class Network:
     offline: list[OfflineWindow] = field(default_factory=list, init=False)
     profiles: dict[str, tuple[LinkModel, LinkModel]] = field(default_factory=dict, init=False)
     events: list[NetEvent] = field(default_factory=list, init=False)
-    last_drop_reason: str | None = field(default=None, init=False)
     _gens: dict[tuple[str, str], np.random.Generator] = field(default_factory=dict, init=False, repr=False)
 
     # ---- topology --------------------------------------------------------
@@ -408,19 +418,18 @@ class Network:
             g = self._gens[key] = stream(self.root_seed, link_stream_name(src, dst))
         return g
 
-    def transmit(self, src: str, dst: str, now_ms: float, size_bytes: int) -> list[Arrival]:
+    def transmit(self, src: str, dst: str, now_ms: float, size_bytes: int) -> Transmission:
         """The arrivals at ``dst`` of a message ``src`` sends at ``now_ms``.
 
         Order of judgement: offline and partition at send time (the link is
         not touched and draws nothing), then the link model with any active
         degradation, then each copy's flight against offline windows and
-        partitions that begin before it lands. An empty list means dropped;
-        ``last_drop_reason`` and a ``net.drop`` event say why. If the
+        partitions that begin before it lands. An empty result means dropped;
+        its ``drop_reason`` and a ``net.drop`` event say why. If the
         original copy is lost in flight but its duplicate survives, the
         survivor is reported as the original.
         """
         model = self.link(src, dst)
-        self.last_drop_reason = None
         reason = self._blocked(src, dst, now_ms, now_ms)
         if reason is not None:
             return self._drop(src, dst, now_ms, size_bytes, reason)
@@ -448,12 +457,11 @@ class Network:
             return self._drop(src, dst, now_ms, size_bytes, flight_reason)
         if len(kept) == 1 and kept[0].duplicate:
             kept[0] = Arrival(kept[0].at_ms, False)
-        return kept
+        return Transmission(kept)
 
-    def _drop(self, src: str, dst: str, now_ms: float, size: int, reason: str) -> list[Arrival]:
-        self.last_drop_reason = reason
+    def _drop(self, src: str, dst: str, now_ms: float, size: int, reason: str) -> Transmission:
         self._emit(NetEvent(now_ms, "net.drop", node=src, peer=dst, size=int(size), detail=reason))
-        return []
+        return Transmission((), reason)
 
     def _emit(self, ev: NetEvent) -> None:
         if self.on_event is not None:

@@ -10,9 +10,9 @@ the same way.
 ``Resource`` of capacity 1: its CPU). Each input costs
 ``per_request + per_byte * body bytes + per_signature * signatures +
 per_hpke * HPKE operations``, where the signature and HPKE counts are the
-operations the core really performed during the call
-(:data:`mimisim.mls.crypto.OPS`), so the cost follows the protocol, not a
-guess. Clients' processing is free (their devices are not the object of
+operations the core really performed during the call (it returns them on
+its output envelope, ``Outcome.crypto``), so the cost follows the protocol,
+not a guess. Clients' processing is free (their devices are not the object of
 study).
 
 **The input is a transaction.** The core handles an input at once when the
@@ -36,8 +36,15 @@ has every input the primary committed (the same state, the same outbox).
 ``lag``: every input reaches the standby ``lag`` later (in order); at the
 failover the standby rebuilds the core by replaying the inputs that had
 arrived (the core is deterministic in its inputs and seeded randomness, so
-the replay is exact), and every accepted message in the lost suffix is
-recorded as ``hub.lost``.
+the replay is exact; the log holds the typed inputs,
+:data:`~mimisim.mimi.transport.CoreInput`), and every input in the lost
+suffix that the hub had accepted (``Outcome.accepted``) is recorded as
+``hub.lost``.
+
+**Hooks.** A scenario actor (an adversary) acts through two declared hooks
+of a :class:`ProviderNode`, never by replacing its methods:
+``action_filter`` sees each outcome before its actions are carried out and
+returns the actions to carry out; ``request_tap`` sees each inbound request.
 
 **Client access.** The client-to-provider protocol is outside MIMI; it runs
 over a reliable ordered connection (:class:`Stream`): a message lost on the
@@ -48,7 +55,7 @@ forward), and the receiver sees messages in the order they were sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,16 +65,20 @@ from mimisim import events as E
 from mimisim.mimi.client import ClientCore, ClientStep
 from mimisim.mimi.provider import ProviderCore
 from mimisim.mimi.transport import (
+    Action,
     ClientMessage,
     ClientReply,
+    CoreInput,
     Deliver,
+    FromClient,
     HttpReply,
     MimiRequest,
     MimiResponse,
     Outcome,
+    PeerRequest,
+    PeerResponse,
     SendRequest,
 )
-from mimisim.mls.crypto import OPS
 from mimisim.sim.http import RetryPolicy
 from mimisim.sim.links import wire_size
 from mimisim.sim.rng import stream
@@ -167,7 +178,7 @@ class Stream:
                                                 reason="crashed"), self.src)
                 wait = RECONNECT_MS
             else:
-                reason = net.last_drop_reason or "loss"
+                reason = arrivals.drop_reason or "loss"
                 trace.record(now, E.NetDrop(peer=self.dst, msg_id=msg_id, size=size, stream_item=detail,
                                             reason=reason, retransmission=not first), self.src)
                 if reason in ("offline", "partition"):
@@ -269,15 +280,34 @@ class Cost:
                 + self.per_hpke * hpke)
 
 
+@dataclass(frozen=True)
+class AbandonRequests:
+    """Log entry of a crash: :meth:`ProviderCore.abandon_requests`."""
+
+    keep_notify: bool
+
+
+@dataclass(frozen=True)
+class LoseSoftState:
+    """Log entry of a volatile restart: :meth:`ProviderCore.lose_soft_state`."""
+
+
+#: What a lagging standby replays: the core's inputs and the crash lifecycle calls.
+LoggedInput = CoreInput | AbandonRequests | LoseSoftState
+
+
 @dataclass
 class LogEntry:
     """One input to a core, kept for a lagging standby's replay."""
 
     t_ms: float
     replicated_ms: float
-    method: str
-    args: tuple[Any, ...]
-    accepted: tuple[tuple[str, str, int], ...] = ()  # (room, msg_id, epoch) of hub.accept events
+    input: LoggedInput
+    accepted: tuple[tuple[str, str, int], ...] = ()  # (room, msg_id, epoch) the hub accepted
+
+
+#: An action filter: the outcome a core call produced -> the actions to carry out.
+ActionFilter = Callable[[Outcome], Sequence[Action]]
 
 
 class ProviderNode:
@@ -319,47 +349,50 @@ class ProviderNode:
         self._last_replicated = 0.0
         self.busy_ms = 0.0
         self.inputs = 0
+        #: Declared hooks (see the module docstring): None, or an adversary's.
+        self.action_filter: ActionFilter | None = None
+        self.request_tap: Callable[[MimiRequest, str], None] | None = None
 
     # ---------------------------------------------------------------- core calls
 
     def _alive(self, inc: int) -> Callable[[], bool]:
         return lambda: self.up and self.incarnation == inc
 
-    def _call(self, method: str, *args: Any, size: int = 0) -> tuple[Outcome, float]:
+    def _call(self, inp: CoreInput, size: int = 0) -> tuple[Outcome, float]:
         """Feed one input to the core, record its events, and return the
         outcome and the processing time it costs."""
-        s0, h0 = OPS.signatures, OPS.hpke
-        out: Outcome = getattr(self.core, method)(*args)
-        cost = self.cost.of(size, OPS.signatures - s0, OPS.hpke - h0)
+        out = self.core.handle(inp)
+        cost = self.cost.of(size, out.crypto.signatures, out.crypto.hpke)
         self.inputs += 1
         self.busy_ms += cost
         w = self.world
         t = w.env.now
-        accepted = []
         for e in out.events:
             _record_core_event(w.trace, t, e, self.domain)
-            if e.kind == "hub.accept" and e.msg_id:
-                accepted.append((e.room, e.msg_id, -1 if e.epoch is None else e.epoch))
-        self._log(method, args, tuple(accepted))
+        self._log(inp, tuple((a.room, a.msg_id, a.epoch) for a in out.accepted))
         for a in out.actions:
-            if isinstance(a, SendRequest) and a.retry_until_201:
+            if isinstance(a, SendRequest) and a.retry_until_done:
                 self.outbox[a.token] = a
         return out, cost
 
-    def _log(self, method: str, args: tuple[Any, ...], accepted: tuple[tuple[str, str, int], ...] = ()) -> None:
+    def _log(self, inp: LoggedInput, accepted: tuple[tuple[str, str, int], ...] = ()) -> None:
         if self.log is None or self.lag_sampler is None:
             return
         t = self.world.env.now
         self._last_replicated = max(self._last_replicated, t + self.lag_sampler())
-        self.log.append(LogEntry(t, self._last_replicated, method, args, accepted))
+        self.log.append(LogEntry(t, self._last_replicated, inp, accepted))
 
     def _perform(self, out: Outcome, inc: int) -> None:
-        """Carry out a core outcome's actions (after its processing time)."""
+        """Carry out a core outcome's actions (after its processing time),
+        those the ``action_filter`` keeps when there is one."""
+        # The filter sees every outcome, even one a crash has voided (as an
+        # actor watching the node's output would).
+        actions = out.actions if self.action_filter is None else self.action_filter(out)
         if inc != self.incarnation or not self.up:
             return
-        for a in out.actions:
+        for a in actions:
             if isinstance(a, SendRequest):
-                if a.retry_until_201 and a.token not in self.outbox:
+                if a.retry_until_done and a.token not in self.outbox:
                     continue  # the outbox lost it (volatile crash during the processing time)
                 self._start_exchange(a, inc)
             elif isinstance(a, ClientReply):
@@ -393,6 +426,8 @@ class ProviderNode:
     def serve(self, req: MimiRequest, peer: str, now: float) -> Generator[simpy.Event, Any, MimiResponse | None]:
         """The HTTP server: an inbound request from ``peer`` (the TLS identity)."""
         env = self.world.env
+        if self.request_tap is not None:
+            self.request_tap(req, peer)
         if not self.up:
             method, _, path = req.detail.partition(" ")
             self.world.trace.record(env.now, E.NetDrop(peer=self.domain, size=wire_size(len(req.body)), method=method,
@@ -406,7 +441,7 @@ class ProviderNode:
                 return None
             inbound = self._next_inbound
             self._next_inbound += 1
-            out, cost = self._call("handle_request", req, peer, int(env.now), inbound, size=len(req.body))
+            out, cost = self._call(PeerRequest(req, peer, int(env.now), inbound), size=len(req.body))
             if out.response is None:
                 waiter = env.event()
                 self.inbound_waiters[inbound] = waiter
@@ -429,14 +464,14 @@ class ProviderNode:
             yield rq
             if inc != self.incarnation:
                 return
-            out, cost = self._call("handle_client", msg, int(env.now), size=len(msg.body))
+            out, cost = self._call(FromClient(msg, int(env.now)), size=len(msg.body))
             yield env.timeout(cost)
         self._perform(out, inc)
 
     def _start_exchange(self, action: SendRequest, inc: int) -> None:
         w = self.world
         req = action.request
-        if action.retry_until_201:
+        if action.retry_until_done:
             for mid in action.msg_ids:
                 method, _, path = req.detail.partition(" ")
                 w.trace.record(w.env.now, E.HubFanout(peer=req.host, room=req.target, msg_id=mid, method=method,
@@ -446,7 +481,7 @@ class ProviderNode:
     def _exchange(self, action: SendRequest, inc: int) -> Generator:
         w = self.world
         env = w.env
-        policy = self.notify_policy if action.retry_until_201 else self.request_policy
+        policy = self.notify_policy if action.retry_until_done else self.request_policy
         mid = action.msg_ids[0] if action.msg_ids else ""
         result = yield w.fabric.exchange(self.domain, action.request, policy, self.gen, mid, alive=self._alive(inc))
         if inc != self.incarnation or not self.up:
@@ -454,15 +489,15 @@ class ProviderNode:
         resp = result.response
         if resp is None:
             resp = MimiResponse(504, b"", "Gateway Timeout")
-        if action.retry_until_201:
-            if resp.status != 201:
+        if action.retry_until_done:
+            if not action.done(resp):
                 return  # gave up under a finite notify retry policy: the follower misses it
             self.outbox.pop(action.token, None)
         with self.cpu.request() as rq:
             yield rq
             if inc != self.incarnation:
                 return
-            out, cost = self._call("handle_response", action.token, resp, int(env.now), size=len(resp.body))
+            out, cost = self._call(PeerResponse(action.token, resp, int(env.now)), size=len(resp.body))
             yield env.timeout(cost)
         self._perform(out, inc)
 
@@ -481,14 +516,14 @@ class ProviderNode:
         w.trace.record(w.env.now, E.FaultCrash(status=state, text=why, fault_id=fault_id, fault_kind=fault_kind),
                        self.domain)
         lost = self.core.abandon_requests(keep_notify=state == "durable")
-        self._log("abandon_requests", (state == "durable",))
+        self._log(AbandonRequests(state == "durable"))
         for ev in self.inbound_waiters.values():
             if not ev.triggered:
                 ev.succeed(None)
         self.inbound_waiters.clear()
         if state == "volatile":
             self.core.lose_soft_state()
-            self._log("lose_soft_state", ())
+            self._log(LoseSoftState())
             self.outbox.clear()
             for s in self.downlinks.values():
                 s.reset()
@@ -542,18 +577,21 @@ class ProviderNode:
             if entry.replicated_ms > at_ms:
                 break
             applied += 1
-            if entry.method == "abandon_requests":
-                core.abandon_requests(keep_notify=entry.args[0])
+            inp = entry.input
+            if isinstance(inp, AbandonRequests):
+                core.abandon_requests(keep_notify=inp.keep_notify)
                 continue
-            if entry.method == "lose_soft_state":
+            if isinstance(inp, LoseSoftState):
                 core.lose_soft_state()
                 continue
-            out = getattr(core, entry.method)(*entry.args)
+            out = core.handle(inp)
             for a in out.actions:
-                if isinstance(a, SendRequest) and a.retry_until_201:
+                if isinstance(a, SendRequest) and a.retry_until_done:
                     outbox[a.token] = a
-            if entry.method == "handle_response" and entry.args[1].status == 201:
-                outbox.pop(entry.args[0], None)
+            if isinstance(inp, PeerResponse):
+                sent = outbox.get(inp.token)
+                if sent is not None and sent.done(inp.response):
+                    del outbox[inp.token]
         lost = self.log[applied:]
         for entry in lost:
             for room, mid, epoch in entry.accepted:

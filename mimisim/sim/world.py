@@ -28,6 +28,7 @@ import simpy
 from mimisim import events as E
 from mimisim.mimi import policy as P
 from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
+from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
 from mimisim.sim import scenario as S
@@ -61,7 +62,7 @@ def _retry_policy(rp: S.RequestPolicy, *, notify: bool) -> RetryPolicy:
         backoff_cap_ms=float(b.cap),
         jitter=b.jitter,
         honour_retry_after=rp.retry.honour_retry_after,
-        success_statuses=frozenset({201}) if notify else None,
+        success_statuses=frozenset({Endpoint.NOTIFY.success_status}) if notify else None,
     )
 
 

@@ -174,6 +174,10 @@ class ClientCore:
         """How many unused KeyPackage private keys this client holds."""
         return len(self._key_packages)
 
+    def key_packages(self) -> list[KeyPackage]:
+        """The KeyPackages this client published and has not used yet, oldest first."""
+        return [kp for kp, _priv, _last_resort in self._key_packages.values()]
+
     # ------------------------------------------------------------ helpers (for the parts)
 
     def now_seconds(self, now_ms: int) -> int:
