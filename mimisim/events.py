@@ -195,6 +195,15 @@ def _proposals() -> Any:
     return _col("number of proposals sent", "int64", "proposals")
 
 
+def _reason() -> Any:
+    return _col("why, as a code: for net.drop loss, queue, partition, offline or crashed; for provider.reject "
+                "impersonation, malformed, not_hub or foreign_user", "string")
+
+
+def _external() -> Any:
+    return _col("an external commit (a joiner's, or a resync); a client records no sizes for one", "bool")
+
+
 def _target_user() -> Any:
     return _col("the user an action adds or removes (the hub's remove proposals, the workload's add/remove)",
                 "string")
@@ -218,7 +227,7 @@ class _NetEvent(TraceEvent):
     response: bool | None = _col("the message is an HTTP response (false: a request)", "bool")
     stream_item: str | None = _col(
         "on a client-provider connection: the client's request type (update, submit_message, ...; "
-        "'(adversary)' appended for an adversary's), or reply | deliver from the provider", "string")
+        "'(adversary)' appended for an adversary's), or reply or deliver from the provider", "string")
 
     @property
     def detail(self) -> str:
@@ -256,7 +265,7 @@ class NetDuplicate(_NetEvent):
 @_event("net.drop")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NetDrop(_NetEvent):
-    reason: str | None = _col("why the message was lost: loss | queue | partition | offline | crashed", "string")
+    reason: str | None = _reason()
     retransmission: bool | None = _col("the lost copy was a retransmission on a client connection", "bool")
 
     @property
@@ -332,7 +341,7 @@ class HubAccept(TraceEvent):
     epoch_to: int | None = _col("the epoch the commit creates", "int64", "epoch")
     added: int | None = _added()
     removed: int | None = _removed()
-    external: bool | None = _col("an external commit (a joiner's, or a resync)", "bool")
+    external: bool | None = _external()
     tree_fp: str | None = _tree_fp()
     plist_fp: str | None = _plist_fp()
     role: int | None = _role()
@@ -449,7 +458,7 @@ class NotifyDedup(_NotifyEvent):
 class ProviderReject(TraceEvent):
     method: str | None = _method()
     path: str | None = _path()
-    reason: str | None = _col("impersonation | malformed | not_hub | foreign_user", "string")
+    reason: str | None = _reason()
     note: str = _text("the impersonated domain, the decode error, or the foreign user")
 
     @property
@@ -517,7 +526,7 @@ class ClientDeliver(TraceEvent):
 class ClientCommit(TraceEvent):
     operation: str | None = _operation()
     attempt: int | None = _attempt()
-    external: bool | None = _col("an external commit (join or resync): no sizes are recorded", "bool")
+    external: bool | None = _external()
     added: int | None = _added()
     removed: int | None = _removed()
     commit_bytes: int | None = _col("the encoded commit MLSMessage", "int64", "bytes")
@@ -832,16 +841,15 @@ def class_columns(cls: type[TraceEvent]) -> list[Column]:
 def columns() -> list[Column]:
     """Every typed column of the trace, once, in the order of first
     appearance over the registry. Raises ``TypeError`` if one name has two
-    types or units (a column must mean one thing)."""
+    types, units or descriptions (a column means one thing)."""
     seen: dict[str, Column] = {}
     for cls in REGISTRY.values():
         for c in class_columns(cls):
             old = seen.get(c.name)
             if old is None:
                 seen[c.name] = c
-            elif (old.type, old.unit) != (c.type, c.unit):
-                raise TypeError(f"column {c.name!r} is {old.type} [{old.unit}] in one kind and "
-                                f"{c.type} [{c.unit}] in {cls.kind}")
+            elif old != c:
+                raise TypeError(f"column {c.name!r} is {old} in one kind and {c} in {cls.kind}")
     return list(seen.values())
 
 

@@ -13,11 +13,13 @@ its commit message.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "fingerprints.json"
@@ -57,13 +59,21 @@ def rows_digest(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon, default=str, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprint(path: Path) -> dict[str, object]:
+@functools.cache
+def run(path: Path) -> tuple[Any, Any]:
+    """``(scenario, RunResult)`` of one scenario file at its own seed, once
+    per test session (tests/test_trace_schema.py reads the same runs)."""
     import mimisim
-    from mimisim.analysis.studies import SCENARIO_STUDY, STUDIES
     from mimisim.sim.scenario import load_scenario
 
     scn = load_scenario(path)
-    res = mimisim.run(scn, out=False, progress=False)
+    return scn, mimisim.run(scn, out=False, progress=False)
+
+
+def fingerprint(path: Path) -> dict[str, object]:
+    from mimisim.analysis.studies import SCENARIO_STUDY, STUDIES
+
+    scn, res = run(path)
     out: dict[str, object] = {"events": len(res.trace), "trace": trace_digest(res.trace)}
     study = SCENARIO_STUDY.get(scn.name)
     if study:

@@ -27,13 +27,13 @@ KINDS: dict[str, str] = {
     # network
     "net.send": "a message (request or response) enters a link",
     "net.deliver": "a message leaves a link at its destination",
-    "net.drop": "a message is lost (detail: loss | queue | partition | offline | crashed)",
+    "net.drop": "a message is lost (reason: loss | queue | partition | offline | crashed)",
     "net.duplicate": "the link delivers an extra copy of a message",
     # HTTP exchanges between providers
-    "http.request": "a provider sends a request (detail: METHOD /path)",
+    "http.request": "a provider sends a request (method, path)",
     "http.response": "a provider receives the response (status: HTTP status or protocol code)",
     "http.timeout": "no response before the timeout",
-    "http.retry": "a request is sent again (detail: attempt number)",
+    "http.retry": "a request is sent again (attempt: its number)",
     "http.giveup": "the retry policy gave up on a request",
     # hub
     "hub.accept": "the hub accepted a handshake or application message",
@@ -41,15 +41,15 @@ KINDS: dict[str, str] = {
     "hub.fanout": "the hub planned delivery of a message to a follower",
     "hub.lost": "a message the hub had accepted is lost by a failover to a lagging standby",
     # follower
-    "notify.accept": "a follower processed a /notify body (detail: ... txn=<hub notify id> window=<n> entries <b> B)",
-    "notify.dedup": "a follower recognised a duplicate /notify and answered 201 (detail as notify.accept)",
+    "notify.accept": "a follower processed a /notify body (txn_id: the hub's notify id; window_entries, window_bytes)",
+    "notify.dedup": "a follower recognised a duplicate /notify and answered 201 (columns as notify.accept)",
     # providers and clients
     "provider.reject": "a provider refused a request before any room logic (impersonation, malformed)",
     "provider.stale_response": "a response for a request the provider no longer waits for",
     "client.send": "a client sends a request to its provider",
     "client.submit": "a client submits an application message (msg_id: the MLSMessage's id)",
     "client.deliver": "an application message reaches a client's user",
-    "client.commit": "a client creates a commit (detail: <op> attempt <n>: +a -r sizes: commit= welcome= ...)",
+    "client.commit": "a client creates a commit (operation, attempt, added, removed, sizes in bytes)",
     "client.epoch": "a client's group moves to a new epoch",
     "client.retry": "a client retries after wrongEpoch",
     "client.drop": "a client ignores a stale or duplicate message",
@@ -60,7 +60,7 @@ KINDS: dict[str, str] = {
     "client.fail": "a client gave up an operation (retries exhausted or no longer possible)",
     "client.propose": "a client sent proposals (a leave starts here)",
     # faults
-    "fault.crash": "a node stops (detail: durable | volatile)",
+    "fault.crash": "a node stops (status: durable | volatile)",
     "fault.restart": "a node starts again",
     "fault.failover": "a standby takes over a hub's domain",
     "fault.partition": "a partition starts or heals",
@@ -88,6 +88,24 @@ _COMMON_TYPES = {
     "t_ms": "float64", "seq": "int64", "kind": "string", "node": "string", "peer": "string", "room": "string",
     "epoch": "int64", "msg_id": "string", "req_id": "int64", "bytes": "int64", "status": "string",
     "detail": "string",
+}
+
+
+#: The common columns: (unit, description), for ``docs/trace.md``.
+COMMON_DOCS: dict[str, tuple[str, str]] = {
+    "t_ms": ("ms", "simulated time of the event"),
+    "seq": ("", "recording order (breaks ties at equal t_ms); the row's id in violations and diagrams"),
+    "kind": ("", "the event's kind, one of the vocabulary below"),
+    "node": ("", "where it happened: a provider domain (a.example) or a client URI; '' for run-wide events"),
+    "peer": ("", "the other party (destination, sender, committer's user...), '' when none"),
+    "room": ("", "room URI, '' when none"),
+    "epoch": ("epoch", "the MLS epoch the event is about; null when none"),
+    "msg_id": ("", "first 16 hex digits of SHA-256 over the MLSMessage: one message end to end; '' when none"),
+    "req_id": ("", "the HTTP exchange attempt (http.*, net.* between providers), client request id "
+               "(client.send) or adversary attempt number; null when none"),
+    "bytes": ("bytes", "size of what the event carries (on the wire for net.*, the body for http.*); null when none"),
+    "status": ("", "outcome: HTTP status or protocol response code, drop reason code, fault state...; '' when none"),
+    "detail": ("", "human-readable rendering (for reading only: analysis reads the typed columns)"),
 }
 
 
@@ -246,3 +264,87 @@ class Trace:
         import pyarrow.parquet as pq
 
         pq.write_table(self.to_arrow(), path, compression="zstd", write_statistics=False, store_schema=False)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def schema_markdown() -> str:
+    """``docs/trace.md``: every column (common and typed) with its type, unit
+    and meaning, and every kind with its typed columns, generated from
+    :mod:`mimisim.events` and :data:`KINDS` (a test checks the file is current)."""
+    cols = E.columns()
+    kinds_of: dict[str, list[str]] = {c.name: [] for c in cols}
+    for kind, cls in E.REGISTRY.items():
+        for c in E.class_columns(cls):
+            kinds_of[c.name].append(kind)
+    lines = [
+        "# The trace: kinds and columns",
+        "",
+        "<!-- Generated by `python -m mimisim.sim.trace --write` from mimisim/events.py and",
+        "     mimisim/sim/trace.py; tests/test_trace_schema.py checks it is current. Do not edit. -->",
+        "",
+        "Every run records one flat event log (`trace.parquet` in the results folder). Each row is one",
+        "event of a closed vocabulary of kinds; each kind is a frozen dataclass in `mimisim/events.py`",
+        "that the core or the simulator emits. The file has the common columns, then one typed column",
+        "per field any kind has: a row's typed columns that its kind does not have are null, as are",
+        "those its event left unset. Nulls are real nulls (never `-1` or `''`); only the common text",
+        "columns use `''` for \"none\".",
+        "",
+        "Load a trace with `mimisim.sim.trace.read_parquet(path)` (or `mimisim.api.load(folder).trace`),",
+        "or from a run with `Trace.to_pandas()`: both give the same frame, with pandas' nullable",
+        "dtypes (`Int64`, `boolean`; strings with NaN for null; lists as arrays). For example, the",
+        "Welcome sizes of a run's commits:",
+        "",
+        "```python",
+        "from mimisim.sim.trace import read_parquet",
+        "trace = read_parquet(\"results/clubhouse/seed-1/trace.parquet\")",
+        "trace[trace.kind == \"client.commit\"].welcome_bytes",
+        "```",
+        "",
+        "`detail` is a human-readable rendering of the event, for reading; code reads the typed",
+        "columns.",
+        "",
+        "## Common columns",
+        "",
+        "| column | type | unit | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name in COLUMNS:
+        unit, doc = COMMON_DOCS[name]
+        typ = _COMMON_TYPES[name] + (" (nullable)" if name in ("epoch", "req_id", "bytes") else "")
+        lines.append(f"| `{name}` | {typ} | {unit} | {_cell(doc)} |")
+    lines += [
+        "",
+        "## Typed columns",
+        "",
+        "`list<role_change>` is a list of `{user, old, new}` structs (role indices; 0: not a participant).",
+        "",
+        "| column | type | unit | meaning | kinds |",
+        "|---|---|---|---|---|",
+    ]
+    for c in cols:
+        kinds = ", ".join(f"`{k}`" for k in kinds_of[c.name])
+        lines.append(f"| `{c.name}` | {c.type} | {c.unit} | {_cell(c.description)} | {kinds} |")
+    lines += ["", "## Kinds", ""]
+    for kind, what in KINDS.items():
+        cls = E.REGISTRY[kind]
+        lines += [f"### `{kind}`", "", f"{what} (`mimisim.events.{cls.__name__}`).", ""]
+        own = E.class_columns(cls)
+        if own:
+            lines += [", ".join(f"`{c.name}`" for c in own), ""]
+        else:
+            lines += ["No typed columns.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    doc = schema_markdown()
+    if "--write" in sys.argv:
+        (Path(__file__).resolve().parents[2] / "docs" / "trace.md").write_text(doc)
+    else:
+        sys.stdout.write(doc)
