@@ -869,3 +869,33 @@ def test_client_step_is_frozen() -> None:
         step.actions = ()  # type: ignore[misc]
     with pytest.raises(AttributeError):
         step.actions.append(step.actions[0])  # type: ignore[attr-defined]
+
+
+def test_client_events_are_typed() -> None:
+    """Every client.* event is a typed event of mimisim.events with its facts
+    in typed fields; the detail text renders them as before."""
+    from mimisim import events as E
+    from mimisim.mimi.hub import state_tag
+
+    net, alice = room_with_alice()
+    (b1,) = with_users(net, [B1])
+    net.do(A1, alice.add_user(ROOM, BOB, net.now))
+    net.do(A1, alice.send_message(ROOM, "hello", net.now))
+    assert all(isinstance(e, E.TraceEvent) and e.kind.startswith("client.") for _, e in net.events)
+    (commit,) = [e for u, e in net.events if u == A1 and isinstance(e, E.ClientCommit)]
+    assert (commit.operation, commit.attempt, commit.added, commit.removed, commit.external) == ("add_user", 1, 1, 0,
+                                                                                                   False)
+    assert commit.welcome_bytes and commit.commit_bytes and commit.bundle_bytes > commit.commit_bytes
+    assert commit.detail.startswith("add_user attempt 1: +1 -0 sizes: commit=")
+    g = alice.group(ROOM)
+    assert g is not None
+    last = [e for u, e in net.events if u == A1 and isinstance(e, E.ClientEpoch)][-1]
+    assert (last.via, last.operation, last.epoch) == ("own_commit", "add_user", g.epoch)
+    assert last.detail == "own commit (add_user) " + state_tag(g.tree_hash, alice.participants(ROOM),
+                                                               g.epoch_authenticator)
+    joined = [e for u, e in net.events if u == B1 and isinstance(e, E.ClientEpoch)]
+    assert [(e.via, e.status) for e in joined] == [("welcome", "joined")]
+    (sub,) = [e for u, e in net.events if isinstance(e, E.ClientSubmit)]
+    assert sub.attempt == 1 and sub.content_bytes and sub.detail == f"attempt 1, {sub.content_bytes} bytes"
+    (dl,) = [e for u, e in net.events if u == B1 and isinstance(e, E.ClientDeliver)]
+    assert (dl.sender, dl.frank, dl.status, dl.peer) == (ALICE, "ok", "frank:ok", A1)

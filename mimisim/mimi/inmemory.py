@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimisim.events import TraceEvent
 from mimisim.mimi.client import ClientCore, ClientStep
 from mimisim.mimi.provider import ProviderCore
 from mimisim.mimi.transport import ClientMessage, ClientReply, Deliver, Event, HttpReply, Outcome, SendRequest
@@ -38,7 +39,7 @@ class InMemoryWorld:
     clients: dict[str, ClientCore] = field(default_factory=dict)
     now_ms: int = 0
     exchanges: list[Exchange] = field(default_factory=list)
-    events: list[tuple[str, Event]] = field(default_factory=list)
+    events: list[tuple[str, Event | TraceEvent]] = field(default_factory=list)
     delivered: list[tuple[str, Any]] = field(default_factory=list)
     _queue: deque = field(default_factory=deque)
     _timers: list[tuple[int, int, str, Any]] = field(default_factory=list)

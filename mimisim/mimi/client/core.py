@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import policy as P
@@ -258,7 +259,8 @@ class ClientCore:
         step = StepBuilder()
         r = self.room(room_uri)
         if r.member or any(op.kind == OpKind.CREATE for op in r.queue):
-            step.ev("client.fail", room_uri, None, "", "exists", "create_room: already in this room")
+            step.emit(E.ClientFail(room=room_uri, status="exists", operation=OpKind.CREATE.value,
+                                   reason="already in this room"))
             return step.freeze()
         op = self.engine.enqueue(room_uri, OpKind.CREATE, now_ms)
         try:
@@ -350,26 +352,26 @@ class ClientCore:
         step = StepBuilder()
         info = self.engine.requests.pop(reply.request_id, None)
         if info is None:
-            step.ev("client.drop", status="staleReply", detail=f"reply to unknown request {reply.request_id}")
+            step.drop(status="staleReply", text=f"reply to unknown request {reply.request_id}")
             return step.freeze()
         room, op_id, what = info
         if what == "upload":
             if reply.status not in (200, 201):
-                step.ev("client.fail", status=reply.code or str(reply.status),
-                        detail=f"upload_key_packages: {reply.body[:100]!r}")
+                step.emit(E.ClientFail(status=reply.code or str(reply.status), operation="upload_key_packages",
+                                       reason=f"{reply.body[:100]!r}"))
             return step.freeze()
         if what == "left":
             return step.freeze()
         r = self._rooms.get(room)
         op = r.queue[0] if r is not None and r.queue else None
         if r is None or op is None or op.id != op_id or op.request_id != reply.request_id:
-            step.ev("client.drop", room, None, "", "staleReply", f"{what} reply for an abandoned operation")
+            step.drop(room, None, "", "staleReply", f"{what} reply for an abandoned operation")
             return step.freeze()
         try:
             self.replies.dispatch(r, op, what, reply, now_ms, step)
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
-            step.ev("client.drop", r.uri, None, op.msg_id, "internalError", f"{type(e).__name__}: {e}"[:300])
+            step.drop(r.uri, None, op.msg_id, "internalError", f"{type(e).__name__}: {e}"[:300])
         return step.freeze()
 
     def on_deliver(self, deliver: Deliver, now_ms: int) -> ClientStep:
@@ -380,14 +382,14 @@ class ClientCore:
         try:
             fm = W.FanoutMessage.decode(deliver.body)
         except (DecodeError, EncodeError, ValueError) as e:
-            step.ev("client.drop", deliver.room, None, deliver.msg_id, "malformed", str(e)[:200])
+            step.drop(deliver.room, None, deliver.msg_id, "malformed", str(e)[:200])
             return step.freeze()
         mid = deliver.msg_id or msg_id_of(fm.message.encode())
         try:
             self.inbound.ingest(r, fm, mid, now_ms, step)
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
-            step.ev("client.drop", r.uri, None, mid, "internalError", f"{type(e).__name__}: {e}"[:300])
+            step.drop(r.uri, None, mid, "internalError", f"{type(e).__name__}: {e}"[:300])
         return step.freeze()
 
     def on_timer(self, token: int, now_ms: int) -> ClientStep:
@@ -399,5 +401,5 @@ class ClientCore:
         try:
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
-            step.ev("client.drop", r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
+            step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
         return step.freeze()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi.client.operations import Op, OpEvent, OpKind, Room, Stage
 from mimisim.mimi.client.output import StepBuilder, Timer
@@ -73,7 +74,8 @@ class OperationEngine:
     def fail(self, step: StepBuilder, r: Room, op: Op, why: str, status: str = "failed") -> None:
         op.advance(OpEvent.FAIL)
         epoch = r.group.epoch if r.group is not None else None
-        step.ev("client.fail", r.uri, epoch, op.msg_id, status, f"{op.kind}: {why}"[:300], op.target)
+        step.emit(E.ClientFail(room=r.uri, epoch=epoch, msg_id=op.msg_id, status=status, peer=op.target,
+                               operation=op.kind.value, reason=why))
 
     @staticmethod
     def done(op: Op) -> None:
@@ -200,18 +202,11 @@ class OperationEngine:
         op.wait_from_epoch = g.epoch if g is not None else -1
         delay = rs.wait_ms(op.attempts, self.core.uniform)
         op.backoff_timer = self.timer(step, now_ms + delay, "retry", r.uri, op.id) if delay > 0 else None
-        waits = []
-        if op.wait_epoch is not None:
-            waits.append(f"epoch {op.wait_epoch}")
-        if op.wait_refs:
-            waits.append(f"{len(op.wait_refs)} proposal(s)")
-        if delay:
-            waits.append(f"{delay} ms")
-        detail = f"{op.kind} attempt {op.attempts + 1}/{rs.max_attempts}"
-        if waits:
-            detail += " after " + ", ".join(waits)
-        step.ev("client.retry", r.uri, hub_epoch if hub_epoch is not None else (g.epoch if g else None),
-                op.msg_id, why, detail, op.target)
+        step.emit(E.ClientRetry(
+            room=r.uri, epoch=hub_epoch if hub_epoch is not None else (g.epoch if g else None), msg_id=op.msg_id,
+            status=why, peer=op.target, operation=op.kind.value, attempt=op.attempts + 1,
+            max_attempts=rs.max_attempts, wait_epoch=op.wait_epoch,
+            wait_proposals=len(op.wait_refs) if op.wait_refs else None, delay_ms=delay))
 
     # ------------------------------------------------------------ timers
 

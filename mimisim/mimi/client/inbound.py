@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
@@ -25,11 +26,11 @@ from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
     client_of_leaf,
     committer,
+    epoch_event,
     epoch_of,
     fork_rng,
     past_tree,
     removal_pending,
-    room_tag,
 )
 from mimisim.mimi.hub import msg_id_of
 from mimisim.mimi.identity import UriError, group_id_of_room, user_of_client
@@ -59,7 +60,7 @@ class Inbound:
         """Process one delivery now, buffer it, or drop it (with an event)."""
         kind = fm.kind
         if mid in r.seen or mid in r.buffered_ids:
-            step.ev("client.drop", r.uri, epoch_of(fm.message), mid, "duplicate",
+            step.drop(r.uri, epoch_of(fm.message), mid, "duplicate",
                     f"{kind.name if kind else '?'} already received")
             return
         if kind == W.MessageKind.welcome:
@@ -68,7 +69,7 @@ class Inbound:
         ep = epoch_of(fm.message)
         if ep is None or kind is None:
             r.seen.add(mid)
-            step.ev("client.drop", r.uri, None, mid, "malformed", "not a MIMI fanout message")
+            step.drop(r.uri, None, mid, "malformed", "not a MIMI fanout message")
             return
         if r.group is None:
             # Not (yet) a member: the Welcome or our external commit's success
@@ -82,23 +83,23 @@ class Inbound:
                 # Accepted before the commit that removed us, delivered after it.
                 self.on_application(r, fm, mid, ep, step)
                 return
-            step.ev("client.drop", r.uri, ep, mid, "notMember", f"{kind.name} after leaving the room")
+            step.drop(r.uri, ep, mid, "notMember", f"{kind.name} after leaving the room")
             return
         if ep > g.epoch:
             if not any(e == ep for e, _, _, _ in r.buffer):
-                step.ev("client.gap", r.uri, ep, mid, "", f"have epoch {g.epoch}, got {kind.name} of epoch {ep}")
+                step.gap(r.uri, ep, mid, "", f"have epoch {g.epoch}, got {kind.name} of epoch {ep}")
             self.buffer(r, ep, mid, fm, step)
             self.arm_gap_timer(r, now_ms, step)
             return
         r.seen.add(mid)
         if mid in r.own_msgs:
-            step.ev("client.drop", r.uri, ep, mid, "ownEcho", f"own {kind.name}")
+            step.drop(r.uri, ep, mid, "ownEcho", f"own {kind.name}")
             return
         if kind == W.MessageKind.commit:
             self.on_commit(r, fm, mid, ep, now_ms, step)
         elif kind == W.MessageKind.proposal:
             if ep < g.epoch:
-                step.ev("client.drop", r.uri, ep, mid, "stale", f"proposal of epoch {ep} < {g.epoch}")
+                step.drop(r.uri, ep, mid, "stale", f"proposal of epoch {ep} < {g.epoch}")
                 return
             self.on_proposals(r, [fm.message, *(fm.more_proposals or [])], mid, now_ms, step)
         else:
@@ -107,7 +108,7 @@ class Inbound:
     def buffer(self, r: Room, ep: int, mid: str, fm: W.FanoutMessage, step: StepBuilder) -> None:
         if len(r.buffer) >= MAX_BUFFERED:
             r.seen.add(mid)
-            step.ev("client.drop", r.uri, ep, mid, "bufferFull", f"{len(r.buffer)} messages already waiting")
+            step.drop(r.uri, ep, mid, "bufferFull", f"{len(r.buffer)} messages already waiting")
             return
         self.arrivals += 1
         r.buffer.append((ep, self.arrivals, mid, fm))
@@ -122,7 +123,7 @@ class Inbound:
             if not g.active or r.removed:
                 for ep, _, mid, _fm in sorted(r.buffer, key=lambda b: (b[0], b[1])):
                     r.seen.add(mid)
-                    step.ev("client.drop", r.uri, ep, mid, "notMember", "buffered message after leaving")
+                    step.drop(r.uri, ep, mid, "notMember", "buffered message after leaving")
                 r.buffer.clear()
                 r.buffered_ids.clear()
                 return
@@ -142,7 +143,7 @@ class Inbound:
         if ep < g.epoch:
             status = "ownEcho" if mid in r.own_commits or (head is not None and head.msg_id == mid) else "stale"
             r.own_commits.pop(mid, None)
-            step.ev("client.drop", r.uri, ep, mid, status, f"commit of epoch {ep} < {g.epoch}")
+            step.drop(r.uri, ep, mid, status, f"commit of epoch {ep} < {g.epoch}")
             return
         own = r.own_commits.pop(mid, None)
         if own is not None:
@@ -155,7 +156,7 @@ class Inbound:
             for op in r.queue:
                 if op.msg_id == mid and op.stage == Stage.SUBMITTED:
                     op.merged = True
-            self.after_merge(r, own, mid, "own commit (echo)", fm.external_proposals or [], now_ms, step)
+            self.after_merge(r, own, mid, fm.external_proposals or [], now_ms, step, via="own_echo")
             return
         try:
             res = g.process(fm.message, now_s=self.core.now_seconds(now_ms))
@@ -166,31 +167,35 @@ class Inbound:
                 r.seen.discard(mid)
                 r.buffered_ids.add(mid)
                 r.held.append((ep, mid, fm))
-                step.ev("client.gap", r.uri, ep, mid, "waitProposals", "commit waits for the proposals it references")
+                step.gap(r.uri, ep, mid, "waitProposals", "commit waits for the proposals it references")
                 self.arm_gap_timer(r, now_ms, step)
                 return
-            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            step.drop(r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
             return
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
-            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            step.drop(r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
             return
         if not isinstance(res, StagedCommit):
-            step.ev("client.drop", r.uri, ep, mid, "invalid", "not a commit")
+            step.drop(r.uri, ep, mid, "invalid", "not a commit")
             return
         if g.pending is not None:
             g.discard_pending_commit()  # ours lost the race; the hub will say wrongEpoch
         g.merge(res)
-        self.after_merge(r, res, mid, f"commit by {committer(res)}", fm.external_proposals or [],
-                         now_ms, step)
+        self.after_merge(r, res, mid, fm.external_proposals or [], now_ms, step, via="commit",
+                         committer=committer(res))
 
-    def after_merge(self, r: Room, staged: StagedCommit | None, mid: str, detail: str,
-                    external_proposals: Sequence[MLSMessage], now_ms: int, step: StepBuilder) -> None:
+    def after_merge(self, r: Room, staged: StagedCommit | None, mid: str, external_proposals: Sequence[MLSMessage],
+                    now_ms: int, step: StepBuilder, *, via: str, operation: str | None = None,
+                    committer: str | None = None) -> None:
+        """The group merged a commit (``via``: own_commit, own_echo or commit):
+        record the new epoch, or the removal, and process the proposals the
+        hub stapled to the commit."""
         g = r.group
         assert g is not None
         if not g.active or (staged is not None and staged.removed_self):
             self.removed(r, mid, now_ms, step)
             return
-        step.ev("client.epoch", r.uri, g.epoch, mid, "", detail + " " + room_tag(r))
+        step.emit(epoch_event(r, via, mid, operation=operation, committer=committer))
         r.own_commits = {k: v for k, v in r.own_commits.items() if v.epoch > g.epoch}
         if external_proposals:
             # The hub's proposals for the new epoch, stapled to the commit ([P6] Fanout).
@@ -200,8 +205,8 @@ class Inbound:
         """A commit removed this client: stop, tell the provider, settle the queue."""
         g = r.group
         r.removed = True
-        step.ev("client.epoch", r.uri, g.epoch + 1 if g is not None else None, mid, "removed",
-                "removed from the group")
+        step.emit(E.ClientEpoch(room=r.uri, epoch=g.epoch + 1 if g is not None else None, msg_id=mid,
+                                status="removed", via="removed"))
         # The body names the last epoch we were a member of: the provider still
         # delivers application messages of that epoch and earlier (accepted
         # before our removal, but possibly overtaken by the removing commit).
@@ -230,7 +235,7 @@ class Inbound:
             except ReplayError:
                 continue  # already cached (e.g. the same proposal restapled)
             except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
-                step.ev("client.drop", r.uri, g.epoch, pid, getattr(e, "code", "invalid"),
+                step.drop(r.uri, g.epoch, pid, getattr(e, "code", "invalid"),
                         f"proposal: {e}"[:300])
                 continue
             if isinstance(res, ProposalReceived):
@@ -251,31 +256,31 @@ class Inbound:
         try:
             res = g.process(fm.message) if g.active else g.process_late_application(fm.message)
         except ReplayError:
-            step.ev("client.drop", r.uri, ep, mid, "duplicate", "application message replayed")
+            step.drop(r.uri, ep, mid, "duplicate", "application message replayed")
             return
         except WrongEpochError:
-            step.ev("client.drop", r.uri, ep, mid, "stale", f"application message of epoch {ep}, too old")
+            step.drop(r.uri, ep, mid, "stale", f"application message of epoch {ep}, too old")
             return
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
-            step.ev("client.drop", r.uri, ep, mid, getattr(e, "code", "invalid"), f"application: {e}"[:300])
+            step.drop(r.uri, ep, mid, getattr(e, "code", "invalid"), f"application: {e}"[:300])
             return
         if not isinstance(res, ApplicationMessage):
-            step.ev("client.drop", r.uri, ep, mid, "invalid", "not an application message")
+            step.drop(r.uri, ep, mid, "invalid", "not an application message")
             return
         tree = g.tree if res.epoch == g.epoch else past_tree(g, res.epoch)
         leaf = tree.leaf(res.sender) if tree is not None and res.sender < tree.n_leaves else None
         sender_client = client_of_leaf(leaf) if leaf is not None else None
         if sender_client is None:
-            step.ev("client.drop", r.uri, ep, mid, "unknownSender", "sender has no MIMI client credential")
+            step.drop(r.uri, ep, mid, "unknownSender", "sender has no MIMI client credential")
             return
         sender_user = user_of_client(sender_client)
         try:
             content = decode_mimi_content(res.data)
         except ContentError as e:
-            step.ev("client.drop", r.uri, ep, mid, "badContent", str(e)[:200], sender_client)
+            step.drop(r.uri, ep, mid, "badContent", str(e)[:200], sender_client)
             return
         if content.sender_uri != sender_user or content.room_uri != r.uri:
-            step.ev("client.drop", r.uri, ep, mid, "senderMismatch",
+            step.drop(r.uri, ep, mid, "senderMismatch",
                     f"content claims {content.sender_uri} in {content.room_uri}", sender_client)
             return
         check = F.verify_received_frank(self.core.suite, g.extensions, r.uri, sender_user, res.authenticated_data,
@@ -283,19 +288,19 @@ class Inbound:
         if check.record is not None:
             self.core._franks[(r.uri, mid)] = (res.data, check.record)
         step.delivered.append((r.uri, sender_user, content.text, mid))
-        step.ev("client.deliver", r.uri, ep, mid, f"frank:{check.status.value}", f"from {sender_user}",
-                sender_client)
+        step.emit(E.ClientDeliver(room=r.uri, epoch=ep, msg_id=mid, status=f"frank:{check.status.value}",
+                                  peer=sender_client, sender=sender_user, frank=check.status.value))
 
     def on_welcome(self, r: Room, fm: W.FanoutMessage, mid: str, now_ms: int, step: StepBuilder) -> None:
         welcome = fm.message.body
         mine = [s.new_member for s in welcome.secrets if s.new_member in self.core._key_packages]
         if not mine:
             r.seen.add(mid)
-            step.ev("client.drop", r.uri, None, mid, "notForMe", "Welcome for none of our KeyPackages")
+            step.drop(r.uri, None, mid, "notForMe", "Welcome for none of our KeyPackages")
             return
         if r.member:
             r.seen.add(mid)
-            step.ev("client.drop", r.uri, r.group.epoch if r.group else None, mid, "duplicate",
+            step.drop(r.uri, r.group.epoch if r.group else None, mid, "duplicate",
                     "Welcome while already a member")
             return
         ref = mine[0]
@@ -310,13 +315,13 @@ class Inbound:
                 raise MLSError("the Welcome is for another room's group")
         except (MLSError, DecodeError, EncodeError, CryptoError, UriError, ValueError) as e:
             r.seen.add(mid)
-            step.ev("client.drop", r.uri, None, mid, getattr(e, "code", "invalid"), f"Welcome: {e}"[:300])
+            step.drop(r.uri, None, mid, getattr(e, "code", "invalid"), f"Welcome: {e}"[:300])
             return
         r.seen.add(mid)
         if not last_resort:
             del self.core._key_packages[ref]
         r.group, r.removed = group, False
-        step.ev("client.epoch", r.uri, group.epoch, mid, "joined", "joined from a Welcome " + room_tag(r))
+        step.emit(epoch_event(r, "welcome", mid, "joined"))
 
     # ------------------------------------------------------------ gaps and pending proposals
 
@@ -341,7 +346,7 @@ class Inbound:
         if any(op.kind == OpKind.JOIN and op.resync and op.active for op in r.queue):
             return
         g = r.group
-        step.ev("client.gap", r.uri, g.epoch if g else None, "", "stuck",
+        step.gap(r.uri, g.epoch if g else None, "", "stuck",
                 f"no progress for {self.core.gap_timeout_ms} ms: resync")
         op = self.engine.new_op(r.uri, OpKind.JOIN, now_ms, resync=True)
         head = r.queue[0] if r.queue else None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mimisim.mimi.transport import ClientMessage, Event
+from mimisim import events as E
+from mimisim.mimi.transport import ClientMessage
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,13 @@ class ClientStep:
     """What one client call produced, in the order it happened.
 
     ``actions`` holds the :class:`~mimisim.mimi.transport.ClientMessage` s to
-    send and the :class:`Timer` s to arm; ``events`` the trace events;
+    send and the :class:`Timer` s to arm; ``events`` the typed trace events (:mod:`mimisim.events`);
     ``delivered`` a ``(room, sender_user, text, msg_id)`` for each
     application message shown to the user.
     """
 
     actions: tuple[ClientAction, ...] = ()
-    events: tuple[Event, ...] = ()
+    events: tuple[E.TraceEvent, ...] = ()
     delivered: tuple[Delivered, ...] = ()
 
     @property
@@ -60,14 +61,21 @@ class StepBuilder:
     """The mutable collector one client call appends to; frozen at its end."""
 
     actions: list[ClientAction] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list[E.TraceEvent] = field(default_factory=list)
     delivered: list[Delivered] = field(default_factory=list)
 
     def freeze(self) -> ClientStep:
         return ClientStep(tuple(self.actions), tuple(self.events), tuple(self.delivered))
 
-    def ev(self, kind: str, room: str = "", epoch: int | None = None, msg_id: str = "", status: str = "",
-           detail: str = "", peer: str = "") -> None:
-        """Record one trace event."""
-        self.events.append(Event(kind, room=room, epoch=epoch, msg_id=msg_id, status=status, detail=detail,
-                                 peer=peer))
+    def emit(self, ev: E.TraceEvent) -> None:
+        """Record one trace event (a typed event of :mod:`mimisim.events`)."""
+        self.events.append(ev)
+
+    def drop(self, room: str = "", epoch: int | None = None, msg_id: str = "", status: str = "", text: str = "",
+             peer: str = "") -> None:
+        """A ``client.drop``: ``status`` says why, ``text`` explains."""
+        self.events.append(E.ClientDrop(room=room, epoch=epoch, msg_id=msg_id, status=status, text=text, peer=peer))
+
+    def gap(self, room: str, epoch: int | None, msg_id: str, status: str, text: str) -> None:
+        """A ``client.gap``: the client is behind (see :class:`mimisim.events.ClientGap`)."""
+        self.events.append(E.ClientGap(room=room, epoch=epoch, msg_id=msg_id, status=status, text=text))

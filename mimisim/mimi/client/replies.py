@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.operations import Op, OpEvent, Room
 from mimisim.mimi.client.output import StepBuilder
-from mimisim.mimi.client.roomstate import fork_rng, room_tag
+from mimisim.mimi.client.roomstate import epoch_event, fork_rng
 from mimisim.mimi.hub import msg_id_of
 from mimisim.mimi.identity import group_id_of_room
 from mimisim.mimi.transport import ClientOp, ClientReply
@@ -78,7 +79,7 @@ class ReplyHandler:
         r.group, r.removed = op.creating, False
         op.creating = None
         self.engine.done(op)
-        step.ev("client.epoch", r.uri, r.group.epoch, "", "created", "created the room " + room_tag(r))
+        step.emit(epoch_event(r, "created", "", "created"))
 
     def on_key_material_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
         if reply.status != 200:
@@ -109,13 +110,14 @@ class ReplyHandler:
             elif staged is not None and g.active and staged.epoch == g.epoch + 1:
                 g.merge(staged)
             else:
-                step.ev("client.drop", r.uri, g.epoch, op.msg_id, "staleSuccess",
+                step.drop(r.uri, g.epoch, op.msg_id, "staleSuccess",
                         "accepted commit no longer applies to this client's state")
                 self.engine.done(op)
                 return
             self.engine.done(op)
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
-            self.core.inbound.after_merge(r, op.staged, op.msg_id, f"own commit ({op.kind})", [], now_ms, step)
+            self.core.inbound.after_merge(r, op.staged, op.msg_id, [], now_ms, step, via="own_commit",
+                                          operation=op.kind.value)
             return
         if g.pending is not None and g.pending is op.staged:
             g.discard_pending_commit()
@@ -225,11 +227,11 @@ class ReplyHandler:
         op.attempts += 1
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "external_commit", body)
         if resync_leaf is not None:
-            step.ev("client.gap", r.uri, gi.group_context.epoch, op.msg_id, "resync",
+            step.gap(r.uri, gi.group_context.epoch, op.msg_id, "resync",
                     f"resync by external commit replacing leaf {resync_leaf}")
         self.engine.submitted(op)
-        step.ev("client.commit", r.uri, gi.group_context.epoch, op.msg_id, "",
-                f"join attempt {op.attempts}: external commit", self.core.user_uri)
+        step.emit(E.ClientCommit(room=r.uri, epoch=gi.group_context.epoch, msg_id=op.msg_id, peer=self.core.user_uri,
+                                 operation=op.kind.value, attempt=op.attempts, external=True))
 
     def on_external_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int,
                                  step: StepBuilder) -> None:
@@ -244,8 +246,7 @@ class ReplyHandler:
                 r.held.clear()
                 r.gap_epoch = -1
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
-            step.ev("client.epoch", r.uri, r.group.epoch, op.msg_id, "joined",
-                    "joined by external commit " + room_tag(r))
+            step.emit(epoch_event(r, "external_commit", op.msg_id, "joined"))
             return
         op.joiner = None
         if resp is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mimisim import events as E
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.content import SALT_LEN, MimiContent, encode_mimi_content
@@ -152,12 +153,12 @@ class RequestBuilder:
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "commit", body)
         self.engine.submitted(op)
         oc = out.staged.outcome
-        detail = f"{op.kind} attempt {op.attempts}: +{len(oc.added)} -{len(oc.removed)}"
-        # Sizes for the fanout study (appended; the prefix above is what other readers parse).
-        detail += (f" sizes: commit={len(encoded)} welcome={len(out.welcome.encode()) if out.welcome is not None else 0}"
-                   f" groupinfo={len(out.group_info.encode())} partial_groupinfo={len(gio.encode())}"
-                   f" bundle={len(body)}")
-        step.ev("client.commit", r.uri, g.epoch, mid, "", detail, op.target)
+        step.emit(E.ClientCommit(
+            room=r.uri, epoch=g.epoch, msg_id=mid, peer=op.target, operation=op.kind.value, attempt=op.attempts,
+            external=False, added=len(oc.added), removed=len(oc.removed), commit_bytes=len(encoded),
+            welcome_bytes=len(out.welcome.encode()) if out.welcome is not None else None,
+            groupinfo_bytes=len(out.group_info.encode()), partial_groupinfo_bytes=len(gio.encode()),
+            bundle_bytes=len(body)))
 
     def propose_leave(self, r: Room, op: Op, step: StepBuilder) -> None:
         """Removes of all this user's clients and the participant-list removal,
@@ -190,8 +191,8 @@ class RequestBuilder:
         body = W.UpdateRequest(W.HandshakeBundle.proposals(msgs[0], msgs[1:])).encode()
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
         self.engine.submitted(op)
-        step.ev("client.propose", r.uri, g.epoch, ids[0], "", f"leave: {len(msgs)} proposal(s)",
-                self.core.user_uri)
+        step.emit(E.ClientPropose(room=r.uri, epoch=g.epoch, msg_id=ids[0], peer=self.core.user_uri,
+                                  operation=op.kind.value, proposals=len(msgs)))
 
     def forget_own_proposals(self, g: Group, op: Op) -> None:
         """Drop this op's earlier proposals from the cache if the hub refused
@@ -217,7 +218,8 @@ class RequestBuilder:
         body = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(self.core.user_uri)).encode()
         op.request_id = self.engine.request(step, ClientOp.submit_message, r.uri, op.id, "submit", body)
         self.engine.submitted(op)
-        step.ev("client.submit", r.uri, g.epoch, mid, "", f"attempt {op.attempts}, {len(op.content)} bytes")
+        step.emit(E.ClientSubmit(room=r.uri, epoch=g.epoch, msg_id=mid, attempt=op.attempts,
+                                 content_bytes=len(op.content)))
 
     def fetch_group_info(self, r: Room, op: Op, step: StepBuilder) -> None:
         priv, pub = self.core.suite.generate_hpke_key_pair(self.core.rng)

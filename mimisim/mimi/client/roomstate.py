@@ -9,14 +9,15 @@ details.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError
 from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.operations import Room
-from mimisim.mimi.hub import state_tag
 from mimisim.mimi.identity import UriError, client_of_identity, user_of_client
 from mimisim.mls.crypto import RandomSource
 from mimisim.mls.group import Group, StagedCommit
@@ -216,9 +217,15 @@ def removal_pending(g: Group) -> bool:
     return False
 
 
-def state_fingerprint(g: Group) -> str:
-    """The room state fingerprint for ``client.epoch`` details (see hub.state_tag)."""
-    return state_tag(g.tree_hash, dict(participants_of(g.extensions)), g.epoch_authenticator)
+def state_fingerprints(g: Group) -> tuple[str, str, str]:
+    """``(tree, plist, auth)``: the first 8 hex digits of the tree hash, of
+    SHA-256 over the participant list (``user:role`` lines, sorted) and of
+    the epoch authenticator; the hub's ``state_tag`` renders the same three
+    (the agreement invariant compares them with the hub's)."""
+    plist = hashlib.sha256(
+        "\n".join(f"{u}:{role}" for u, role in sorted(dict(participants_of(g.extensions)).items())).encode()
+    ).hexdigest()[:8]
+    return g.tree_hash.hex()[:8], plist, g.epoch_authenticator.hex()[:8]
 
 
 def committer(staged: StagedCommit) -> str:
@@ -233,7 +240,13 @@ def committer(staged: StagedCommit) -> str:
     return f"leaf {s.leaf_index}"
 
 
-def room_tag(r: Room) -> str:
-    """The room state fingerprint for ``client.epoch`` details (see hub.state_tag)."""
-    assert r.group is not None
-    return state_fingerprint(r.group)
+def epoch_event(r: Room, via: str, msg_id: str, status: str = "", *, operation: str | None = None,
+                committer: str | None = None) -> E.ClientEpoch:
+    """The ``client.epoch`` event of a room whose group just reached a new
+    epoch (``via``: created, welcome, external_commit, own_commit, own_echo,
+    commit), with the state fingerprints of :func:`state_fingerprints`."""
+    g = r.group
+    assert g is not None
+    tree, plist, auth = state_fingerprints(g)
+    return E.ClientEpoch(room=r.uri, epoch=g.epoch, msg_id=msg_id, status=status, via=via, operation=operation,
+                         committer=committer, tree_fp=tree, plist_fp=plist, auth_fp=auth)
