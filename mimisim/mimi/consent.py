@@ -54,6 +54,7 @@ from mimisim.mimi.transport import (
     created,
     forbidden,
     not_found,
+    reason_bytes,
 )
 from mimisim.mimi.wire import (
     ConsentEntry,
@@ -334,4 +335,4 @@ class ConsentStore:
             return Outcome(forbidden(r.reason))
         if r.status == 404:
             return Outcome(not_found(r.reason))
-        return Outcome(MimiResponse(r.status, r.reason.encode()[:200], "Bad Request"))
+        return Outcome(MimiResponse(r.status, reason_bytes(r.reason), "Bad Request"))

@@ -184,7 +184,9 @@ class HubRoom:
                 group_info = decode_group_info(group_info)
             components = P.hub_app_components()
             observer = GroupObserver.from_group_info(group_info, ratchet_tree, app_components=components)
-        except (DecodeError, MLSError, UriError) as e:
+        except (DecodeError, MLSError, UriError, CryptoError) as e:
+            # CryptoError: a cipher suite this implementation does not know
+            # (UnsupportedCipherSuite), or key material that does not load.
             raise HubError(f"invalid GroupInfo: {e}") from None
         suite = observer.suite
         try:

@@ -34,8 +34,16 @@ class MimiUri:
 
 
 def parse(uri: str) -> MimiUri:
+    """Split a MIMI URI; UriError when it is not one. A URI is text that
+    UTF-8 can carry: a string holding a lone surrogate (what a path
+    segment ``%FF`` percent-decodes to) is not a URI."""
     if not uri.startswith(SCHEME):
         raise UriError(f"not a mimi URI: {uri!r}")
+    if not uri.isascii():
+        try:
+            uri.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UriError(f"not UTF-8 text: {uri!r}") from None
     rest = uri[len(SCHEME) :]
     parts = rest.split("/")
     domain = parts[0]

@@ -53,6 +53,7 @@ from mimisim.mimi.transport import (
     created,
     forbidden,
     not_found,
+    reason_bytes,
 )
 from mimisim.mls.crypto import OpCounts, RandomSource, get_suite, metered
 from mimisim.mls.structs import CredentialType
@@ -511,7 +512,7 @@ class ProviderCore:
                 return OutcomeBuilder(actions=[ClientReply(msg.client, msg.request_id, 403, b"", "not our client")])
             return self._client_op(msg, now_ms)
         except (DecodeError, UriError, ValueError) as e:
-            reply = ClientReply(msg.client, msg.request_id, 400, str(e).encode()[:200], "Bad Request")
+            reply = ClientReply(msg.client, msg.request_id, 400, reason_bytes(str(e)), "Bad Request")
             return OutcomeBuilder(actions=[reply])
 
     def _reply(self, msg: ClientMessage, status: int, body: bytes = b"", code: str = "") -> OutcomeBuilder:
@@ -523,6 +524,7 @@ class ProviderCore:
             err = self.keystore.upload(msg.client, msg.body, (self.config.epoch_base_ms + now_ms) // 1000)
             return self._reply(msg, 400 if err else 201, (err or "").encode(), err or "Created")
         if op == ClientOp.left_room:
+            parse(msg.room)  # a room id that is not a MIMI URI: 400, nothing recorded
             self.local_members.get(msg.room, set()).discard(msg.client)
             if len(msg.body) == 8:
                 dep = self._departed.setdefault(msg.room, {})
@@ -542,7 +544,7 @@ class ProviderCore:
                     rng=self.rng, epoch_base_ms=self.config.epoch_base_ms, now_ms=now_ms,
                 )
             except ValueError as e:
-                return self._reply(msg, 400, str(e).encode()[:200], "Bad Request")
+                return self._reply(msg, 400, reason_bytes(str(e)), "Bad Request")
             self.rooms[msg.room] = room
             self.local_members.setdefault(msg.room, set()).add(msg.client)
             return self._reply(msg, 201, code="Created")
@@ -652,7 +654,7 @@ class ProviderCore:
         else:
             res = store.grant(requester, target, room, now_ms, entry.client_key_packages or ())
         if not res.ok or res.entry is None:
-            return self._reply(msg, res.status, res.reason.encode()[:200], "Refused")
+            return self._reply(msg, res.status, reason_bytes(res.reason), "Refused")
         other = domain_of(target if requesting else requester)
         if other == self.domain:
             return self._reply(msg, 201, code="Created")

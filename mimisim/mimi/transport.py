@@ -87,16 +87,23 @@ class MimiResponse:
         return 200 <= self.status < 300
 
 
+def reason_bytes(why: str) -> bytes:
+    """An error body: ``why`` in UTF-8, at most 200 bytes. Never raises: a
+    reason quoting bad input (a room id with a lone surrogate, which cannot
+    be UTF-8) gets the offending code points as backslash escapes."""
+    return why.encode("utf-8", "backslashreplace")[:200]
+
+
 def bad_request(why: str) -> MimiResponse:
-    return MimiResponse(400, why.encode()[:200], "Bad Request")
+    return MimiResponse(400, reason_bytes(why), "Bad Request")
 
 
 def forbidden(why: str) -> MimiResponse:
-    return MimiResponse(403, why.encode()[:200], "Forbidden")
+    return MimiResponse(403, reason_bytes(why), "Forbidden")
 
 
 def not_found(why: str) -> MimiResponse:
-    return MimiResponse(404, why.encode()[:200], "Not Found")
+    return MimiResponse(404, reason_bytes(why), "Not Found")
 
 
 def created() -> MimiResponse:
