@@ -366,7 +366,7 @@ def load_matrix(path: str | Path, seeds: int | None = None, start: int = 1) -> l
             covers: [dedup none]
 
     and check that every scenario loads with its overrides."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     file = Path(path)
     try:
@@ -475,8 +475,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     runs = sum(len(c.seeds) for c in configs)
     tot: dict[str, int] = {}
     for r in report.reports:
-        for k, v in r.totals().items():
-            tot[k] = tot.get(k, 0) + v
+        for k, n in r.totals().items():
+            tot[k] = tot.get(k, 0) + n
     print(f"{args.matrix}: {len(configs)} configurations, {runs} runs in {report.wall_s:.1f} s wall time; "
           f"{tot.get('events', 0)} events, {tot.get('faults', 0)} faults injected, {tot.get('faults_bit', 0)} bit")
     if "adversary_attempt" in tot:

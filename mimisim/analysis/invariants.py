@@ -108,12 +108,20 @@ class Context:
 
     bounds: Bounds = field(default_factory=Bounds)
     policies: dict[str, Any] = field(default_factory=dict)
+    #: user URI -> the URIs of its clients that exist from the start (``joined``
+    #: devices): who an add of that user must bring in (liveness.joins_complete).
+    clients_of_user: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_scenario(cls, scn: Any) -> Context:
         from mimisim.sim.world import room_policy
 
-        return cls(Bounds.from_scenario(scn), {scn.room_uri(n): room_policy(r.policy) for n, r in scn.rooms.items()})
+        users: dict[str, list[str]] = {}
+        for info in scn.clients():
+            if info.spec.joined:
+                users.setdefault(_user(info.uri), []).append(info.uri)
+        return cls(Bounds.from_scenario(scn), {scn.room_uri(n): room_policy(r.policy) for n, r in scn.rooms.items()},
+                   users)
 
 
 # ====================================================================== the trace, digested
@@ -582,6 +590,14 @@ INVARIANTS: dict[str, Checker] = {
 }
 
 
+def register(name: str, checker: Checker) -> None:
+    """Add an invariant from another module (``mimisim.analysis.liveness``);
+    ``mimisim check`` prints it after the ones above."""
+    if name in INVARIANTS and INVARIANTS[name] is not checker:
+        raise ValueError(f"invariant {name!r} is registered twice")
+    INVARIANTS[name] = checker
+
+
 def check_trace(trace: pd.DataFrame, context: Context | None = None,
                 only: Iterable[str] | None = None) -> dict[str, list[Violation]]:
     """Every invariant's violations (an empty list: it holds)."""
@@ -598,3 +614,8 @@ def format_violation(v: Violation, trace: pd.DataFrame, context: int = 0) -> str
     with pd.option_context("display.width", 250, "display.max_colwidth", 110, "display.max_columns", 20):
         table = w.to_string(index=False) if len(w) else "(no rows)"
     return f"[{v.invariant}] {v.message}\n{table}"
+
+
+# The invariants of other modules register themselves on import (last, so
+# they can import what this module defines).
+from mimisim.analysis import liveness as _liveness  # noqa: E402,F401

@@ -1,0 +1,123 @@
+"""The liveness invariants (``mimisim.analysis.liveness``) on hand-made
+traces: each one's violation, and the story that passes."""
+
+from __future__ import annotations
+
+from mimisim.analysis.invariants import INVARIANTS, Bounds, Context, check_trace
+from mimisim.sim.trace import Trace
+
+ROOM = "mimi://a.example/r/room"
+A1 = "mimi://a.example/d/alice/A1"
+B1, B2 = "mimi://b.example/d/bob/B1", "mimi://b.example/d/bob/B2"
+BOB = "mimi://b.example/u/bob"
+NEW = ["joins_complete", "members_converged", "resync_explained", "exchanges_end", "no_internal_error",
+       "room_progress", "operations_taken_up"]
+
+
+def ctx() -> Context:
+    return Context(Bounds(settle_ms=1_000.0), {}, {BOB: [B1, B2], "mimi://a.example/u/alice": [A1]})
+
+
+def commit(tr: Trace, t: float, mid: str, a: int, extra: str = "") -> None:
+    tr.record(t, "hub.accept", "a.example", room=ROOM, epoch=a, msg_id=mid, status="success",
+              detail=f"commit by {A1} epoch {a}->{a + 1} +0 -0 tree=aaaaaaaa plist=bbbbbbbb role=3{extra}")
+
+
+def epoch(tr: Trace, t: float, client: str, e: int, mid: str, status: str = "") -> None:
+    tr.record(t, "client.epoch", client, room=ROOM, epoch=e, msg_id=mid, status=status,
+              detail="x tree=aaaaaaaa plist=bbbbbbbb auth=cccccccc")
+
+
+def verdicts(tr: Trace) -> dict[str, list[str]]:
+    res = check_trace(tr.to_pandas(), ctx(), only=NEW)
+    return {k: [v.message for v in vs] for k, vs in res.items() if vs}
+
+
+def story(welcome_both: bool = True) -> Trace:
+    tr = Trace()
+    commit(tr, 10, "c0", 0)
+    epoch(tr, 20, A1, 1, "c0")
+    commit(tr, 100, "c1", 1, f" changes={BOB}:0>2")
+    epoch(tr, 110, A1, 2, "c1")
+    epoch(tr, 120, B1, 2, "w1", "joined")
+    if welcome_both:
+        epoch(tr, 130, B2, 2, "w1", "joined")
+    return tr
+
+
+def test_registered() -> None:
+    assert all(name in INVARIANTS for name in NEW)
+
+
+def test_a_clean_story_passes() -> None:
+    tr = story()
+    tr.record(200, "client.submit", B1, room=ROOM, epoch=2, msg_id="m1")
+    tr.record(210, "hub.accept", "a.example", room=ROOM, epoch=2, msg_id="m1", status="accepted")
+    tr.record(300, "http.request", "a.example", peer="b.example", req_id=1)
+    tr.record(320, "http.response", "a.example", peer="b.example", req_id=1, status="Created")
+    tr.record(30_000, "run.end")
+    assert verdicts(tr) == {}
+
+
+def test_a_client_without_its_welcome_is_seen() -> None:
+    tr = story(welcome_both=False)
+    tr.record(30_000, "run.end")
+    v = verdicts(tr)
+    assert any(B2 in m and "never joined" in m for m in v["joins_complete"])
+    assert any(B2 in m for m in v["members_converged"])
+
+
+def test_a_join_too_close_to_the_end_is_not_judged() -> None:
+    tr = story(welcome_both=False)
+    tr.record(5_000, "run.end")
+    assert "joins_complete" not in verdicts(tr)
+
+
+def test_a_resync_needs_a_cause() -> None:
+    tr = story()
+    tr.record(12_000, "client.gap", B1, room=ROOM, epoch=2, status="stuck")
+    tr.record(30_000, "run.end")
+    assert "resynced" in verdicts(tr)["resync_explained"][0]
+    tr = story()  # the same after a volatile crash: explained
+    tr.record(1_000, "fault.crash", "b.example", status="volatile")
+    tr.record(2_000, "fault.restart", "b.example")
+    tr.record(12_000, "client.gap", B1, room=ROOM, epoch=2, status="stuck")
+    tr.record(30_000, "run.end")
+    assert "resync_explained" not in verdicts(tr)
+    tr = story()  # a durable crash is no excuse
+    tr.record(1_000, "fault.crash", "b.example", status="durable")
+    tr.record(2_000, "fault.restart", "b.example")
+    tr.record(12_000, "client.gap", B1, room=ROOM, epoch=2, status="stuck")
+    tr.record(30_000, "run.end")
+    assert "resync_explained" in verdicts(tr)
+
+
+def test_an_unanswered_request_and_an_internal_error() -> None:
+    tr = story()
+    tr.record(300, "http.request", "a.example", peer="b.example", req_id=7)
+    tr.record(400, "client.drop", B1, room=ROOM, status="internalError", detail="KeyError: x")
+    tr.record(30_000, "run.end")
+    v = verdicts(tr)
+    assert "request 7" in v["exchanges_end"][0]
+    assert "internal error" in v["no_internal_error"][0]
+
+
+def test_a_stalled_room() -> None:
+    tr = story()
+    for i, t in enumerate((1_000, 2_000, 3_000)):
+        tr.record(t, "client.submit", B1, room=ROOM, epoch=3, msg_id=f"m{i}")
+        tr.record(t + 50, "hub.reject", "a.example", room=ROOM, epoch=3, msg_id=f"m{i}", status="wrongEpoch")
+    tr.record(30_000, "run.end")
+    v = verdicts(tr)["room_progress"]
+    assert len(v) == 1 and "accepted nothing" in v[0] and "wrongEpoch" in v[0]
+
+
+def test_a_blocked_operation_queue() -> None:
+    tr = story()
+    tr.record(1_000, "workload.action", B1, room=ROOM, detail="send")
+    tr.record(1_001, "client.send", B1, peer="b.example", room=ROOM, req_id=3)
+    tr.record(2_000, "workload.action", B1, room=ROOM, detail="send")  # never taken up
+    tr.record(2_500, "workload.action", A1, room=ROOM, status="skipped", detail="add_user nobody")
+    tr.record(30_000, "run.end")
+    v = verdicts(tr)["operations_taken_up"]
+    assert len(v) == 1 and B1 in v[0] and "2000 ms" in v[0]
