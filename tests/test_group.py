@@ -215,13 +215,24 @@ def test_bit_flips_never_raise_other_exceptions() -> None:
     assert bob.epoch == 1
 
 
-def test_random_life_of_a_group_200_epochs() -> None:
+ALL_OPS = {"add", "remove", "update", "self-remove", "external", "resync", "hub", "race", "path"}
+
+
+def test_random_life_of_a_group_60_epochs() -> None:
     """Adds, removes, updates, self-removes, PSKs, external joins, resyncs,
-    hub removes and races among up to 50 members; every epoch checked."""
+    hub removes and races among up to 20 members; every epoch checked
+    (the default-suite size of the 200-epoch test below)."""
+    w = run_random(seed=11, epochs=60, max_members=20)
+    assert w.epochs >= 60
+    assert ALL_OPS <= {line.split()[0] for line in w.log}
+
+
+@pytest.mark.slow
+def test_random_life_of_a_group_200_epochs() -> None:
+    """As above, 200 epochs among up to 50 members."""
     w = run_random(seed=11, epochs=200, max_members=50)
     assert w.epochs >= 200
-    ops = {line.split()[0] for line in w.log}
-    assert {"add", "remove", "update", "self-remove", "external", "resync", "hub", "race", "path"} <= ops
+    assert ALL_OPS <= {line.split()[0] for line in w.log}
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -209,7 +209,11 @@ def test_sweep_merges_resumes_and_plots(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["plot", str(tmp_path)]) == 2
 
 
-def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dask_workers", [pytest.param(1, id="small"),
+                                          pytest.param(2, id="full", marks=pytest.mark.slow)])
+def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path, dask_workers: int) -> None:
+    """The same table serially, on two local processes and on a Dask cluster
+    (one worker process in the default suite: each costs seconds to start)."""
     distributed = pytest.importorskip("dask.distributed")
     grid = ["duration=15s", "sweep.grid={workload.updates.rate: [1/s, 3/s], network.default.latency.value: [20ms]}"]
     serial, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "s"), workers=1,
@@ -218,7 +222,7 @@ def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path) -> None
                          progress=False)
     pd.testing.assert_frame_equal(local, serial)
     # Processes, not threads: the crypto operation counters the cost model reads are per process.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+    with distributed.LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
             distributed.Client(lc) as client:
         dask, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "d"), dask=client,
                             progress=False)
@@ -228,11 +232,14 @@ def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path) -> None
 # ---------------------------------------------------------------- agreement with the models
 
 
-def test_conflict_probability_follows_the_poisson_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("duration", [pytest.param("40s", id="small"),
+                                      pytest.param("100s", id="full", marks=pytest.mark.slow)])
+def test_conflict_probability_follows_the_poisson_model(tmp_path: Path, duration: str) -> None:
     """P(conflict) ~ 1 - exp(-lambda W), W measured from the run's own commits:
-    the model lies inside the simulation's pooled 95% Wilson interval."""
-    grid = ["duration=100s", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], network.default.latency.value: "
-            "[50ms, 150ms]}"]
+    the model lies inside the simulation's pooled 95% Wilson interval.
+    The default suite runs shorter simulations (wider intervals); ``-m slow`` the full ones."""
+    grid = [f"duration={duration}", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], "
+            "network.default.latency.value: [50ms, 150ms]}"]
     runs, summary = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path), workers=2,
                               progress=False)
     for _, r in summary.iterrows():
@@ -244,26 +251,28 @@ def test_conflict_probability_follows_the_poisson_model(tmp_path: Path) -> None:
     assert p[("2/s", "150ms")] > p[("0.5/s", "150ms")] and p[("2/s", "150ms")] > p[("2/s", "50ms")]
 
 
-def test_leave_latency_follows_wait_plus_path() -> None:
+@pytest.mark.parametrize("duration,seeds", [pytest.param("200s", (1, 2), id="small"),
+                                            pytest.param("200s", (1, 2, 3), id="full", marks=pytest.mark.slow)])
+def test_leave_latency_follows_wait_plus_path(duration: str, seeds: tuple[int, ...]) -> None:
     """E[latency to the last member] ~ proposals' path + next-commit wait +
     commit's path: the model lies inside the 95% interval of the mean over
-    every leave of a few runs."""
+    every leave of a few runs. The default suite runs fewer, shorter runs; ``-m slow`` the full ones."""
     points = [("0.05/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
               ("1/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
               ("0.2/s", "{strategy: immediate_commit}")]
-    tasks = [(rate, pp, seed) for rate, pp in points for seed in (1, 2, 3)]
+    tasks = [(rate, pp, seed, duration) for rate, pp in points for seed in seeds]
     results = run_tasks(_leave_run, tasks, workers=2, progress=False)
     for rate, pp in points:
-        mine = [r for (r_, p_, _), r in zip(tasks, results, strict=True) if (r_, p_) == (rate, pp)]
+        mine = [r for (r_, p_, _, _), r in zip(tasks, results, strict=True) if (r_, p_) == (rate, pp)]
         lat = [x for latencies, _ in mine for x in latencies]
         model = sum(m for _, m in mine) / len(mine)
         m, lo, hi, n = mean_ci(lat)
         assert n > 20 and lo <= model <= hi, (rate, pp, m, lo, hi, model)
 
 
-def _leave_run(task: tuple[str, str, int]) -> tuple[list[float], float]:
-    rate, pp, seed = task
-    scn = load_scenario(SCN / "leave-latency.yaml", [f"seed={seed}", "duration=200s", f"workload.updates.rate={rate}",
+def _leave_run(task: tuple[str, str, int, str]) -> tuple[list[float], float]:
+    rate, pp, seed, duration = task
+    scn = load_scenario(SCN / "leave-latency.yaml", [f"seed={seed}", f"duration={duration}", f"workload.updates.rate={rate}",
                                                       f"protocol.pending_proposals={pp}"])
     tr = run(scn, out=False).trace
     return list(leave.leaves(tr).latency_all_ms.dropna()), leave.rows(tr, scn)[0]["model_all_ms"]

@@ -27,6 +27,7 @@ from mimisim.mls.structs import (
 )
 from mimisim.mls.tree import RatchetTree, TreeError, parent_node
 from mimisim.mls.vectors_tree import check_tree_operations, check_tree_validation
+from tests.vectors import case_failure
 
 
 def vectors_dir() -> Path:
@@ -54,10 +55,11 @@ def test_vector_files_cover_all_suites() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", VALIDATION, ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(VALIDATION)]
+    "index", range(len(VALIDATION)), ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(VALIDATION)]
 )
-def test_tree_validation_vector(case: dict) -> None:
-    check_tree_validation(case)
+def test_tree_validation_vector(index: int) -> None:
+    # check_tree_validation on the case, run once for the session and shared with the runner tests
+    assert case_failure("tree-validation.json", index) is None, case_failure("tree-validation.json", index)
 
 
 @pytest.mark.parametrize("case", OPERATIONS, ids=[f"op{i}" for i in range(len(OPERATIONS))])

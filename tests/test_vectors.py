@@ -7,14 +7,19 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import SupportsIndex
 
 import pytest
 
-from mimisim.codec import DecodeError
+from mimisim import cli
+from mimisim.codec import DecodeError, Reader
+from mimisim.mls import vectors as vectors_mod
 from mimisim.mls import vectors_group
 from mimisim.mls.errors import MLSError
 from mimisim.mls.vectors import checkers, run_directory
-from tests.vectors import VECTORS, load
+from tests.vectors import VECTORS, case_failure, load, run_file_once
 
 EXPECTED_FILES = {
     "crypto-basics.json", "deserialization.json", "key-schedule.json", "message-protection.json",
@@ -40,7 +45,8 @@ def test_welcome(case: dict) -> None:
     [(n, i) for n in ("passive-client-welcome.json", "passive-client-handling-commit.json") for i in range(len(load(n)))],
 )
 def test_passive_client_both_directions(name: str, index: int) -> None:
-    vectors_group.check_passive_client(load(name)[index])
+    # Checked once by the shared run of the official files (tests/vectors.py).
+    assert case_failure(name, index) is None, case_failure(name, index)
 
 
 def test_passive_client_detects_wrong_authenticator() -> None:
@@ -63,10 +69,43 @@ def _all_message_bytes() -> list[tuple[str, type, bytes]]:
     return out
 
 
-def _truncations(cls: type, raw: bytes) -> None:
-    for n in range(len(raw)):
+def _truncations(cls: type, raw: bytes, points: Iterable[int]) -> None:
+    for n in points:
         with pytest.raises(DecodeError):
             cls.decode(raw[:n])
+
+
+class _FieldMarks(list[str]):
+    """A Reader path that notes the reader's position whenever a field (at
+    any depth: struct fields, vector items, the top-level struct) starts or
+    ends; those positions are the field boundaries of the encoding."""
+
+    def __init__(self, reader: Reader) -> None:
+        super().__init__()
+        self.reader = reader
+        self.marks = {0, len(reader.data)}
+
+    def append(self, item: str) -> None:
+        self.marks.add(self.reader.pos)
+        super().append(item)
+
+    def pop(self, index: SupportsIndex = -1) -> str:
+        self.marks.add(self.reader.pos)
+        return super().pop(index)
+
+
+def _truncation_points(cls: type, raw: bytes, r: random.Random, extra: int) -> set[int]:
+    """Every field boundary of ``raw`` and the positions either side of it
+    (cut just before, at, and just after the start and end of every field and
+    length prefix), plus ``extra`` deterministic random cut points."""
+    reader = Reader(raw)
+    marks = _FieldMarks(reader)
+    reader.path = marks
+    cls.decode_prefix(reader)
+    assert reader.pos == len(raw)
+    points = {p for m in marks.marks for p in (m - 1, m, m + 1) if 0 <= p < len(raw)}
+    points.update(r.randrange(len(raw)) for _ in range(extra))
+    return points
 
 
 def _bit_flips(cls: type, raw: bytes, r: random.Random, count: int) -> None:
@@ -88,27 +127,41 @@ def test_messages_bad_input_bit_flips() -> None:
         _bit_flips(cls, raw, r, 8)
 
 
+def test_messages_bad_input_truncations() -> None:
+    """Truncations of every message in messages.json are DecodeErrors: at every
+    field boundary (and one byte either side) plus 8 random points each."""
+    r = random.Random(0)
+    for _field, cls, raw in _all_message_bytes():
+        _truncations(cls, raw, sorted(_truncation_points(cls, raw, r, 8)))
+
+
+@pytest.mark.slow
 def test_messages_bad_input_every_truncation() -> None:
     """Every truncation of every message in messages.json is a DecodeError."""
     for _field, cls, raw in _all_message_bytes():
-        _truncations(cls, raw)
+        _truncations(cls, raw, range(len(raw)))
 
 
 def test_runner_reports_all_pass() -> None:
-    report = run_directory(VECTORS)
+    report = run_directory(VECTORS, run=run_file_once)
     assert report.ok, json.dumps(report.to_json(), indent=1)[:4000]
+    assert not report.unrecognised
+    assert {f.name for f in report.files} >= EXPECTED_FILES
     suites = {s for f in report.files for s in f.passed}
     assert {1, 2, 3, 4, 5, 6, 7} <= suites
 
 
-def test_cli_json_and_exit_status(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run(
-        [sys.executable, "-m", "mimisim.cli", "vectors", str(VECTORS), "--json"], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+def test_cli_json_and_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # The command over the official files, in process; each official file's
+    # cases are run once per session (tests/vectors.py), the report is real.
+    monkeypatch.setattr(vectors_mod, "run_file", run_file_once)
+    assert cli.main(["vectors", str(VECTORS), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
     assert data["ok"] and data["files"]
-    # A corrupted vector file makes it fail with status 1.
+    assert data == run_directory(VECTORS, run=run_file_once).to_json()
+    monkeypatch.undo()
+    # A corrupted vector file makes the command fail with status 1.
     bad = json.loads((VECTORS / "tree-math.json").read_text())
     bad[0]["root"] += 1
     (tmp_path / "tree-math.json").write_text(json.dumps(bad))
