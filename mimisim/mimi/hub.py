@@ -40,7 +40,9 @@ import copy
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import hub_authz as A
@@ -68,6 +70,8 @@ from mimisim.mimi.hub_common import (
     not_allowed,
     participants_of,
     participants_of_bytes,
+    plist_fingerprint,
+    role_changes,
     role_changes_tag,
     state_tag,
     update_reject,
@@ -369,6 +373,11 @@ class HubRoom:
 
     _event = event  # the name the mutation tests patch around
 
+    def accept_event(self, epoch: int | None, msg_id: str, status: str, peer: str, **fields: Any) -> E.HubAccept:
+        """A typed ``hub.accept`` row of this room (``fields``: the columns
+        of :class:`mimisim.events.HubAccept` that describe what was accepted)."""
+        return E.HubAccept(room=self.room_uri, epoch=epoch, msg_id=msg_id, status=status, peer=peer, **fields)
+
     def _accepted(self, response: MimiResponse, fanout: Sequence[FanoutItem], event: AnyEvent) -> HubResult:
         """The result of an accepted input: ``event`` is its ``hub.accept``
         row, and the input is named in ``accepted`` (room, message id,
@@ -378,8 +387,9 @@ class HubRoom:
 
     def _rejected(self, r: Reject, epoch: int | None, msg_id: str, what: str, peer: str) -> HubResult:
         status = r.response.code or str(r.response.status)
-        detail = f"{what}: {r.detail}" if r.detail else what
-        return HubResult(r.response, [], [self.event("hub.reject", epoch, msg_id, status, detail[:300], peer)])
+        ev = E.HubReject(room=self.room_uri, epoch=epoch, msg_id=msg_id, status=status, peer=peer, refused=what,
+                         reason=r.detail)
+        return HubResult(r.response, [], [ev])
 
     def guard(self, what: str, peer: str, fn: Callable[[list[str], list[int | None]], HubResult]) -> HubResult:
         """Run a handler; turn every refusal and every input error into a
@@ -448,7 +458,7 @@ class HubRoom:
                 return self._accepted(
                     MimiResponse(200, resp.encode(), "success"),
                     [],
-                    self.event("hub.accept", self.epoch, mid, "success", "proposals (duplicate)", from_domain),
+                    self.accept_event(self.epoch, mid, "success", from_domain, message="proposal", duplicate=True),
                 )
             raise invalid(known, "proposal already cached this epoch")
         staged = copy.copy(self.observer)
@@ -478,11 +488,11 @@ class HubRoom:
         self.observer = staged
         self.pending = [*self.pending, *entries]
         resp = W.UpdateRoomResponse.success(ts)
-        kinds = ",".join(cp.proposal.proposal_type.name for cp in new)
+        kinds = tuple(cp.proposal.proposal_type.name for cp in new)
         return self._accepted(
             MimiResponse(200, resp.encode(), "success"),
             fanout,
-            self.event("hub.accept", self.epoch, mid, "success", f"proposals [{kinds}]", from_domain),
+            self.accept_event(self.epoch, mid, "success", from_domain, message="proposal", proposal_types=kinds),
         )
 
     def _check_committable(self, staged: GroupObserver, new_refs: set[bytes]) -> None:
@@ -596,7 +606,7 @@ class HubRoom:
                 # A retry of the commit the hub accepted last: same answer, no
                 # second fanout (HTTP retries after a lost response, failover).
                 resp = W.UpdateRoomResponse.success(self.last_commit[1], "duplicate")
-                ev = self.event("hub.accept", c.epoch, mid, "success", "commit (duplicate)", from_domain)
+                ev = self.accept_event(c.epoch, mid, "success", from_domain, message="commit", duplicate=True)
                 return self._accepted(MimiResponse(200, resp.encode(), "success"), [], ev)
             raise update_reject(W.UpdateRoomResponse.wrong_epoch(self.epoch, f"message epoch {c.epoch}"))
         if c.sender.sender_type not in (SenderType.member, SenderType.new_member_commit):
@@ -666,13 +676,11 @@ class HubRoom:
             wid = msg_id_of(wmsg.encode())
             fanout += [FanoutItem(d, wbody, wid, "welcome") for d in welcome_targets]
         old_epoch = self.epoch
-        detail = (
-            f"commit by {client} epoch {old_epoch}->{old_epoch + 1}"
-            f" +{len(staged.outcome.added)} -{len(staged.outcome.removed)}"
-            + (" external" if kind == "joiner" else "")
-            + " " + state_tag(new_obs.tree_hash, new_roles)
-            + f" role={roles.get(user, W.RoleIndex.no_role)}"
-            + role_changes_tag(self._participants, new_roles)
+        accept = self.accept_event(
+            old_epoch, mid, "success", from_domain, message="commit", committer=client, epoch_from=old_epoch,
+            epoch_to=old_epoch + 1, added=len(staged.outcome.added), removed=len(staged.outcome.removed),
+            external=kind == "joiner", tree_fp=new_obs.tree_hash.hex()[:8], plist_fp=plist_fingerprint(new_roles),
+            role=int(roles.get(user, W.RoleIndex.no_role)), role_changes=role_changes(self._participants, new_roles),
         )
         # commit
         self.observer = new_obs
@@ -687,7 +695,7 @@ class HubRoom:
         return self._accepted(
             MimiResponse(200, resp.encode(), "success"),
             fanout,
-            self.event("hub.accept", old_epoch, mid, "success", detail, from_domain),
+            accept,
         )
 
     # ------------------------------------------------------------ hub proposals
@@ -757,11 +765,11 @@ class HubRoom:
             self.pending = [*self.pending, *entries]
             self.removal_intents = sorted({*self.removal_intents, *remaining})
             resp = W.UpdateRoomResponse.success(ts)
-            detail = f"hub removes {user_uri}: {len(msgs)} proposal(s)"
             return self._accepted(
                 MimiResponse(200, resp.encode(), "success"),
                 fanout,
-                self.event("hub.accept", self.epoch, mid[0], "success", detail, self.hub_domain),
+                self.accept_event(self.epoch, mid[0], "success", self.hub_domain, message="hub_remove",
+                                  target_user=user_uri, proposals=len(msgs)),
             )
 
         return self.guard("hub removal", self.hub_domain, run)
@@ -816,7 +824,8 @@ class HubRoom:
             if seen is not None and seen[0] == from_domain:
                 return self._accepted(
                     MimiResponse(200, seen[1], "accepted"), [],
-                    self.event("hub.accept", pm.epoch, mid[0], "accepted", "application (duplicate)", from_domain),
+                    self.accept_event(pm.epoch, mid[0], "accepted", from_domain, message="application",
+                                      duplicate=True),
                 )
             ts = self._ts(now_ms)
             frank = self._frank(pm.authenticated_data, sender, ts)
@@ -826,11 +835,11 @@ class HubRoom:
                 del self.recent_submits[next(iter(self.recent_submits))]
             fm = W.FanoutMessage.application(ts, msg, frank)
             fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree, None)
-            detail = "application" + (" franked" if frank is not None else "") + f" sender={sender} role={role}"
             return self._accepted(
                 MimiResponse(200, resp.encode(), "accepted"),
                 fanout,
-                self.event("hub.accept", pm.epoch, mid[0], "accepted", detail, from_domain),
+                self.accept_event(pm.epoch, mid[0], "accepted", from_domain, message="application",
+                                  franked=frank is not None, sender=sender, role=int(role)),
             )
 
         return self.guard("POST /submitMessage", from_domain, run)

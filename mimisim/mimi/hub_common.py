@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mimisim.codec import DecodeError
+from mimisim.events import RoleChange
 from mimisim.mimi import wire as W
 from mimisim.mimi.identity import UriError, client_of_identity, domain_of, parse, user_of_client
 from mimisim.mimi.transport import Accepted, AnyEvent, MimiResponse, bad_request
@@ -54,31 +55,40 @@ class HubError(ValueError):
 RECENT_SUBMITS = 1024
 
 
+def plist_fingerprint(participants: dict[str, int]) -> str:
+    """First 8 hex digits of SHA-256 over the participant list (``user:role``
+    lines, sorted): the ``plist_fp`` of ``hub.accept`` and ``client.epoch``."""
+    return hashlib.sha256("\n".join(f"{u}:{r}" for u, r in sorted(participants.items())).encode()).hexdigest()[:8]
+
+
 def state_tag(tree_hash: bytes, participants: dict[str, int], epoch_authenticator: bytes | None = None) -> str:
     """A short fingerprint of a room's state for trace details:
     ``tree=<8 hex> plist=<8 hex>`` (plus ``auth=<8 hex>`` for a member, who
     knows the epoch authenticator; the hub does not). The agreement invariant
     compares these between the hub's ``hub.accept`` and members' ``client.epoch``
     rows without any live object."""
-    plist = hashlib.sha256(
-        "\n".join(f"{u}:{r}" for u, r in sorted(participants.items())).encode()
-    ).hexdigest()[:8]
-    tag = f"tree={tree_hash.hex()[:8]} plist={plist}"
+    tag = f"tree={tree_hash.hex()[:8]} plist={plist_fingerprint(participants)}"
     if epoch_authenticator is not None:
         tag += f" auth={epoch_authenticator.hex()[:8]}"
     return tag
 
 
-def role_changes_tag(before: dict[str, int], after: dict[str, int]) -> str:
-    """`` changes=<user>:<old>><new>,...`` (empty when no role changed), for
-    the policy invariant: with the committer's ``role=`` it lets a checker
-    replay the participant list from the trace alone and ask whether the
-    committer's role allowed each change."""
-    changed = [
-        f"{u}:{before.get(u, 0)}>{after.get(u, 0)}"
+def role_changes(before: dict[str, int], after: dict[str, int]) -> tuple[RoleChange, ...]:
+    """The participant-list changes between two lists, by user (sorted):
+    ``(user, old role, new role)``, 0 meaning not listed. With the
+    committer's role it lets a checker replay the participant list from the
+    trace alone and ask whether the committer's role allowed each change."""
+    return tuple(
+        RoleChange(u, int(before.get(u, 0)), int(after.get(u, 0)))
         for u in sorted(set(before) | set(after))
         if before.get(u, 0) != after.get(u, 0)
-    ]
+    )
+
+
+def role_changes_tag(before: dict[str, int], after: dict[str, int]) -> str:
+    """`` changes=<user>:<old>><new>,...`` (empty when no role changed): the
+    text form of :func:`role_changes`."""
+    changed = [f"{c.user}:{c.old}>{c.new}" for c in role_changes(before, after)]
     return f" changes={','.join(changed)}" if changed else ""
 
 

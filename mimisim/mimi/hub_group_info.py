@@ -123,11 +123,9 @@ def handle_group_info(room: HubRoom, body: bytes, from_domain: str, now_ms: int)
         # commit
         if grant is not None:
             room.join_grants = {**room.join_grants, client: grant}
-        detail = f"groupInfo for {client}" + (f" (join as role {grant})" if grant is not None else "")
-        return HubResult(
-            MimiResponse(200, resp.encode(), "success"),
-            events=(room.event("hub.accept", room.epoch, "", "success", detail, from_domain),),
-        )
+        accept = room.accept_event(room.epoch, "", "success", from_domain, message="group_info", requester=client,
+                                   grant_role=grant)
+        return HubResult(MimiResponse(200, resp.encode(), "success"), events=(accept,))
 
     return room.guard("POST /groupInfo", from_domain, run)
 

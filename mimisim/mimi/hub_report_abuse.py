@@ -79,8 +79,9 @@ def handle_report_abuse(room: HubRoom, body: bytes, from_domain: str, now_ms: in
         rec = AbuseRecord(ts, from_domain, report.alleged_abuser_uri.uri, bytes(body))
         # commit
         room.abuse_reports = [*room.abuse_reports, rec]
-        detail = f"abuse report on {rec.alleged_abuser} ({len(report.messages)} message(s))"
-        return HubResult(created(), events=(room.event("hub.accept", room.epoch, "", "Created", detail, from_domain),))
+        accept = room.accept_event(room.epoch, "", "Created", from_domain, message="abuse_report",
+                                   abuser=rec.alleged_abuser, reported_messages=len(report.messages))
+        return HubResult(created(), events=(accept,))
 
     return room.guard("POST /reportAbuse", from_domain, run)
 

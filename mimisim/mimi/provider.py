@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.consent import ConsentStore
@@ -39,7 +40,6 @@ from mimisim.mimi.transport import (
     CoreInput,
     CryptoOps,
     Deliver,
-    Event,
     FromClient,
     HttpReply,
     MimiRequest,
@@ -238,8 +238,7 @@ class ProviderCore:
     def _request(self, req: MimiRequest, peer: str, now_ms: int, inbound: int = 0) -> OutcomeBuilder:
         if req.from_domain != peer:
             return OutcomeBuilder(forbidden(f"From {req.from_domain} does not match the TLS peer {peer}"),
-                           events=[Event("provider.reject", status="Forbidden", peer=peer,
-                                         detail=f"{req.detail} impersonation of {req.from_domain}")])
+                                  events=[_reject(req, "impersonation", req.from_domain, "Forbidden", peer)])
         if req.host != self.domain:
             return OutcomeBuilder(MimiResponse(421, b"misdirected", "Misdirected Request"))
         try:
@@ -258,8 +257,7 @@ class ProviderCore:
                 return OutcomeBuilder(not_found(f"endpoint {req.endpoint.name} not served"))
             return handler(req, now_ms, inbound)
         except (DecodeError, UriError) as e:
-            return OutcomeBuilder(bad_request(str(e)), events=[Event("provider.reject", status="Bad Request",
-                                                              detail=f"{req.detail}: {e}", peer=peer)])
+            return OutcomeBuilder(bad_request(str(e)), events=[_reject(req, "malformed", str(e), "Bad Request", peer)])
 
     def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
         room = self.rooms.get(req.target)
@@ -400,20 +398,20 @@ class ProviderCore:
         room = req.target
         if hub_of_room(room) != req.from_domain:
             return OutcomeBuilder(forbidden(f"{req.from_domain} is not the hub of {room}"),
-                           events=[Event("provider.reject", room=room, status="Forbidden",
-                                         detail=f"{req.detail} from non-hub", peer=req.from_domain)])
+                                  events=[_reject(req, "not_hub", "", "Forbidden", req.from_domain, room)])
         messages = W.decode_fanout_messages(req.body)  # DecodeError -> 400 before any state change
         key = req.txn_id.encode() if self.config.dedup == "transaction_id" else req.body
         dup = self.dedup.seen(key, now_ms, origin=req.from_domain)
         # The hub's logical notify id and the window's size after this request, for the
-        # notify-dedup study (appended to the endpoint detail).
+        # notify-dedup study.
         entries, held = self.dedup.state_size()
-        detail = f"{req.detail} txn={req.txn_id or '-'} window={entries} entries {held} B"
+        method, path = _endpoint(req)
+        cls = E.NotifyDedup if dup else E.NotifyAccept
+        ev = cls(room=room, peer=req.from_domain, status="Created", method=method, path=path,
+                 txn_id=req.txn_id or None, window_entries=entries, window_bytes=held)
         if dup:
-            return OutcomeBuilder(created(), events=[Event("notify.dedup", room=room, peer=req.from_domain,
-                                                    detail=detail, status="Created")])
-        out = OutcomeBuilder(created(), events=[Event("notify.accept", room=room, peer=req.from_domain,
-                                               detail=detail, status="Created")])
+            return OutcomeBuilder(created(), events=[ev])
+        out = OutcomeBuilder(created(), events=[ev])
         for fm in messages:
             out.extend(self._deliver_local(room, fm.encode()))
         return out
@@ -428,8 +426,7 @@ class ProviderCore:
         requester, room = kmr.requesting_user.uri, kmr.room_id.uri
         if domain_of(requester) != req.from_domain and not (room and hub_of_room(room) == req.from_domain):
             return OutcomeBuilder(forbidden(f"{req.from_domain} cannot claim key material for {requester}"),
-                           events=[Event("provider.reject", status="Forbidden", peer=req.from_domain,
-                                         detail=f"{req.detail} for another provider's user {requester}")])
+                                  events=[_reject(req, "foreign_user", requester, "Forbidden", req.from_domain)])
         if domain_of(target) == self.domain:
             return OutcomeBuilder(self._claim_local(kmr, now_ms))
         # A hub proxies claims for its rooms (draft figure "Bob Fetches
@@ -459,7 +456,7 @@ class ProviderCore:
     def _response(self, token: int, response: MimiResponse, now_ms: int) -> OutcomeBuilder:
         ctx = self._pending.pop(token, None)
         if ctx is None:
-            return OutcomeBuilder(events=[Event("provider.stale_response", detail=f"token {token}")])
+            return OutcomeBuilder(events=[E.ProviderStaleResponse(token=token)])
         if ctx.kind == "notify":
             if not Endpoint.NOTIFY.completes(response.status):
                 # Not done: the host retries the same request; keep waiting.
@@ -667,6 +664,18 @@ class ProviderCore:
 
     def user_of(self, client: str) -> str:
         return user_of_client(client)
+
+
+def _endpoint(req: MimiRequest) -> tuple[str, str]:
+    """``(method, path)`` of a request as its ``detail`` (``METHOD /path``) writes them."""
+    method, _, path = req.detail.partition(" ")
+    return method, path
+
+
+def _reject(req: MimiRequest, reason: str, note: str, status: str, peer: str, room: str = "") -> E.ProviderReject:
+    """A ``provider.reject`` row: ``reason`` is impersonation | malformed | not_hub | foreign_user."""
+    method, path = _endpoint(req)
+    return E.ProviderReject(room=room, status=status, peer=peer, method=method, path=path, reason=reason, note=note)
 
 
 def _open_consent(requester: str, target: str, room: str | None) -> bool:
