@@ -88,6 +88,18 @@ class _Checker:
             known = f" (profiles: {', '.join(access)})" if listed else ""
             self.bad(loc, f"unknown access profile '{profile}'{known}")
 
+    def created_at_hub(self, loc: Loc, uri: str, room: str) -> None:
+        """A room is created by a client of its hub (a provider refuses to create a
+        room it does not host: 403 'rooms are created at their hub')."""
+        hub = self.sc.rooms[room].hub
+        domain = parse(uri).domain
+        if domain != hub and hub in self.sc.providers and domain in self.sc.providers:
+            self.bad(
+                loc,
+                f"'{uri}' is a client of {domain}, not of the room's hub {hub} (a room is created by a "
+                "client of its hub: set created_by or put a participant of the hub first)",
+            )
+
     def before_end(self, loc: Loc, at: float) -> None:
         end = self.sc.duration
         if at >= end:
@@ -176,6 +188,8 @@ def check_rooms(c: _Checker) -> None:
         uri = c.client(("rooms", room, "created_by"), r.created_by)
         if uri is not None and parse(uri).path[0] not in r.participants:
             c.bad(("rooms", room, "created_by"), f"'{uri}' does not belong to a participant of the room")
+        elif uri is not None:
+            c.created_at_hub(("rooms", room, "created_by"), uri, room)
 
 
 def check_activities(c: _Checker) -> None:
@@ -222,6 +236,8 @@ def check_script(c: _Checker) -> None:
         if step.action != "send" and (step.size is not None or step.text is not None):
             c.bad((*loc, "size" if step.size is not None else "text"), f"action '{step.action}' sends no message")
         if step.action == "create_room":
+            if uri is not None and room_ok:
+                c.created_at_hub((*loc, "client"), uri, step.room)
             if step.room in creates:
                 c.bad((*loc, "room"), f"room '{step.room}' is already created by script step {creates[step.room]}")
             creates.setdefault(step.room, i)

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
 from mimisim.sim.scenario.errors import ScenarioError, _describe
+from mimisim.sim.scenario.generate import GENERATE, RoomGenerator, UserGenerator
 from mimisim.sim.scenario.keypath import _parse_override, apply_override
 from mimisim.sim.scenario.model import Scenario
 from mimisim.sim.scenario.sweep import _check_grid
@@ -74,5 +77,30 @@ def json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mimisim scenario"
+    _add_generators(schema)
     return schema
+
+
+def _add_generators(schema: dict[str, Any]) -> None:
+    """The ``generate`` key of ``users`` and ``rooms`` (:mod:`.generate`).
+
+    It is expanded before validation, so the models do not declare it; the
+    schema does, and takes it out of the names the entries may have.
+    """
+    _, defs = models_json_schema(
+        [(UserGenerator, "validation"), (RoomGenerator, "validation")], ref_template="#/$defs/{model}"
+    )
+    schema["$defs"].update(defs.get("$defs", {}))
+    for section, model in (("users", UserGenerator), ("rooms", RoomGenerator)):
+        prop = schema["properties"][section]
+        (pattern, entry), = prop["patternProperties"].items()
+        prop["patternProperties"] = {f"^(?!{GENERATE}$)" + pattern.lstrip("^"): entry}
+        ref = {"$ref": f"#/$defs/{model.__name__}"}
+        prop["properties"] = {
+            GENERATE: {
+                "anyOf": [ref, {"type": "array", "items": ref, "minItems": 1}],
+                "description": f"Generated {section}: one generator or a list of them, expanded in place "
+                f"before validation (the name '{GENERATE}' is reserved).",
+            }
+        }
 

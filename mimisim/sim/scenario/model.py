@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from mimisim.mimi.identity import UriError, client_uri, parse, room_uri, user_uri
 from mimisim.sim.scenario.base import _Model
 from mimisim.sim.scenario.checks import check_scenario
 from mimisim.sim.scenario.faults import Adversaries, Faults
 from mimisim.sim.scenario.fields import Domain, Name, PositiveDuration
+from mimisim.sim.scenario.generate import expand_generators
 from mimisim.sim.scenario.network import LinkOverride, LinkSpec, NetworkSpec, parse_link_key
 from mimisim.sim.scenario.parties import ClientSpec, ProviderSpec, RoomSpec, UserSpec
 from mimisim.sim.scenario.protocol import Outputs, Protocol, Sweep
@@ -156,6 +157,12 @@ class Scenario(_Model):
             )
         user, spec = hits[0]
         return client_uri(spec.provider, user, ref)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_generators(cls, data: Any, info: ValidationInfo) -> Any:
+        """``users.generate`` and ``rooms.generate`` become ordinary entries (:mod:`.generate`)."""
+        return expand_generators(data, info.context)
 
     @model_validator(mode="after")
     def _resolve_and_check(self) -> Scenario:

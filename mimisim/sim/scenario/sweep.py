@@ -35,12 +35,13 @@ def _check_grid(scenario: Scenario, file: str, base: Path) -> None:
         for i, value in enumerate(values):
             data = _raw_of(scenario)
             data.pop("sweep", None)
+            context = _context(base)
             try:
                 apply_override(data, key, value)
-                Scenario.model_validate(data, context=_context(base))
+                Scenario.model_validate(data, context=context)
                 continue
             except (ValidationError, ScenarioError) as e:
-                inner = _convert(e, file, data, None)
+                inner = _convert(e, file, data, None, generated=context.get("generated"))
                 why = f"{inner.path}: {inner.message}" if inner.path else inner.message
             except ValueError as e:
                 why = str(e)

@@ -7,7 +7,7 @@ that every problem becomes ``<file>:<line>: <key.path>: <message>``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from mimisim.sim.scenario.errors import ScenarioError, _message
+from mimisim.sim.scenario.generate import map_generated
 from mimisim.sim.scenario.keypath import format_key_path
 from mimisim.sim.scenario.model import Scenario
 
@@ -122,8 +123,13 @@ def _convert(
     node: yaml.Node | None,
     overrides: Sequence[tuple[tuple[Any, ...], str]] = (),
     prefix: tuple[Any, ...] = (),
+    generated: Mapping[tuple[Any, ...], tuple[Any, ...]] | None = None,
 ) -> ScenarioError:
-    """A validation failure as a located, one-line ScenarioError (the first by line)."""
+    """A validation failure as a located, one-line ScenarioError (the first by line).
+
+    ``generated`` (from the validation context, :mod:`.generate`) moves a
+    problem inside a generated user or room to its generator's line.
+    """
     found: list[ScenarioError] = []
     if isinstance(exc, ValidationError):
         raw = [(tuple(e["loc"]), e) for e in exc.errors(include_url=False)]
@@ -134,6 +140,8 @@ def _convert(
     else:
         items = [(p.loc, p.message) for p in exc.problems]
     for loc, msg in items:
+        if generated:
+            loc, msg = map_generated(loc, msg, generated)
         path, line, depth = _locate(loc, data, node)
         for opath, text in overrides:
             # The override set this key, a key inside it, or created the
@@ -168,8 +176,9 @@ def _validate(
     base_dir: Path,
     overrides: Sequence[tuple[tuple[Any, ...], str]] = (),
 ) -> Scenario:
+    context = _context(base_dir)
     try:
-        return Scenario.model_validate(data, context=_context(base_dir))
+        return Scenario.model_validate(data, context=context)
     except (ValidationError, ScenarioError) as e:
-        raise _convert(e, file, data, node, overrides) from None
+        raise _convert(e, file, data, node, overrides, generated=context.get("generated")) from None
 
