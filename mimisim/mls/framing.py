@@ -353,10 +353,10 @@ def _parse_private_content(content_type: ContentType, plaintext: bytes) -> tuple
             app = opaque.decode(r, {})
         elif content_type == ContentType.proposal:
             r.path.append("Proposal")
-            proposal = Proposal._codec.decode(r, {})  # type: ignore[attr-defined]
+            proposal = Proposal.decode_prefix(r)
         else:
             r.path.append("Commit")
-            commit = Commit._codec.decode(r, {})  # type: ignore[attr-defined]
+            commit = Commit.decode_prefix(r)
         r.path = ["FramedContentAuthData"]
         signature = opaque.decode(r, {})
         tag = opaque.decode(r, {}) if content_type == ContentType.commit else None

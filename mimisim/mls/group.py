@@ -15,8 +15,9 @@ holds no I/O and owns no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from mimisim.mls import framing
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource, get_suite
@@ -303,7 +304,7 @@ class Group:
 
     def members(self) -> list[tuple[int, LeafNode]]:
         t = self.state.tree
-        return [(i, t.leaf(i)) for i in t.leaf_indices()]  # type: ignore[misc]
+        return t.members()
 
     def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
         return mls_exporter(self.suite, self.state.secrets.exporter_secret, label, context, length)
@@ -925,7 +926,7 @@ class Group:
                 validate_leaf_node(
                     suite, commit.path.leaf_node, LeafNodeSource.commit, group_id=st.context.group_id,
                     leaf_index=committer, group_extensions=outcome.extensions,
-                    members=[(i, tree.leaf(i)) for i in tree.leaf_indices()], replacing=committer, now_s=now_s,
+                    members=tree.members(), replacing=committer, now_s=now_s,
                 )
             except ValidationError as e:
                 raise MLSError(f"commit path leaf: {e}", "invalidPath") from None
@@ -996,8 +997,10 @@ class Group:
         ri = self.reinit
         if key_package.cipher_suite != ri.cipher_suite:
             raise MLSError("KeyPackage suite differs from the ReInit's")
+        # A named child stream when the source supports it (DeterministicRandom does).
+        fork: Callable[[str], RandomSource] | None = getattr(self.rng, "fork", None)
         new = Group.create(
-            ri.cipher_suite, ri.group_id, key_package, kp_private, self.rng.fork("reinit"),
+            ri.cipher_suite, ri.group_id, key_package, kp_private, fork("reinit") if fork else self.rng,
             extensions=ri.extensions, psks=self.psks, config=self.config,
         )
         new._resumption.update(self._resumption)
@@ -1035,13 +1038,18 @@ def _leaf_node(leaf: LeafNode) -> Node:
     return Node(node_type=1, leaf=leaf, parent=None)  # type: ignore[arg-type]
 
 
-def _as_body(message: object, cls: type, wf: WireFormat) -> object:
+_B = TypeVar("_B")
+
+
+def _as_body(message: object, cls: type[_B], wf: WireFormat) -> _B:
+    """The ``cls`` body of a message given as bytes, an MLSMessage, or the body itself."""
     if isinstance(message, bytes):
         message = MLSMessage.decode(message)
     if isinstance(message, MLSMessage):
         if message.wire_format != wf:
             raise MLSError(f"expected {wf.name}, got {message.wire_format.name}")
-        return message.body
+        body: _B = message.body  # the wire format fixes the body's type
+        return body
     if not isinstance(message, cls):
         raise TypeError(f"expected {cls.__name__}")
     return message

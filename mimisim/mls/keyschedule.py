@@ -95,7 +95,7 @@ class EpochSecrets:
 
     def external_key_pair(self, suite: CipherSuite) -> tuple[bytes, bytes]:
         """(priv, pub) = KEM.DeriveKeyPair(external_secret), for external joins (s.8.3)."""
-        return suite.derive_key_pair(self.external_secret)  # type: ignore[no-any-return]
+        return suite.derive_key_pair(self.external_secret)
 
     def __repr__(self) -> str:
         # Secrets stay out of logs and traces.
@@ -111,7 +111,7 @@ def derive_joiner_secret(
     joiner secret, from which a new member continues the schedule.
     """
     prk = suite.kdf_extract(init_secret, commit_secret)
-    return suite.expand_with_label(prk, b"joiner", group_context, suite.hash_len)  # type: ignore[no-any-return]
+    return suite.expand_with_label(prk, b"joiner", group_context, suite.hash_len)
 
 
 def derive_epoch_secrets(
@@ -151,7 +151,7 @@ def mls_exporter(
 ) -> bytes:
     """MLS-Exporter (s.8.5): secrets for applications, bound to label and context."""
     derived = suite.derive_secret(exporter_secret, label)
-    return suite.expand_with_label(derived, b"exported", suite.hash(context), length)  # type: ignore[no-any-return]
+    return suite.expand_with_label(derived, b"exported", suite.hash(context), length)
 
 
 def sender_data_key_nonce(
@@ -301,7 +301,7 @@ class SecretTree:
         )
 
     def _advance(self, secret: bytes, generation: int) -> bytes:
-        return self.suite.derive_tree_secret(secret, b"secret", generation, self.suite.hash_len)  # type: ignore[no-any-return]
+        return self.suite.derive_tree_secret(secret, b"secret", generation, self.suite.hash_len)
 
     def _next(self, leaf: int, t: int) -> tuple[int, bytes, bytes]:
         r = self._ratchet(leaf, t)

@@ -108,8 +108,9 @@ class GroupObserver:
         if isinstance(group_info, MLSMessage):
             if group_info.wire_format != WireFormat.group_info:
                 raise MLSError("expected a GroupInfo")
-            group_info = group_info.body
-        gi = group_info
+            gi: GroupInfo = group_info.body
+        else:
+            gi = group_info
         suite = get_suite(gi.group_context.cipher_suite)
         raw = gi.extension(ExtensionType.ratchet_tree)
         tree = tree_from_group_info(suite, gi, ratchet_tree)
@@ -231,7 +232,7 @@ class GroupObserver:
                 validate_leaf_node(
                     self.suite, commit.path.leaf_node, LeafNodeSource.commit, group_id=self.group_id,
                     leaf_index=committer, group_extensions=outcome.extensions,
-                    members=[(i, tree.leaf(i)) for i in tree.leaf_indices()], replacing=committer, now_s=now_s,
+                    members=tree.members(), replacing=committer, now_s=now_s,
                 )
                 apply_update_path_public(tree, committer, commit.path, {i for i, _ in outcome.added})
             except ValidationError as e:

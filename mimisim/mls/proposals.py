@@ -221,7 +221,7 @@ def apply_proposals(
         raise ProposalError("more than one GroupContextExtensions proposal")
 
     new_tree = tree.copy()
-    members = [(i, tree.leaf(i)) for i in tree.leaf_indices()]
+    members = tree.members()
     outcome = ProposalOutcome(tree=new_tree, extensions=list(extensions))
     outcome.path_required = not resolved or bool(types & PATH_REQUIRED)
 
@@ -294,7 +294,7 @@ def apply_proposals(
         outcome.removed.append(li)
 
     # --- Add
-    remaining = [(i, new_tree.leaf(i)) for i in new_tree.leaf_indices()]
+    remaining = new_tree.members()
     seen_sig: set[bytes] = set()
     for rp in by_type.get(ProposalType.add, []):
         kp = rp.proposal.body.key_package
@@ -353,11 +353,10 @@ def apply_proposals(
 
     # Every member left must support the (possibly changed) GroupContext extensions.
     if outcome.extensions != list(extensions):
-        for i in new_tree.leaf_indices():
-            leaf = new_tree.leaf(i)
-            for e in outcome.extensions:
-                if not supports_extension(leaf, e.extension_type):
-                    raise ProposalError(f"member {i} does not support extension {e.extension_type}")
+        for i, leaf in new_tree.members():
+            for ext in outcome.extensions:
+                if not supports_extension(leaf, ext.extension_type):
+                    raise ProposalError(f"member {i} does not support extension {ext.extension_type}")
     return outcome
 
 

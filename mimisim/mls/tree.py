@@ -204,6 +204,15 @@ class RatchetTree:
         nodes = self._nodes
         return [x >> 1 for x in range(0, len(nodes), 2) if nodes[x] is not None]
 
+    def members(self) -> list[tuple[int, LeafNode]]:
+        """(leaf index, LeafNode) of the non-blank leaves, ascending."""
+        out: list[tuple[int, LeafNode]] = []
+        for i in self.leaf_indices():
+            leaf = self.leaf(i)
+            assert leaf is not None  # leaf_indices lists only non-blank leaves
+            out.append((i, leaf))
+        return out
+
     def find_leaf(self, pred: Callable[[LeafNode], bool]) -> int | None:
         """Leftmost non-blank leaf index whose LeafNode satisfies ``pred``."""
         nodes = self._nodes

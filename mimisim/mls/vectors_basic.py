@@ -10,6 +10,7 @@ here: the caller loads the JSON.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from mimisim.mls import treemath
@@ -66,10 +67,10 @@ def check_tree_math(case: Case) -> None:
     for name in ("left", "right", "parent", "sibling"):
         _eq(f"n_leaves={n} len({name})", len(case[name]), case["n_nodes"])
     for i in range(case["n_nodes"]):
-        _eq(f"n_leaves={n} left[{i}]", _or_none(lambda i=i: treemath.left(i)), case["left"][i])
-        _eq(f"n_leaves={n} right[{i}]", _or_none(lambda i=i: treemath.right(i)), case["right"][i])
-        _eq(f"n_leaves={n} parent[{i}]", _or_none(lambda i=i: treemath.parent(i, n)), case["parent"][i])
-        _eq(f"n_leaves={n} sibling[{i}]", _or_none(lambda i=i: treemath.sibling(i, n)), case["sibling"][i])
+        _eq(f"n_leaves={n} left[{i}]", _or_none(partial(treemath.left, i)), case["left"][i])
+        _eq(f"n_leaves={n} right[{i}]", _or_none(partial(treemath.right, i)), case["right"][i])
+        _eq(f"n_leaves={n} parent[{i}]", _or_none(partial(treemath.parent, i, n)), case["parent"][i])
+        _eq(f"n_leaves={n} sibling[{i}]", _or_none(partial(treemath.sibling, i, n)), case["sibling"][i])
 
 
 def check_psk_secret(case: Case) -> None:
