@@ -122,7 +122,8 @@ class Endpoint(enum.Enum):
 
     @property
     def spec(self) -> EndpointSpec:
-        return self.value  # type: ignore[no-any-return]
+        spec: EndpointSpec = self.value
+        return spec
 
     @property
     def method(self) -> str:
@@ -204,7 +205,8 @@ def _encode(cls: type | None, body: Any) -> bytes:
         raise EncodeError(f"this body is empty or raw bytes, got {type(body).__name__}")
     if not isinstance(body, cls):
         raise EncodeError(f"expected {cls.__name__}, got {type(body).__name__}")
-    return body.encode()  # type: ignore[no-any-return]
+    struct: Any = body
+    return bytes(struct.encode())
 
 
 def _decode(cls: type | None, data: bytes) -> Any:

@@ -389,7 +389,7 @@ class HubRoom:
         status = r.response.code or str(r.response.status)
         ev = E.HubReject(room=self.room_uri, epoch=epoch, msg_id=msg_id, status=status, peer=peer, refused=what,
                          reason=r.detail)
-        return HubResult(r.response, [], [ev])
+        return HubResult(r.response, (), (ev,))
 
     def guard(self, what: str, peer: str, fn: Callable[[list[str], list[int | None]], HubResult]) -> HubResult:
         """Run a handler; turn every refusal and every input error into a
@@ -626,11 +626,13 @@ class HubRoom:
         missing = [r for r in self._required_refs(staged) if r not in set(staged.referenced)]
         if missing:
             raise invalid(missing, f"the commit omits {len(missing)} cached proposal(s)")
+        commit = c.commit
+        assert commit is not None  # stage_commit accepted it as a commit
         resolved = [
             (por.proposal, por.reference)
             if por.proposal is not None
-            else (self.observer.proposals[por.reference].proposal, por.reference)
-            for por in c.commit.proposals
+            else (self.observer.proposals[bytes(por.reference or b"")].proposal, por.reference)
+            for por in commit.proposals
         ]
         new_roles = dict(participants_of(staged.context.extensions))
         unlisted: list[str] = []
@@ -652,14 +654,17 @@ class HubRoom:
         if problem is not None:
             raise not_allowed(problem)
         # GroupInfo and ratchet tree for joiners.
-        pgi = _partial_group_info(bundle.group_info_option, staged)
+        gio, rto = bundle.group_info_option, bundle.ratchet_tree_option
+        if gio is None or rto is None:
+            raise bad("a commit needs a GroupInfo option and a ratchet tree option")
+        pgi = _partial_group_info(gio, staged)
         new_obs = copy.copy(self.observer)
         new_obs.proposals = dict(self.observer.proposals)
         try:
             new_obs.merge(staged, pgi)
         except MLSError as e:
             raise bad(f"GroupInfo: {e}") from None
-        tree_option = _welcome_tree_option(bundle.ratchet_tree_option, staged)
+        tree_option = _welcome_tree_option(rto, staged)
         welcome_targets = _welcome_targets(self.suite, bundle.welcome, staged, routing)
         ts = self._ts(now_ms)
         # Hub proposals for the new epoch: pending removals that this commit
@@ -749,7 +754,7 @@ class HubRoom:
             ep[0] = self.epoch
             parse(user_uri)
             if user_uri in self.removal_intents:
-                return HubResult(MimiResponse(200, b"", "already pending"), [], [])
+                return HubResult(MimiResponse(200, b"", "already pending"))
             staged = copy.copy(self.observer)
             staged.proposals = dict(self.observer.proposals)
             ts = self._ts(now_ms)

@@ -155,10 +155,13 @@ def identify_actor(facts: RoomFacts, sender: Sender, pm: PublicMessage, from_dom
             return refuse(f"external sender {sender.sender_index} is not {from_domain}")
         return Actor("follower", None, None)
     if st == SenderType.new_member_proposal:
-        kp = pm.content.proposal.body.key_package
-        client = client_of_credential(kp.leaf_node.credential)
+        proposal = pm.content.proposal
+        assert proposal is not None  # a proposal's content (RFC 9420 s.6)
+        client = client_of_credential(proposal.body.key_package.leaf_node.credential)
     else:
-        path = pm.content.commit.path
+        commit = pm.content.commit
+        assert commit is not None  # a new member's content is a commit
+        path = commit.path
         client = client_of_credential(path.leaf_node.credential) if path is not None else None
     if client is None:
         return refuse("the joiner has no MIMI client credential")
@@ -275,6 +278,7 @@ def authorise_app_data(
         if cid in MIMI_COMPONENTS:
             return refuse(f"component {cid:#06x} cannot be removed")
         return ALLOW
+    verdict: P.Verdict[Any]
     if cid == CID.participant_list:
         active = {u for u in (user_or_none(c) for c in members_of(facts.tree).values()) if u is not None}
         verdict = P.check_participant_change(
@@ -340,12 +344,12 @@ def join_role(pol: P.RoomPolicy, client: str, code: bytes | None, joining_codes:
     first preauthorised role holding ``canJoinIfPreauthorized`` (claims of a
     basic credential: :func:`policy.basic_credential_claims`)."""
     if code is not None and code in joining_codes:
-        role = joining_codes[code]
-        if role in pol.join_code_roles():
-            return role
-    role = pol.open_join_role()
-    if role is not None:
-        return role
+        coded = joining_codes[code]
+        if coded in pol.join_code_roles():
+            return coded
+    open_role = pol.open_join_role()
+    if open_role is not None:
+        return open_role
     pre = pol.preauthorized_role(P.basic_credential_claims(client))
     if pre is not None and P.is_active_role(pre) and pol.can(pre, C.canJoinIfPreauthorized):
         return pre

@@ -246,7 +246,8 @@ def decode_group_info(data: bytes) -> GroupInfo:
         return GroupInfo.decode(data)
     if m.wire_format != WireFormat.group_info:
         raise DecodeError("expected a GroupInfo")
-    return m.body  # type: ignore[no-any-return]
+    gi: GroupInfo = m.body
+    return gi
 
 
 def participants_of_bytes(raw: bytes | None) -> list[tuple[str, int]]:

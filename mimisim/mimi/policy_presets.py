@@ -14,6 +14,7 @@ define, the docstring says how it was read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from mimisim.mimi.policy_wire import BANNED, NO_ROLE, C, Role, make_role
 from mimisim.mimi.wire import BANNED_ROLE_NAME
@@ -175,7 +176,7 @@ def multi_organization_roles() -> tuple[Role, ...]:
     """[RP] "Multi-organization administered room": per-organisation user and
     admin roles for orgs A (host), B and C; org admins manage only their own
     org's users and can ban but not unban them; at most 3 admins per guest org."""
-    org_admin = {"min_participants": 1, "max_participants": 3, "min_active": 1}
+    org_admin: dict[str, Any] = {"min_participants": 1, "max_participants": 3, "min_active": 1}
     roles = (
         _no_role(),
         _banned(),

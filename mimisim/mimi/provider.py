@@ -569,9 +569,9 @@ class ProviderCore:
         }.get(op)
         if endpoint is not None:
             parse(msg.room)
-            room = self.rooms.get(msg.room)
-            if room is not None:
-                out = self._hub_call(room, endpoint, msg.body, self.domain, now_ms)
+            hub_room = self.rooms.get(msg.room)
+            if hub_room is not None:
+                out = self._hub_call(hub_room, endpoint, msg.body, self.domain, now_ms)
                 resp = out.response
                 assert resp is not None
                 if op == ClientOp.update and resp.status == 200:
@@ -688,7 +688,7 @@ def _credential_names_requester(kmr: W.KeyMaterialRequest) -> bool:
     client of ``requestingUser`` (else the signature proves nothing about
     who asks)."""
     cred = kmr.requester_credential
-    if cred.credential_type != CredentialType.basic:
+    if cred.credential_type != CredentialType.basic or cred.identity is None:
         return False
     client = client_of_identity(cred.identity)
     return client is not None and user_of_client(client) == kmr.requesting_user.uri

@@ -59,7 +59,7 @@ from mimisim.mimi.transport import (
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation
-from mimisim.sim.http import RetryPolicy
+from mimisim.sim.http import ExchangeResult, RetryPolicy
 from mimisim.sim.links import wire_size
 from mimisim.sim.rng import protocol_random, stream
 
@@ -138,11 +138,11 @@ class Adversaries:
 
     # ---------------------------------------------------------------- plumbing
 
-    def _http(self, n: int, src: str, req: MimiRequest, gen: np.random.Generator) -> Generator:
+    def _http(self, n: int, src: str, req: MimiRequest, gen: np.random.Generator) -> Generator[Any, Any, None]:
         """Send one request from provider ``src`` (its TLS identity) and record the outcome."""
         w = self.world
         node = w.providers[src]
-        result = yield w.fabric.exchange(src, req, ONE_SHOT, gen, alive=lambda: node.up)
+        result: ExchangeResult = yield w.fabric.exchange(src, req, ONE_SHOT, gen, alive=lambda: node.up)
         resp: MimiResponse | None = result.response
         if resp is None:
             self._outcome(n, None)
@@ -346,10 +346,10 @@ class Adversaries:
                 from mimisim.mls.group import Group as _G
 
                 g = _G.create(core.suite, group_id_of_room(room), kp, priv, rng)
-                body = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"let me in"), room),
-                                              W.IdentifierUri(core.user_uri))
+                submit = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"let me in"), room),
+                                                W.IdentifierUri(core.user_uri))
                 n = self._attempt(attack, uri, hub_of_room(room), room, "a message to a room it is not in")
-                self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
             elif attack == "forged_signature" and member:
                 assert group is not None
                 _, msg = _commit_body(copy.deepcopy(group))
@@ -364,11 +364,11 @@ class Adversaries:
                 self._client_send(n, uri, ClientOp.update, room, body)
             elif attack == "after_removal" and not member and old:
                 g = copy.deepcopy(old[-1])
-                body = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"still here"), room),
-                                              W.IdentifierUri(core.user_uri))
+                submit = W.SubmitMessageRequest(W.MLS10, self._current(g.protect(b"still here"), room),
+                                                W.IdentifierUri(core.user_uri))
                 n = self._attempt(attack, uri, hub_of_room(room), room,
                                   f"a message from its group of epoch {g.epoch} after its user was removed")
-                self._client_send(n, uri, ClientOp.submit_message, room, body.encode())
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
             elif attack == "reuse_key_package" and core.key_packages():
                 kp = core.key_packages()[0]
                 n = self._attempt(attack, uri, node.provider.domain, "", "republishes a KeyPackage it published")

@@ -79,7 +79,7 @@ from mimisim.mimi.transport import (
     PeerResponse,
     SendRequest,
 )
-from mimisim.sim.http import RetryPolicy
+from mimisim.sim.http import ExchangeResult, RetryPolicy
 from mimisim.sim.links import wire_size
 from mimisim.sim.rng import stream
 
@@ -478,12 +478,13 @@ class ProviderNode:
                                                       path=path), self.domain)
         w.env.process(self._exchange(action, inc))
 
-    def _exchange(self, action: SendRequest, inc: int) -> Generator:
+    def _exchange(self, action: SendRequest, inc: int) -> Generator[Any, Any, None]:
         w = self.world
         env = w.env
         policy = self.notify_policy if action.retry_until_done else self.request_policy
         mid = action.msg_ids[0] if action.msg_ids else ""
-        result = yield w.fabric.exchange(self.domain, action.request, policy, self.gen, mid, alive=self._alive(inc))
+        result: ExchangeResult = yield w.fabric.exchange(self.domain, action.request, policy, self.gen, mid,
+                                                         alive=self._alive(inc))
         if inc != self.incarnation or not self.up:
             return
         resp = result.response
