@@ -24,11 +24,11 @@ from tests.test_mimi_provider import ROOM, A, B, build, commit_body, gi_request
 
 
 def test_the_envelopes_are_frozen_and_hold_tuples() -> None:
-    out = Outcome(MimiResponse(201), [], [])
+    out = Outcome(MimiResponse(201), [], [])  # type: ignore[arg-type]
     assert out.actions == () and out.events == () and out.accepted == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         out.actions = ()  # type: ignore[misc]
-    res = HubResult(MimiResponse(200), [], [])
+    res = HubResult(MimiResponse(200), [], [])  # type: ignore[arg-type]
     assert res.fanout == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.fanout = ()  # type: ignore[misc]
