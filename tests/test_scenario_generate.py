@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import re
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,12 @@ def test_a_generated_crowd_runs() -> None:
 @pytest.mark.slow
 def test_a_thousand_users_run() -> None:
     _run_crowd(1000, 100)  # about 8 s of CPU, most of it in the clients' KeyPackages
+
+
+def test_the_readme_generator_example_validates() -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "generate:" in b)
+    head = "name: readme\nduration: 1s\nproviders: {a.example: {}, b.example: {}}\n"
+    s = load_scenario_text(head + block, "README.md")
+    assert s.counts() == (2, 1001, 200)
+    assert all(set(r.participants) <= set(s.users) and len(r.participants) == 5 for r in s.rooms.values())

@@ -15,15 +15,20 @@ class Constant(_Model):
     """Always the same value."""
 
     kind: Literal["constant"]
+    """Selects the constant distribution."""
     value: Duration
+    """The duration every draw returns (``40ms``)."""
 
 
 class Uniform(_Model):
     """Uniform on [low, high]."""
 
     kind: Literal["uniform"]
+    """Selects the uniform distribution."""
     low: Duration
+    """Smallest value (a duration, ``5ms``)."""
     high: Duration
+    """Largest value; at least ``low``."""
 
     @field_validator("high")
     @classmethod
@@ -36,9 +41,13 @@ class TruncNormal(_Model):
     """Normal(mean, sd) conditioned on low <= x <= high (mean and sd of the untruncated normal)."""
 
     kind: Literal["truncnormal"]
+    """Selects the truncated normal distribution."""
     mean: Duration
+    """Mean of the untruncated normal (a duration)."""
     sd: PositiveDuration
+    """Standard deviation of the untruncated normal; a duration greater than 0."""
     low: Duration = 0.0
+    """Lower bound (default 0ms: delays are never negative)."""
     high: Duration | None = None
     """Upper bound; none means unbounded."""
 
@@ -53,7 +62,9 @@ class LogNormal(_Model):
     """exp(N(ln median, sigma^2)): parametrised by the median, what a latency measurement reports."""
 
     kind: Literal["lognormal"]
+    """Selects the log-normal distribution."""
     median: PositiveDuration
+    """Median of the draws (a duration greater than 0): half the draws are below it."""
     sigma: float = Field(ge=0)
     """Shape: the standard deviation of ln(x). 0 gives a constant."""
 
@@ -62,14 +73,18 @@ class Exponential(_Model):
     """Exponential with the given mean."""
 
     kind: Literal["exponential"]
+    """Selects the exponential distribution."""
     mean: PositiveDuration
+    """Mean of the draws (a duration greater than 0)."""
 
 
 class Pareto(_Model):
     """Type I Pareto: P(X > x) = (scale/x)^shape for x >= scale; heavy-tailed."""
 
     kind: Literal["pareto"]
+    """Selects the Pareto distribution."""
     scale: PositiveDuration
+    """Smallest value x_m (a duration greater than 0); every draw is at least this."""
     shape: float = Field(gt=0)
     """Tail index alpha: the mean is infinite for shape <= 1, the variance for shape <= 2."""
 
@@ -78,6 +93,7 @@ class Empirical(_Model):
     """Resampling from measured values: inline ``samples`` or a ``file`` of numbers in ms."""
 
     kind: Literal["empirical"]
+    """Selects resampling from measured values."""
     samples: list[Duration] | None = None
     """Measured values, each with its unit."""
     file: str | None = None
@@ -141,23 +157,31 @@ class NoLoss(_Model):
     """Nothing is lost."""
 
     kind: Literal["none"]
+    """Selects no loss."""
 
 
 class Bernoulli(_Model):
     """Each message lost independently with probability p."""
 
     kind: Literal["bernoulli"]
+    """Selects independent (Bernoulli) loss."""
     p: Probability
+    """Probability that a message is lost, in [0, 1] (``0.01``) or as a percentage (``1%``)."""
 
 
 class GilbertElliott(_Model):
     """Bursty loss: a good/bad Markov chain stepping once per message; loss_good/loss_bad per state."""
 
     kind: Literal["gilbert_elliott"]
+    """Selects bursty Gilbert-Elliott loss."""
     p_good_to_bad: Probability
+    """Probability per message of moving from the good to the bad state (starts of bursts)."""
     p_bad_to_good: Probability
+    """Probability per message of moving from the bad back to the good state (1 / mean burst length)."""
     loss_good: Probability = 0.0
+    """Loss probability in the good state (default 0)."""
     loss_bad: Probability = 1.0
+    """Loss probability in the bad state (default 1: everything in a burst is lost)."""
 
     @model_validator(mode="after")
     def _moves(self) -> GilbertElliott:

@@ -14,6 +14,7 @@ from mimisim.sim.scenario.workload import _StartStop
 
 class _Timed(_Model):
     at: Duration
+    """When the fault happens (simulated time); before the run's end."""
 
 
 class _Windowed(_Timed):
@@ -25,24 +26,31 @@ class CrashFault(_Timed):
     """A provider stops; it restarts after ``duration`` (or at a ``restart`` fault)."""
 
     kind: Literal["crash"]
+    """Selects a provider crash."""
     node: Domain
+    """Domain of the provider that crashes."""
     state: Literal["durable", "volatile"] | None = None
     """Default: the provider's ``state``."""
     duration: Duration | None = None
+    """Downtime before it restarts by itself; none: down until a ``restart`` fault or the end of the run."""
 
 
 class RestartFault(_Timed):
     """A crashed provider starts again."""
 
     kind: Literal["restart"]
+    """Selects the restart of a crashed provider."""
     node: Domain
+    """Domain of the provider that restarts."""
 
 
 class FailoverFault(_Timed):
     """The hub crashes and its standby takes over its domain."""
 
     kind: Literal["failover"]
+    """Selects a hub failover."""
     hub: Domain
+    """Domain of the hub that fails over (it needs ``providers.<domain>.standby``)."""
 
 
 class PartitionFault(_Windowed):
@@ -50,25 +58,34 @@ class PartitionFault(_Windowed):
     clients go with their provider unless named."""
 
     kind: Literal["partition"]
+    """Selects a network partition."""
     groups: list[list[str]] = Field(min_length=1)
+    """Groups of nodes (provider domains, clients as ``user/device``, device names or URIs) that can talk only
+    within their group."""
 
 
 class DegradeFault(_Windowed):
     """Links get slower and lossier for a while."""
 
     kind: Literal["degrade"]
+    """Selects a link degradation."""
     links: list[str] | Literal["all"] = "all"
     """``a.example<>b.example`` pairs (both directions), or ``all``."""
     latency_factor: float = Field(default=1.0, ge=0)
+    """Every latency draw on the links is multiplied by this (default 1: unchanged)."""
     extra_latency: Duration = 0.0
+    """Added to every latency draw on the links (default 0ms)."""
     extra_loss: Probability = 0.0
+    """Added to the links' loss probability (default 0)."""
 
 
 class OfflineFault(_Windowed):
     """A client goes offline."""
 
     kind: Literal["offline"]
+    """Selects a client going offline."""
     client: str
+    """The client: ``user/device``, a unique device name, or its URI."""
 
 
 Fault = Annotated[
@@ -79,36 +96,49 @@ Fault = Annotated[
 
 class RandomCrash(_Model):
     rate: Rate
+    """Poisson rate of crashes over the random-fault period (``1/min``)."""
     duration: Distribution
     """Downtime."""
     nodes: list[Domain] | None = None
     """Default: every provider."""
     state: Literal["durable", "volatile"] | None = None
+    """What survives each crash; default: the crashed provider's ``state``."""
 
 
 class RandomFailover(_Model):
     rate: Rate
+    """Poisson rate of failovers (``1/min``)."""
     hubs: list[Domain] | None = None
     """Default: every provider with a standby."""
 
 
 class RandomPartition(_Model):
     rate: Rate
+    """Poisson rate of partitions (``2/min``); each splits the providers into two random groups."""
     duration: Distribution
+    """How long each partition lasts."""
 
 
 class RandomDegrade(_Model):
     rate: Rate
+    """Poisson rate of degradations (``1/min``)."""
     duration: Distribution
+    """How long each degradation lasts."""
     links: list[str] | Literal["all"] = "all"
+    """``a.example<>b.example`` pairs to degrade (both directions), or ``all``."""
     latency_factor: float = Field(default=1.0, ge=0)
+    """Every latency draw is multiplied by this while degraded (default 1)."""
     extra_latency: Duration = 0.0
+    """Added to every latency draw while degraded (default 0ms)."""
     extra_loss: Probability = 0.0
+    """Added to the loss probability while degraded (default 0)."""
 
 
 class RandomOffline(_Model):
     rate: Rate
+    """Poisson rate of clients going offline (``1/min``), a client picked uniformly each time."""
     duration: Distribution
+    """How long each client stays offline."""
     clients: list[str] | None = None
     """Default: every client."""
 
@@ -119,18 +149,26 @@ class RandomFaults(_Model):
     seed: int | None = Field(default=None, ge=0)
     """Default: derived from the run's seed (stream ``faults.random``)."""
     start: Duration = 0.0
+    """Random faults begin at this time (default 0ms)."""
     stop: Duration | None = None
+    """Random faults end at this time, after ``start``; none: the end of the run."""
     crash: RandomCrash | None = None
+    """Random provider crashes; none: no random crashes."""
     failover: RandomFailover | None = None
+    """Random hub failovers; none: no random failovers."""
     partition: RandomPartition | None = None
+    """Random network partitions; none: no random partitions."""
     degrade: RandomDegrade | None = None
+    """Random link degradations; none: no random degradations."""
     offline: RandomOffline | None = None
+    """Random client offline periods; none: no random offline periods."""
 
 
 class Faults(_Model):
     schedule: list[Fault] = Field(default_factory=list)
     """Fixed faults, each with ``kind`` and ``at``."""
     random: RandomFaults | None = None
+    """Random faults (Poisson processes per kind); none: no random faults."""
 
 
 # ====================================================================== adversaries
@@ -153,9 +191,12 @@ class FollowerAdversary(_Attacker):
     tampered commits to the hub, and withholds a commit's fanout from its own clients."""
 
     provider: Domain
+    """Domain of the malicious follower provider (not the room's hub)."""
     room: Name
+    """The room it attacks (a key of ``rooms``)."""
     attacks: list[FollowerAttack] = Field(
         default_factory=lambda: list(_FOLLOWER_ATTACKS), min_length=1)
+    """The attacks to try, in turn (default all four)."""
 
 
 class ClientAdversary(_Attacker):
@@ -165,8 +206,10 @@ class ClientAdversary(_Attacker):
     client: str
     """``user/device``, a unique device name, or its URI."""
     room: Name
+    """The room it attacks (a key of ``rooms``)."""
     attacks: list[ClientAttack] = Field(
         default_factory=lambda: list(_CLIENT_ATTACKS), min_length=1)
+    """The attacks to try, in turn (default all five)."""
 
 
 class MalformedAdversary(_Attacker):
@@ -174,6 +217,7 @@ class MalformedAdversary(_Attacker):
     endpoint of every other provider, in turn."""
 
     provider: Domain
+    """Domain of the provider that sends the malformed bodies."""
 
 
 class Adversaries(_Model):
@@ -181,8 +225,11 @@ class Adversaries(_Model):
     (``adversary.rejected`` / ``adversary.accepted`` / ``adversary.unanswered``)."""
 
     followers: list[FollowerAdversary] = Field(default_factory=list)
+    """Malicious follower providers; default none."""
     clients: list[ClientAdversary] = Field(default_factory=list)
+    """Malicious clients; default none."""
     malformed: list[MalformedAdversary] = Field(default_factory=list)
+    """Senders of malformed request bodies; default none."""
 
     def any(self) -> bool:
         return bool(self.followers or self.clients or self.malformed)

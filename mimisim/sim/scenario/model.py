@@ -40,7 +40,10 @@ class Scenario(_Model):
     name: Name
     """Names the results folder."""
     description: str = ""
+    """Free text for people reading the file and the run's manifest; the simulator ignores it."""
     seed: int = Field(default=0, ge=0)
+    """Root seed of every random stream (latency draws, workload, random faults); ``mimisim run --seed``
+    overrides it. Same scenario and seed give a byte-identical trace."""
     duration: PositiveDuration
     """Simulated time of the run."""
     epoch_base_ms: int = Field(default=1_700_000_000_000, ge=0)
@@ -48,15 +51,28 @@ class Scenario(_Model):
     providers: dict[Domain, ProviderSpec] = Field(min_length=1)
     """Provider domain -> provider."""
     users: dict[Name, UserSpec] = Field(default_factory=dict)
+    """User name -> user (its provider and clients). The key ``generate`` declares many users at once
+    (``{generate: {count: 1000, provider: round_robin, clients: 1}}``)."""
     rooms: dict[Name, RoomSpec] = Field(default_factory=dict)
+    """Room name -> room (hub, policy, initial participants). The key ``generate`` declares many rooms at once
+    (``{generate: {count: 200, participants: 5}}``)."""
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    """Link models: provider-to-provider (``default`` and per-link overrides) and client access profiles.
+    Default: perfect links (no delay, no loss)."""
     workload: Workload = Field(default_factory=Workload)
+    """What clients do: Poisson activities (messages, updates, adds, removes, leaves, new devices) and a fixed
+    script. Default: nothing."""
     faults: Faults = Field(default_factory=Faults)
+    """Faults injected into the run: a fixed ``schedule`` and/or ``random`` Poisson faults. Default: none."""
     adversaries: Adversaries = Field(default_factory=Adversaries)
     """Malicious followers, clients and senders of malformed bodies (none by default)."""
     protocol: Protocol = Field(default_factory=Protocol)
+    """Protocol options: MLS cipher suite, /notify deduplication, request timeouts and retries,
+    pending-proposal strategy."""
     outputs: Outputs = Field(default_factory=Outputs)
+    """Where results go and what is written."""
     sweep: Sweep | None = None
+    """A grid of overrides times seeds for ``mimisim sweep``; ignored by ``mimisim run``. Default: none."""
 
     _source: str | None = PrivateAttr(default=None)
     _raw: dict[str, Any] | None = PrivateAttr(default=None)

@@ -55,13 +55,21 @@ class LinkOverride(_Model):
     """A partial link model: the keys given replace the default link's."""
 
     latency: Distribution | None = None
+    """Replaces the default link's latency distribution (or a constant like ``80ms``)."""
     jitter: Duration | None = None
+    """Replaces the default link's jitter (uniform +-jitter per message)."""
     loss: Loss | None = None
+    """Replaces the default link's loss model (or a probability like ``0.02``)."""
     duplicate: Probability | None = None
+    """Replaces the default link's probability that a message arrives twice."""
     reorder: Probability | None = None
+    """Replaces the default link's probability that a message is held back by ``reorder_extra``."""
     reorder_extra: Duration | None = None
+    """Replaces how long a reordered message is held back."""
     bandwidth: Bandwidth | None = None
+    """Replaces the default link's serialisation rate (``10Mbit/s``)."""
     queue_limit: Size | None = None
+    """Replaces the default link's FIFO queue limit in bytes (``256KiB``)."""
 
     def apply(self, base: LinkSpec) -> LinkSpec:
         """``base`` with the keys this override sets replaced."""

@@ -15,6 +15,7 @@ class CostModel(_Model):
     """Simulated processing time of a provider: fixed per request plus per byte and per crypto operation."""
 
     per_request: Duration = 0.0
+    """Fixed processing time of every request the provider handles (default 0ms)."""
     per_byte: Duration = 0.0
     """Per byte of request body (``2ns`` is 2 ms per MB)."""
     per_signature: Duration = 0.0
@@ -50,6 +51,7 @@ class ProviderSpec(_Model):
     """One provider (the key is its domain)."""
 
     cost: CostModel = Field(default_factory=CostModel)
+    """Simulated processing time of requests (default: free, 0ms for everything)."""
     state: Literal["durable", "volatile"] = "durable"
     """What survives a crash: ``durable`` keeps everything (the notify outbox is resent on restart);
     ``volatile`` loses what lives in memory (notify outbox, queued deliveries, the dedup window) but keeps
@@ -65,6 +67,7 @@ class OfflineWindow(_Model):
     """A period in which a client is offline."""
 
     start: Duration
+    """When the client goes offline (simulated time from the start of the run); before the run's end."""
     end: Duration | None = None
     """End of the window; none means until the end of the run."""
 
@@ -98,6 +101,8 @@ class UserSpec(_Model):
     """One user (the key is the user name, unique in the scenario)."""
 
     provider: Domain
+    """Domain of the user's provider (a key of ``providers``); its clients connect to it. Generated users
+    choose it with ``generate.provider``."""
     clients: Annotated[
         dict[Name, ClientSpec],
         BeforeValidator(_clients_shorthand),
@@ -115,12 +120,18 @@ class RoleSpec(_Model):
     index: int = Field(ge=0)
     """role_index; 0 means not a participant, 1 is reserved for the role named 'banned'."""
     capabilities: list[Capability] = Field(default_factory=list)
+    """Capabilities of the role (draft-ietf-mimi-room-policy names, e.g. ``canSendMessage``); default none."""
     role_changes: dict[int, list[int]] = Field(default_factory=dict)
     """authorized_role_changes: from role index -> target role indices."""
     min_participants: int = Field(default=0, ge=0)
+    """Fewest participants the room may have in this role; a change leaving fewer is refused (default 0)."""
     max_participants: int | None = Field(default=None, ge=0)
+    """Most participants in this role; none means no limit."""
     min_active_participants: int = Field(default=0, ge=0)
+    """Fewest participants in this role with at least one client in the group (default 0)."""
     max_active_participants: int | None = Field(default=None, ge=0)
+    """Most participants in this role with a client in the group; 0 for roles that may not be in the group
+    (``no_role``, ``banned``); none means no limit."""
 
 
 _ORDINARY = [
@@ -169,7 +180,9 @@ class PendingProposals(_Model):
     """``immediate_commit``: a member commits them at once; ``random_delay``: each member waits a
     uniform delay in [min_delay, max_delay] and commits unless someone else did."""
     min_delay: Duration = 0.0
+    """``random_delay``: shortest wait before committing pending proposals (default 0ms)."""
     max_delay: Duration = 0.0
+    """``random_delay``: longest wait; at least ``min_delay`` (default 0ms)."""
 
     @field_validator("max_delay")
     @classmethod
@@ -224,6 +237,7 @@ class RoomSpec(_Model):
     hub: Domain
     """The hub provider."""
     policy: RoomPolicy = Field(default_factory=RoomPolicy)
+    """Roles and pending-proposal handling; default: the draft's cooperatively administered room."""
     participants: dict[str, Name] = Field(default_factory=dict)
     """Initial participants: user -> role name. Empty: the room is created by a script ``create_room``."""
     created_by: str | None = None

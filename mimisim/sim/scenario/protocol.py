@@ -17,27 +17,37 @@ class Dedup(_Model):
     """How a follower recognises a retried /notify."""
 
     strategy: Literal["none", "body_hash", "transaction_id"] = "body_hash"
+    """``body_hash``: a retried /notify is recognised by the SHA-256 of its body (the draft's suggestion);
+    ``transaction_id``: by an explicit id the hub keeps across retries; ``none``: every request is processed
+    (duplicates reach clients)."""
     window_entries: int = Field(default=4096, ge=1)
+    """How many recent hashes or ids a follower remembers (default 4096)."""
     window_age: Duration = 600_000.0
+    """How long an entry is remembered (default 10min); older retries are processed again."""
 
 
 class RetryPolicy(_Model):
     max_attempts: int | None = Field(default=None, ge=1)
     """Attempts in all; none means until success."""
     backoff: Backoff = Field(default_factory=Backoff)
+    """Wait between attempts (exponential with jitter)."""
     honour_retry_after: bool = True
     """Wait at least a 503/429 response's Retry-After."""
 
 
 class RequestPolicy(_Model):
     timeout: PositiveDuration = 5_000.0
+    """How long a request waits for its response before it counts as failed (and may be retried); greater than
+    0."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """How often and how fast a failed request is retried."""
 
 
 class Protocol(_Model):
     suite: int = Field(default=1, ge=1, le=7)
     """MLS cipher suite (RFC 9420)."""
     dedup: Dedup = Field(default_factory=Dedup)
+    """How followers recognise a retried /notify (default: body hash, 4096 entries, 10min)."""
     notify: RequestPolicy = Field(default_factory=lambda: RequestPolicy(timeout=2_000.0))
     """The hub's /notify fanout: retried until 201 by default."""
     requests: RequestPolicy = Field(
@@ -54,9 +64,14 @@ class Outputs(_Model):
     dir: str = "results"
     """Results go to ``<dir>/<name>/seed-<n>/``."""
     trace: bool = True
+    """Write ``trace.parquet`` (every event of the run); false: only the tables and summary."""
     tables: list[str] = Field(default_factory=lambda: ["all"])
+    """Reserved: not read in this version (every derived table is written)."""
     plots: list[str] = Field(default_factory=lambda: ["all"])
+    """Reserved: not read in this version (``mimisim plot`` draws the figures)."""
     progress: Literal["auto", "always", "never"] = "auto"
+    """Progress bar on stderr: ``auto`` shows it once a run has taken 2 s of wall time, ``always`` from
+    the start, ``never`` not at all."""
 
 
 class Sweep(_Model):
