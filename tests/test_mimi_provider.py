@@ -870,8 +870,13 @@ _FUZZ: list[tuple[Net, dict[Endpoint, Case]]] = []
 
 def fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
     """One world and one valid body per endpoint, built once for every example."""
-    if _FUZZ:
-        return _FUZZ[0]
+    if not _FUZZ:
+        _FUZZ.append(make_fuzz_world())
+    return _FUZZ[0]
+
+
+def make_fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
+    """A new world and one valid body per endpoint (see :func:`fuzz_world`)."""
     net = build(21)
     c1, b1 = net.cl["c1"], net.cl["b1"]
     net.w.client_step(c1.client_uri, c1.send_message(ROOM, "report me", net.w.now_ms))
@@ -906,7 +911,6 @@ def fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
     # the others are only ever sent mutated).
     out = net.call(A, Endpoint.GROUP_INFO, ROOM, cases[Endpoint.GROUP_INFO].body, frm=B)
     assert gi_status(out) == W.GroupInfoCode.success
-    _FUZZ.append((net, cases))
     return net, cases
 
 

@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.hub_common import decode_group_info
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, MimiRequest, Outcome
-from tests import test_mimi_provider as T
-from tests.test_mimi_provider import ENDPOINTS, ROOM, A, Case, Net, build
+from tests.test_mimi_provider import ENDPOINTS, ROOM, A, Case, Net, build, make_fuzz_world
 
 #: Any code point, lone surrogates included (hypothesis leaves them out by default).
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=24)
@@ -37,10 +36,7 @@ def fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
     """A world like test_mimi_provider's fuzz world (one valid body per
     endpoint) but this module's own, since requests here may be accepted."""
     if not _WORLD:
-        shared = list(T._FUZZ)
-        T._FUZZ.clear()
-        _WORLD.append(T.fuzz_world())
-        T._FUZZ[:] = shared
+        _WORLD.append(make_fuzz_world())
     return _WORLD[0]
 
 
