@@ -1,20 +1,41 @@
-"""Write the study notebooks (committed without outputs).
+"""Write the notebooks, run them at the small size, and save them with their outputs.
 
 Run ``python notebooks/make_notebooks.py`` after editing a notebook's cells
-here; the .ipynb files are the generated artefact. Every notebook reads
-``MIMISIM_NOTEBOOK_SIZE`` (``small`` in CI: one seed, short runs, a slice of
-the grid; ``full``: the scenario's own sweep) and writes its sweep under
-``MIMISIM_NOTEBOOK_OUT`` (default ``results/notebooks``).
+here (or after a change in behaviour); the .ipynb files are the generated
+artefact, committed *with* their outputs at the small size so that a reader
+sees every figure and table on a code forge without running anything.
+``tests/test_notebooks.py`` re-runs them at the small size and checks the
+committed outputs are still what they produce (tables, printed values and
+SVG diagrams exactly; a PNG plot by its presence, its data being the table
+beside it).
+
+Every notebook has ``SIZE = "small"`` in its setup cell (the environment
+variable ``MIMISIM_NOTEBOOK_SIZE`` overrides it): one seed, short runs, a
+slice of the grid, seconds to run; ``"full"`` is the scenario's own sweep.
+Sweeps are written under ``MIMISIM_NOTEBOOK_OUT`` (default
+``results/notebooks``). ``python notebooks/make_notebooks.py --no-run``
+writes the cells only; naming notebooks runs only those.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+SIZE_NOTE = ("\n\n**Size.** This notebook runs at the small size by default ({small}); for the full size "
+             "({full}) set `SIZE = \"full\"` in the setup cell below, or start Jupyter with "
+             "`MIMISIM_NOTEBOOK_SIZE=full`. The outputs you see were made at the small size by "
+             "`python notebooks/make_notebooks.py`.")
+SWEEP_SIZES = {"small": "one seed, short runs, a slice of the grid",
+               "full": "the scenario's own sweep grid and seeds; minutes"}
 
 SETUP = '''import os
 from pathlib import Path
@@ -26,7 +47,7 @@ from mimisim.plots import draw_metric
 from mimisim.sweep import plan, run_sweep
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-SIZE = os.environ.get("MIMISIM_NOTEBOOK_SIZE", "full")  # "small" in CI
+SIZE = os.environ.get("MIMISIM_NOTEBOOK_SIZE", "small")  # or "full" (see the first cell)
 OUT = Path(os.environ.get("MIMISIM_NOTEBOOK_OUT", ROOT / "results" / "notebooks"))
 pd.set_option("display.width", 200)
 pd.set_option("display.max_columns", 30)'''
@@ -37,7 +58,7 @@ def sweep_cell(scenario: str, small: list[str], small_seeds: int = 1, workers: i
 SMALL = {small!r}
 sw = plan(ROOT / "scenarios" / "{scenario}.yaml", SMALL if SIZE == "small" else [],
           seeds={small_seeds} if SIZE == "small" else None, out=OUT / "{scenario}" / SIZE)
-runs, summary = run_sweep(sw, workers={workers}, progress=False)
+runs, summary = run_sweep(sw, workers=1 if SIZE == "small" else {workers}, progress=False)
 print(f"{{len(sw.points)}} runs of study {{sw.study!r}}; grid: {{sw.keys}}")
 runs.head()'''
 
@@ -53,8 +74,11 @@ def figure_cell(metrics: list[tuple[str, str, str | None]], keys_expr: str = "sw
     return "\n".join(lines)
 
 
-def notebook(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+def notebook(name: str, cells: list[tuple[str, str]], sizes: dict[str, str] | None = None) -> nbformat.NotebookNode:
     nb = new_notebook()
+    cells = list(cells)
+    kind0, text0 = cells[0]
+    cells[0] = (kind0, text0 + SIZE_NOTE.format(**(sizes or SWEEP_SIZES)))
     for i, (kind, text) in enumerate(cells):
         cell = new_markdown_cell(text) if kind == "md" else new_code_cell(text)
         cell.id = f"{name}-{i}"  # stable ids: regenerating changes nothing that did not change
@@ -74,7 +98,7 @@ NOTEBOOKS = {
                "`mimisim plot results/epoch-conflicts/sweep`."),
         ("code", SETUP),
         ("code", sweep_cell("epoch-conflicts", [
-            "duration=40s", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], "
+            "duration=20s", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], "
             "network.default.latency.value: [50ms, 150ms], workload.retry.mode: [rebuild]}"])),
         ("md", "## Simulation and model side by side\n\n`p_conflict_pooled` is conflicted first attempts over "
                "all first attempts of the point's runs, with its 95% Wilson interval; `p_model_mean` is the "
@@ -121,7 +145,7 @@ NOTEBOOKS = {
                "follower holds after each `/notify` (recorded in the `notify.accept`/`notify.dedup` rows)."),
         ("code", 'from mimisim.analysis import dedup\nfrom mimisim.api import run\n\n'
                  'res = run(ROOT / "scenarios" / "notify-dedup.yaml", overrides=["duration=20s"] if SIZE == "small" '
-                 'else [], out=False)\n'
+                 'else [], out=False, progress=False)\n'
                  'w = dedup.window(res.trace)\nfig, ax = plt.subplots(figsize=(7, 3))\n'
                  'for f, g in w.groupby("follower"):\n    ax.step(g.t_ms / 1000, g.bytes, where="post", label=f)\n'
                  'ax.set_xlabel("simulated time (s)"); ax.set_ylabel("dedup window (bytes)"); ax.legend()'),
@@ -142,7 +166,7 @@ NOTEBOOKS = {
                "Command line: `mimisim sweep scenarios/leave-latency.yaml`."),
         ("code", SETUP),
         ("code", sweep_cell("leave-latency", [
-            "duration=120s", "sweep.grid={workload.updates.rate: [0.05/s, 1/s], protocol.pending_proposals: "
+            "duration=60s", "sweep.grid={workload.updates.rate: [0.05/s, 1/s], protocol.pending_proposals: "
             "[{strategy: immediate_commit}, {strategy: random_delay, min_delay: 0s, max_delay: 5s}]}"])),
         ("code", 'cols = [*sw.keys, "n", "latency_all_mean_ms_mean", "latency_all_mean_ms_low", '
                  '"latency_all_mean_ms_high",\n        "model_all_ms_mean", "wait_ms_mean", "never_completed_mean"]\n'
@@ -201,7 +225,7 @@ NOTEBOOKS = {
                "the sizes of the commit, the Welcome and the GroupInfo grow as a room fills."),
         ("code", SETUP + '\n\nfrom mimisim.analysis import fanout\nfrom mimisim.api import run\n\n'
                  'res = run(ROOT / "scenarios" / "fanout.yaml", overrides=["duration=30s"] if SIZE == "small" '
-                 'else [], out=False)\nrooms = fanout.rooms(res.trace)\nrooms'),
+                 'else [], out=False, progress=False)\nrooms = fanout.rooms(res.trace)\nrooms'),
         ("code", 'msgs = fanout.messages(res.trace)\n'
                  'msgs.groupby(["members", "providers"])[["requests", "bytes", "bytes_per_follower", '
                  '"bytes_per_member"]].mean()'),
@@ -220,9 +244,269 @@ NOTEBOOKS = {
 }
 
 
-def main() -> None:
-    for name, cells in NOTEBOOKS.items():
-        nbformat.write(notebook(name, cells), HERE / f"{name}.ipynb")
+# ---------------------------------------------------------------- teaching notebooks
+
+TEACH_SETUP = '''import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import SVG, display
+
+from mimisim.analysis import diagram as D
+from mimisim.analysis.invariants import Context, check_trace
+from mimisim.api import run
+from mimisim.sim.scenario import load_scenario
+
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+SIZE = os.environ.get("MIMISIM_NOTEBOOK_SIZE", "small")  # or "full" (see the first cell)
+CLUB = ROOT / "scenarios" / "clubhouse.yaml"
+sys.path.insert(0, str(ROOT / "docs" / "flows"))
+pd.set_option("display.width", 200)
+pd.set_option("display.max_colwidth", 120)'''
+
+FLOW_STEPS = [  # (step index, draft section and figures)
+    (0, "Alice Creates a Room", "no figure"),
+    (1, "Alice adds Bob to the Room", "fig-ab-kp-fetch, fig-ab-add"),
+    (2, "Bob adds Cathy to the Room", "fig-bc-kp-fetch, fig-bc-add"),
+    (3, "Cathy Sends a Message", "fig-c-msg"),
+    (4, "Bob Leaves the Room", "fig-b-leave"),
+    (5, "Cathy adds a new device", "fig-c3-new-client"),
+]
+
+
+def _flow_cells() -> list[tuple[str, str]]:
+    cells: list[tuple[str, str]] = [
+        ("md", "# The draft's example flow, step by step\n\n"
+               "draft-ietf-mimi-protocol explains MIMI with one example: Alice creates the room `clubhouse` on "
+               "her provider a.example (the hub), adds Bob, Bob adds Cathy, Cathy says hello, Bob leaves and "
+               "Cathy adds a new device. `scenarios/clubhouse.yaml` replays it on a perfect network (20 ms "
+               "between providers, 5 ms to clients) with the real protocol: real MLS commits and Welcomes, "
+               "real MIMI requests. Each step below is drawn from the run's trace by `mimisim diagram`, beside "
+               "the draft's figure it corresponds to, and followed by the room's state after it: the epoch, "
+               "the participant list and which clients are members.\n\n"
+               "Reading the diagrams: straight blue arrows are MIMI requests and responses between "
+               "providers; dashed grey arrows a provider talking to its own clients (the draft's "
+               "`[[ double brackets ]]`); yellow notes are the hub's decisions. Command line: "
+               "`mimisim run scenarios/clubhouse.yaml` then `mimisim diagram results/clubhouse/seed-0 "
+               "--flow N --out step.svg`, or `mimisim explore results/clubhouse/seed-0` for a page to click "
+               "through."),
+        ("code", TEACH_SETUP + '''
+
+res = run(CLUB, out=False, progress=False)
+steps = D.flows(res.trace)
+
+
+def show(i: int) -> None:
+    """Step i's diagram, then the room after it."""
+    f = steps[i]
+    d = D.build(res.trace, t_from=f.t0, t_to=f.t1, title=f"step {i + 1}: {f.action} {f.detail}".strip())
+    display(SVG(D.to_svg(d, D.layout(d))))
+    st = D.room_state(res.trace, t=f.t1)
+    print(f"after step {i + 1}: hub epoch {st.epoch}; {len(st.participants)} participant(s), "
+          f"{len(st.members)} member client(s)")
+    display(st.table())
+
+
+pd.DataFrame([{"step": f.index + 1, "action": f.action, "by": f.actor.rsplit("/", 1)[-1], "detail": f.detail,
+               "from (ms)": f.t0, "to (ms)": round(f.t1)} for f in steps])'''),
+    ]
+    looks = {
+        0: "Room creation is local to the hub's provider: no MIMI request crosses providers. ClientA1 creates "
+           "the MLS group at epoch 0; Alice is the only participant (her role shows with her first commit).",
+        1: "Compare with the draft's two figures: `Request KPs`, `/keyMaterial` to b.example and its answer, "
+           "`KPs` back to ClientA1; then `Commit(+bob)`, the hub's `Accepted`, and one `/notify` to "
+           "b.example carrying the Commit and the Welcome. What the figure leaves out: the hub echoes the "
+           "commit to ClientA1 too, and b.example passes the Commit to Bob's new clients, which drop it (it "
+           "is older than their Welcome).",
+        2: "Bob is not on the hub's provider, so every request goes through it: the hub relays "
+           "`/keyMaterial` to c.example, and Bob's `/update` carries `Commit(+cathy)` to the hub. The hub "
+           "then fans out one `/notify` per provider: the Commit to b.example, the Commit and the Welcome to "
+           "c.example.",
+        3: "An application message is a `PrivateMessage`: `/submitMessage` to the hub, which checks the "
+           "sender may speak, franks it, answers `accepted` and fans it out with `/notify`. Only the epoch "
+           "stays the same: messages do not change the group.",
+        4: "A client cannot remove its own user: ClientB1 sends `Proposals(Remove*, AppSync)` (remove both "
+           "of Bob's clients, take Bob off the participant list; AppSync is the AppDataUpdate proposal of "
+           "draft-ietf-mls-extensions). The hub caches them (yellow note) and the next commit must include "
+           "them. With this room's `immediate_commit` policy every member commits at once; ClientA1, next "
+           "to the hub, wins, and Cathy's two clients get `wrongEpoch` (in the draft's figure ClientC1 "
+           "commits: which member wins is a race).",
+        5: "A new device joins without anyone adding it: ClientC3 fetches the GroupInfo through its "
+           "provider (`/groupInfo`), builds an External Commit and sends it in an `/update`; the hub checks "
+           "Cathy is a participant and fans the commit out.",
+    }
+    for i, section, figs in FLOW_STEPS:
+        cells.append(("md", f"## Step {i + 1}: {section}\n\nDraft: section \"{section}\" ({figs}).\n\n{looks[i]}"))
+        cells.append(("code", f"show({i})"))
+    cells += [
+        ("md", "## How long each step takes\n\nThe same scenario with 10 ms of jitter on every link, over "
+               "several seeds: the time from a step's action until the last message of the step arrives "
+               "(the room is quiet again). The steps that go through more providers take longer: Bob adding "
+               "Cathy crosses the hub twice."),
+        ("code", '''seeds = range(20) if SIZE == "full" else range(3)
+rows = []
+for seed in seeds:
+    r = run(CLUB, seed=seed, out=False, progress=False, overrides=["network.default.jitter=10ms"])
+    for f in D.flows(r.trace):
+        w = r.trace[(r.trace.t_ms >= f.t0) & (r.trace.t_ms <= f.t1) & (r.trace.kind == "net.deliver")]
+        rows.append({"step": f.index + 1, "action": f.action, "seed": seed, "ms": w.t_ms.max() - f.t0})
+took = pd.DataFrame(rows).groupby(["step", "action"]).ms.agg(["count", "mean", "min", "max"]).round(1)
+took'''),
+    ]
+    return cells
+
+
+def _fault_cells() -> list[tuple[str, str]]:
+    return [
+        ("md", "# What faults do to the flow\n\n"
+               "The clubhouse example again (`scenarios/clubhouse.yaml`), now with one fault at a time: a "
+               "dropped `/notify`, duplicated messages, a crashed provider and a hub failover. Each case shows "
+               "the step the fault hits, drawn from the trace (red arrows ending in a cross were lost, "
+               "`(dup)` is a copy the link made, `(retry n)` a request sent again, shaded bands are crashes, "
+               "a green dashed lane is a standby that took over), and the protocol's invariants checked over "
+               "the whole run (`mimisim check` checks the same ones over thousands of seeds; "
+               "docs/invariants.md defines them).\n\nThe hub retries `/notify` until the follower answers "
+               "201; the follower must answer 201 to a duplicate and process it only once. Short timeouts "
+               "(300 ms) keep the retries inside each step."),
+        ("code", TEACH_SETUP + '''
+
+TIMEOUTS = ["protocol.notify.timeout=300ms", "protocol.requests.timeout=300ms"]
+
+
+def case(overrides: list[str], step: int, seed: int = 0):
+    """Run the clubhouse with the fault, draw the step it hits, check every invariant."""
+    ov = TIMEOUTS + overrides
+    scn = load_scenario(CLUB, ov)
+    r = run(scn, seed=seed, out=False, progress=False)
+    f = D.flows(r.trace)[step]
+    d = D.build(r.trace, t_from=f.t0, t_to=f.t1, title=f"step {step + 1}: {f.action} {f.detail}".strip())
+    display(SVG(D.to_svg(d, D.layout(d))))
+    return r, scn
+
+
+def invariants(overrides: list[str]) -> pd.DataFrame:
+    """Every invariant over seeds (one at the small size, 20 at the full size): runs in which it held."""
+    seeds = range(20) if SIZE == "full" else range(1)
+    scn = load_scenario(CLUB, TIMEOUTS + overrides)
+    held: dict[str, int] = {}
+    for seed in seeds:
+        v = check_trace(run(scn, seed=seed, out=False, progress=False).trace, Context.from_scenario(scn))
+        for name, found in v.items():
+            held[name] = held.get(name, 0) + (not found)
+    return pd.DataFrame([{"invariant": k, "held in": f"{n}/{len(seeds)} run(s)"} for k, n in held.items()])
+
+
+def shown_to_users(r) -> pd.DataFrame:
+    """How many times each client showed an application message to its user."""
+    d = r.trace[r.trace.kind == "client.deliver"]
+    return d.groupby(d.node.str.rsplit("/", n=1).str[-1]).size().rename("messages shown").to_frame().T'''),
+        ("md", "## 1. A dropped `/notify`\n\nA partition cuts a.example off from b.example for 300 ms just as "
+               "the hub fans out Cathy's message (step 4). The `/notify` to b.example is lost; the hub's "
+               "timer fires, it sends the same `/notify` again, and once the partition heals b.example "
+               "answers 201 and delivers the message, late but once."),
+        ("code", 'DROP = ["faults.schedule=[{kind: partition, at: 6020ms, duration: 300ms, '
+                 'groups: [[a.example], [b.example]]}]"]\nr, scn = case(DROP, step=3)\nshown_to_users(r)'),
+        ("code", "invariants(DROP)"),
+        ("md", "**What still holds:** no loss (every member got every message the hub accepted), no "
+               "duplicate, the hub's total order and the members' agreement on the group state."),
+        ("md", "## 2. Duplicates\n\nEvery message between providers now arrives twice (`duplicate: 1.0`). The "
+               "followers see each `/notify` body a second time, answer 201 and do not process it again (the "
+               "`duplicate /notify` notes: the draft's body-hash window); duplicated responses are ignored by "
+               "the requester."),
+        ("code", 'DUP = ["network.default.duplicate=1.0"]\nr, scn = case(DUP, step=3)\nshown_to_users(r)'),
+        ("code", "invariants(DUP)"),
+        ("md", "**What still holds:** each user is shown Cathy's message once per client (the table above), "
+               "and every invariant holds."),
+        ("md", "## 3. A crashed provider\n\nc.example crashes for 400 ms (durable state) 5 ms after the hub "
+               "accepted Cathy's message: the hub's `/notify` to c.example hits a dead server and is retried "
+               "after the restart, and Cathy's client loses its connection before the `accepted` answer "
+               "arrives. Look at what the client does next, and count what users are shown."),
+        ("code", 'CRASH = ["faults.schedule=[{kind: crash, node: c.example, at: 6030ms, duration: 400ms, '
+                 'state: durable}]"]\nr, scn = case(CRASH, step=3)\nshown_to_users(r)'),
+        ("code", '''sub = r.trace[(r.trace.kind.isin(["client.submit", "hub.accept"])) & (r.trace.t_ms.between(6000, 8000))]
+sub[["t_ms", "kind", "node", "msg_id", "status"]]'''),
+        ("code", "invariants(CRASH)"),
+        ("md", "**What happens:** the client only knows the connection dropped, not that the hub had already "
+               "accepted its message, so it submits again, as a new MLS message (a new `msg_id`) that the hub "
+               "accepts too. If the table above shows two messages per user, the users see \"Hello, "
+               "clubhouse!\" twice, and no invariant over message ids notices: each id is delivered once. "
+               "The retried `/notify` itself is handled as the draft asks (201, processed once). A fix needs "
+               "the retry to reuse the same message, or an idempotency key the hub can recognise."),
+        ("md", "## 4. Hub failover\n\na.example has a synchronous standby that takes over 200 ms after the "
+               "hub fails, just after Cathy's message was accepted. The lane turns into a green dashed line: "
+               "from there on the standby serves a.example's domain, with everything the hub had "
+               "acknowledged."),
+        ("code", 'FAILOVER = ["providers.a.example.standby={replication: sync, takeover: 200ms}", '
+                 '"faults.schedule=[{kind: failover, hub: a.example, at: 6030ms}]"]\n'
+                 'r, scn = case(FAILOVER, step=3)\nshown_to_users(r)'),
+        ("code", "invariants(FAILOVER)"),
+        ("md", "**What still holds:** with synchronous replication nothing the hub said `accepted` to is lost; "
+               "requests sent to the dead primary are retried after their timeout and answered by the "
+               "standby. With `replication: lag` (see notebooks/failover.ipynb) accepted messages can be "
+               "lost."),
+    ]
+
+
+TEACHING: dict[str, tuple[list[tuple[str, str]], dict[str, str]]] = {
+    "teaching-flows": (_flow_cells(), {
+        "small": "the six steps once, then 3 seeds with jitter for the step durations; a few seconds",
+        "full": "20 seeds for the step durations"}),
+    "teaching-faults": (_fault_cells(), {
+        "small": "each fault once, invariants over one run; a few seconds",
+        "full": "invariants over 20 seeds per fault; about a minute"}),
+}
+
+
+def _clean(nb: nbformat.NotebookNode) -> None:
+    """Drop what changes from one execution to the next (timings, kernel
+    versions) and what is noise on a forge (progress bars on stderr)."""
+    nb.metadata.pop("widgets", None)
+    nb.metadata["language_info"] = {"name": "python"}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+
+
+def execute(nb: nbformat.NotebookNode, out_dir: str | Path, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run a notebook at the small size, in notebooks/, writing sweeps under out_dir."""
+    import nbclient
+
+    old = {k: os.environ.get(k) for k in ("MIMISIM_NOTEBOOK_SIZE", "MIMISIM_NOTEBOOK_OUT", "PYTHONPATH")}
+    os.environ["MIMISIM_NOTEBOOK_SIZE"] = "small"
+    os.environ["MIMISIM_NOTEBOOK_OUT"] = str(out_dir)
+    os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), old["PYTHONPATH"]) if x)
+    try:
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(HERE)}}).execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _clean(nb)
+    return nb
+
+
+def build_all() -> dict[str, nbformat.NotebookNode]:
+    out = {name: notebook(name, cells) for name, cells in NOTEBOOKS.items()}
+    out.update({name: notebook(name, cells, sizes) for name, (cells, sizes) in TEACHING.items()})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    only = [a for a in args if not a.startswith("--")]
+    for name, nb in build_all().items():
+        if only and name not in only:
+            continue
+        if "--no-run" not in args:
+            with tempfile.TemporaryDirectory() as tmp:
+                execute(nb, tmp)
+        nbformat.write(nb, HERE / f"{name}.ipynb")
+        print(f"wrote notebooks/{name}.ipynb", flush=True)
 
 
 if __name__ == "__main__":

@@ -278,33 +278,7 @@ def _leave_run(task: tuple[str, str, int, str]) -> tuple[list[float], float]:
     return list(leave.leaves(tr).latency_all_ms.dropna()), leave.rows(tr, scn)[0]["model_all_ms"]
 
 
-# ---------------------------------------------------------------- notebooks
-
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-
-def test_notebooks_are_committed_without_outputs() -> None:
-    nbformat = pytest.importorskip("nbformat")
-    assert {p.stem for p in NOTEBOOKS} >= {*STUDY_FILES, "fanout-behaviour"}
-    for p in NOTEBOOKS:
-        nb = nbformat.read(p, as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert not cell.outputs and cell.execution_count is None, p.name
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes_at_small_size(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("MIMISIM_NOTEBOOK_SIZE", "small")
-    monkeypatch.setenv("MIMISIM_NOTEBOOK_OUT", str(tmp_path))
-    nb = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    # every figure cell drew something
-    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
-               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+# notebooks: tests/test_notebooks.py (committed with outputs, outputs current)
 
 
 def test_grid_values_as_cells_and_axes() -> None:

@@ -237,6 +237,12 @@ def _parse_detail(kind: str, detail: str) -> dict[str, Any]:
             if e:
                 out["epoch_from"], out["epoch_to"] = int(e.group(1)), int(e.group(2))
             out["changes"] = [(u, int(a), int(b)) for u, a, b in _CHANGE.findall(detail)]
+            c = re.match(r"commit by (\S+)", detail)
+            if c:
+                out["committer"] = c.group(1)
+            ro = re.search(r" role=(\d+)", detail)
+            if ro:
+                out["role"] = int(ro.group(1))
         elif detail.startswith("application"):
             out["what"] = "application"
         elif detail.startswith("proposals"):
@@ -296,6 +302,9 @@ def _fields(kind: str, r: Any) -> dict[str, Any]:
         if ch is not None:
             out["changes"] = [(c["user"], int(c["old"]), int(c["new"])) if isinstance(c, dict) else
                               (str(c[0]), int(c[1]), int(c[2])) for c in ch]
+        for c in ("committer", "role"):
+            if _typed(r, c) is not None:
+                out[c] = _typed(r, c)
         pt = _typed(r, "proposal_types")
         if pt is not None:
             out["proposals"] = [str(x) for x in pt]
@@ -918,6 +927,83 @@ def flows(trace: pd.DataFrame) -> list[Flow]:
         rest = " ".join(parts[2:]) if len(parts) > 2 else ""
         out.append(Flow(i, parts[0], str(r.node), rest, float(r.t_ms), t1 - 1e-6))
     return out
+
+
+ROLE_NAMES = {-1: "creator, role not seen yet", 0: "no_role", 1: "banned", 2: "ordinary_user", 3: "group_admin", 4: "super_admin"}
+
+
+def _user_of(client: str) -> str:
+    """mimi://a.example/d/alice/ClientA1 -> mimi://a.example/u/alice (the simulator's client URIs)."""
+    parts = client[len("mimi://"):].split("/")
+    return f"mimi://{parts[0]}/u/{parts[2]}" if len(parts) >= 4 and parts[1] == "d" else client
+
+
+@dataclass
+class RoomState:
+    """A room as the trace shows it at one time: the hub's epoch, each member
+    client's epoch, and the participant list (user -> role index of
+    draft-ietf-mimi-room-policy's default roles, :data:`ROLE_NAMES`)."""
+
+    room: str
+    t: float
+    epoch: int
+    members: dict[str, int]
+    participants: dict[str, int]
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"user": _short(u), "role": f"{r} ({ROLE_NAMES.get(r, '?')})",
+                 "clients (epoch)": ", ".join(f"{_short(c)} ({e})" for c, e in sorted(self.members.items())
+                                              if _user_of(c) == u)}
+                for u, r in sorted(self.participants.items())]
+        return pd.DataFrame(rows, columns=["user", "role", "clients (epoch)"])
+
+
+def room_state(trace: pd.DataFrame, room: str | None = None, t: float | None = None) -> RoomState:
+    """The room's state after time ``t`` (default: the end), from the trace:
+    ``client.epoch`` rows give each client's epoch (a ``removed`` row ends
+    its membership), the hub's accepted commits give the epoch and the
+    participant-list changes (the room's creator is its first committer's
+    user, with the role the hub saw)."""
+    tr = trace.sort_values("seq", kind="stable")
+    if t is not None:
+        tr = tr[tr.t_ms <= t]
+    rooms = sorted({r for r in trace.room.dropna().unique() if r})
+    if room is None:
+        if len(rooms) != 1:
+            raise DiagramError(f"say which room: {', '.join(rooms) or 'none'}")
+        room = rooms[0]
+    match = [r for r in rooms if _room_matches(r, room)]
+    if not match:
+        raise DiagramError(f"no room {room!r} in this trace (rooms: {', '.join(rooms) or 'none'})")
+    uri = match[0]
+    tr = tr[tr.room == uri]
+    members: dict[str, int] = {}
+    participants: dict[str, int] = {}
+    epoch = -1
+    for r in tr.itertuples(index=False):
+        if r.kind == "client.epoch":
+            if r.status == "removed":
+                members.pop(r.node, None)
+            else:
+                members[r.node] = int(r.epoch)
+                if r.status == "created":  # the creator: its role shows in its first commit
+                    epoch = max(epoch, int(r.epoch))
+                    participants.setdefault(_user_of(r.node), -1)
+        elif r.kind == "hub.accept":
+            f = _fields(r.kind, r)
+            if f.get("what") != "commit":
+                continue
+            epoch = max(epoch, f.get("epoch_to", int(r.epoch) + 1))
+            who = f.get("committer")
+            if who and "role" in f and participants.get(_user_of(who), -1) == -1 and not f.get("external"):
+                participants[_user_of(who)] = int(f["role"])
+            for u, _old, new in f.get("changes", []):
+                if new == 0:
+                    participants.pop(u, None)
+                else:
+                    participants[u] = new
+    return RoomState(uri, float(tr.t_ms.max()) if t is None and len(tr) else (t or 0.0), epoch, members,
+                     participants)
 
 
 # ====================================================================== layout
