@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mimisim import events as E
 from mimisim.analysis.invariants import INVARIANTS, Bounds, Context, Digest, check_trace
 from mimisim.check import run_checked, shrink
 from mimisim.cli import main
@@ -26,16 +27,22 @@ ROOM = "mimi://a.example/r/room"
 A1, B1 = "mimi://a.example/d/alice/A1", "mimi://b.example/d/bob/B1"
 
 
-def commit(tr: Trace, t: float, mid: str, a: int, tree: str = "aaaaaaaa", by: str = A1, extra: str = "",
-           role: int = 3) -> None:
-    tr.record(t, "hub.accept", "a.example", room=ROOM, epoch=a, msg_id=mid, status="success",
-              detail=f"commit by {by} epoch {a}->{a + 1} +0 -0 tree={tree} plist=bbbbbbbb role={role}{extra}")
+def commit(tr: Trace, t: float, mid: str, a: int, tree: str = "aaaaaaaa", by: str = A1,
+           changes: tuple[tuple[str, int, int], ...] = (), role: int = 3) -> None:
+    tr.record(t, E.HubAccept(room=ROOM, epoch=a, msg_id=mid, status="success", message="commit", committer=by,
+                             epoch_from=a, epoch_to=a + 1, added=0, removed=0, tree_fp=tree, plist_fp="bbbbbbbb",
+                             role=role, role_changes=tuple(E.RoleChange(*c) for c in changes)), "a.example")
 
 
 def epoch(tr: Trace, t: float, client: str, e: int, mid: str, tree: str = "aaaaaaaa", auth: str = "cccccccc",
           status: str = "") -> None:
-    tr.record(t, "client.epoch", client, room=ROOM, epoch=e, msg_id=mid, status=status,
-              detail=f"commit tree={tree} plist=bbbbbbbb auth={auth}")
+    tr.record(t, E.ClientEpoch(room=ROOM, epoch=e, msg_id=mid, status=status, via="commit", committer=A1,
+                               tree_fp=tree, plist_fp="bbbbbbbb", auth_fp=auth), client)
+
+
+def application(tr: Trace, t: float, mid: str) -> None:
+    tr.record(t, E.HubAccept(room=ROOM, epoch=1, msg_id=mid, status="accepted", message="application", franked=True,
+                             sender="mimi://a.example/u/alice", role=3), "a.example")
 
 
 def verdicts(tr: Trace, ctx: Context | None = None) -> dict[str, list[str]]:
@@ -48,10 +55,9 @@ def test_a_clean_story_passes() -> None:
     commit(tr, 10, "c1", 0)
     epoch(tr, 20, A1, 1, "c1")
     epoch(tr, 21, B1, 1, "c1")
-    tr.record(30, "client.submit", A1, room=ROOM, epoch=1, msg_id="m1")
-    tr.record(31, "hub.accept", "a.example", room=ROOM, epoch=1, msg_id="m1", status="accepted",
-              detail="application franked sender=mimi://a.example/u/alice role=3")
-    tr.record(40, "client.deliver", B1, room=ROOM, epoch=1, msg_id="m1", status="frank:ok")
+    tr.record(30, E.ClientSubmit(room=ROOM, epoch=1, msg_id="m1", attempt=1, content_bytes=10), A1)
+    application(tr, 31, "m1")
+    tr.record(40, E.ClientDeliver(room=ROOM, epoch=1, msg_id="m1", status="frank:ok", sender=A1, frank="ok"), B1)
     tr.record(5_000, "run.end")
     assert verdicts(tr) == {}
 
@@ -63,13 +69,12 @@ def test_each_checker_names_its_violation_and_rows() -> None:
     epoch(tr, 20, A1, 1, "c1")
     epoch(tr, 21, B1, 1, "c2", tree="dddddddd")  # processed the wrong one, with another tree
     epoch(tr, 22, A1, 3, "c9")  # skipped to epoch 3
-    tr.record(30, "client.submit", A1, room=ROOM, epoch=1, msg_id="m1")
-    tr.record(31, "hub.accept", "a.example", room=ROOM, epoch=1, msg_id="m1", status="accepted",
-              detail="application franked sender=mimi://a.example/u/alice role=3")
-    tr.record(40, "client.deliver", "mimi://c.example/d/cathy/C1", room=ROOM, epoch=1, msg_id="m1",
-              status="frank:badSignature")
-    tr.record(41, "client.deliver", "mimi://c.example/d/cathy/C1", room=ROOM, epoch=1, msg_id="m1",
-              status="frank:ok")
+    tr.record(30, E.ClientSubmit(room=ROOM, epoch=1, msg_id="m1", attempt=1, content_bytes=10), A1)
+    application(tr, 31, "m1")
+    c1 = "mimi://c.example/d/cathy/C1"
+    tr.record(40, E.ClientDeliver(room=ROOM, epoch=1, msg_id="m1", status="frank:badSignature", sender=A1,
+                                  frank="badSignature"), c1)
+    tr.record(41, E.ClientDeliver(room=ROOM, epoch=1, msg_id="m1", status="frank:ok", sender=A1, frank="ok"), c1)
     tr.record(5_000, "run.end")
     v = verdicts(tr)
     assert "two commits accepted for epoch 0" in v["hub_total_order"][0]
@@ -87,12 +92,12 @@ def test_each_checker_names_its_violation_and_rows() -> None:
 
 def test_leave_bound_and_policy() -> None:
     tr = Trace()
-    commit(tr, 10, "c1", 0, extra=" changes=mimi://b.example/u/bob:0>2")
-    tr.record(100, "client.propose", B1, room=ROOM, epoch=1, msg_id="p1", detail="leave: 2 proposal(s)")
-    tr.record(110, "hub.accept", "a.example", room=ROOM, epoch=1, msg_id="p1", status="success",
-              detail="proposals [self_remove]")
+    commit(tr, 10, "c1", 0, changes=(("mimi://b.example/u/bob", 0, 2),))
+    tr.record(100, E.ClientPropose(room=ROOM, epoch=1, msg_id="p1", operation="leave", proposals=2), B1)
+    tr.record(110, E.HubAccept(room=ROOM, epoch=1, msg_id="p1", status="success", message="proposal",
+                               proposal_types=("self_remove",)), "a.example")
     # Bob (ordinary user, role 2) makes alice (3) a banned user: not his to do.
-    commit(tr, 200, "c2", 1, by=B1, role=2, extra=" changes=mimi://a.example/u/alice:3>1")
+    commit(tr, 200, "c2", 1, by=B1, role=2, changes=(("mimi://a.example/u/alice", 3, 1),))
     tr.record(20_000, "run.end")
     from mimisim.sim.world import room_policy
 
@@ -104,7 +109,7 @@ def test_leave_bound_and_policy() -> None:
     assert v["policy"] == [f"{ROOM}: commit c2 by mimi://b.example/u/bob (role 2) moved "
                            "mimi://a.example/u/alice from role 3 to 1, which that role may not do"]
     # Committed late: over the bound.
-    commit(tr, 15_000, "c3", 2, extra=" changes=mimi://b.example/u/bob:2>0")
+    commit(tr, 15_000, "c3", 2, changes=(("mimi://b.example/u/bob", 2, 0),))
     v = verdicts(tr, ctx)
     assert "to commit (bound 3000 ms" in v["leave_committed"][0]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mimisim import events as E
 from mimisim.check import run_checked, shrink
 from mimisim.mimi import client as client_mod
 from mimisim.mimi import hub as hub_mod
@@ -91,10 +92,12 @@ def skip_epoch_check(mp: pytest.MonkeyPatch) -> None:
         kind, client, _ = self._actor(c.sender, msg.body, from_domain)
         ts = self._ts(now_ms)
         fanout = self._fanout_to_room([W.FanoutMessage.commit(ts, msg, [])], mid, "commit", self.observer.tree, None)
-        detail = (f"commit by {client} epoch {c.epoch}->{c.epoch + 1} +0 -0 "
-                  + hub_mod.state_tag(self.observer.tree_hash, self._participants))
+        tag = dict(kv.split("=") for kv in hub_mod.state_tag(self.observer.tree_hash, self._participants).split())
+        ev = E.HubAccept(room=self.room_uri, epoch=c.epoch, msg_id=mid, status="success", peer=from_domain,
+                         message="commit", committer=client, epoch_from=c.epoch, epoch_to=c.epoch + 1, added=0,
+                         removed=0, tree_fp=tag["tree"], plist_fp=tag["plist"])
         return hub_mod.HubResult(MimiResponse(200, W.UpdateRoomResponse.success(ts).encode(), "success"), fanout,
-                                 [self._event("hub.accept", c.epoch, mid, "success", detail, from_domain)])
+                                 [ev])
 
     mp.setattr(hub_mod.HubRoom, "_update_commit", patched)
 

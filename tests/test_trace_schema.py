@@ -91,3 +91,29 @@ def test_parquet_has_every_typed_column(tmp_path: Path) -> None:
         assert not (df[c] == -1).any(), c
     for c in [c.name for c in E.columns() if c.type == "string"]:
         assert not (df[c] == "").any(), c
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_every_row_is_a_typed_event(path: Path) -> None:
+    _, res = F.run(path)
+    tr = res.world.trace
+    untyped = sorted({k for k, ev in zip(tr.cols["kind"], tr.events, strict=True) if ev is None})
+    assert untyped == [], f"{path.name}: kinds recorded without a typed event: {untyped}"
+    for kind, ev, detail in zip(tr.cols["kind"], tr.events, tr.cols["detail"], strict=True):
+        assert ev is not None and type(ev) is E.REGISTRY[kind] and ev.detail == detail
+
+
+def test_researchers_query() -> None:
+    """Welcome sizes straight from the trace: one per commit that adds
+    someone, null for the others, and what the fanout study reports."""
+    from mimisim.analysis.fanout import commit_sizes
+
+    _, res = F.run(F.ROOT / "scenarios" / "clubhouse.yaml")
+    trace = res.trace
+    commits = trace[trace.kind == "client.commit"]
+    welcome = commits.welcome_bytes
+    assert welcome.dtype == "Int64"
+    adds = commits[commits.added.fillna(0) > 0]
+    assert len(adds) >= 2  # Alice adds Bob, Bob adds Cathy
+    assert (adds.welcome_bytes > 500).all()
+    assert welcome[commits.added.fillna(0) == 0].isna().all()
+    sized = commit_sizes(trace)
+    assert sized["welcome"].tolist() == commits[commits.commit_bytes.notna()].welcome_bytes.fillna(0).tolist()

@@ -27,15 +27,12 @@ Two members commit against epoch *e*; the hub accepts the first and answers
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mimisim.analysis.stats import wilson
-
-_ATTEMPT = re.compile(r"^(\S+) attempt (\d+)")
 
 #: Columns of :func:`operations`.
 OPERATION_COLUMNS = ["room", "client", "op", "t_first", "epoch", "attempts", "wrong_epoch", "conflicted",
@@ -52,9 +49,8 @@ def operations(trace: pd.DataFrame) -> pd.DataFrame:
     rej = trace[(trace["kind"] == "hub.reject") & (trace["status"] == "wrongEpoch")].groupby("msg_id").size()
     ops: list[dict[str, Any]] = []
     last: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in c[["room", "node", "t_ms", "epoch", "msg_id", "detail"]].itertuples(index=False):
-        m = _ATTEMPT.match(row.detail)
-        kind, attempt = (m.group(1), int(m.group(2))) if m else (row.detail.split(" ")[0], 1)
+    for row in c[["room", "node", "t_ms", "epoch", "msg_id", "operation", "attempt"]].itertuples(index=False):
+        kind, attempt = str(row.operation), 1 if row.attempt is pd.NA else int(row.attempt)
         key = (row.room, row.node)
         op = last.get(key)
         if attempt == 1 or op is None or op["op"] != kind:
@@ -83,7 +79,7 @@ def vulnerable_window(trace: pd.DataFrame, op: str = "update") -> dict[str, floa
     ``d_min_ms`` / ``d_max_ms`` (per commit, the first and the last other
     member to process it, averaged over commits), ``members`` (mean n)."""
     c = trace[trace["kind"] == "client.commit"]
-    c = c[c["detail"].str.startswith(f"{op} attempt 1")][["msg_id", "node", "t_ms"]]
+    c = c[(c["operation"] == op) & (c["attempt"] == 1).fillna(False)][["msg_id", "node", "t_ms"]]
     e = trace[(trace["kind"] == "client.epoch") & trace["msg_id"].isin(c["msg_id"])][["msg_id", "node", "t_ms"]]
     j = e.merge(c, on="msg_id", suffixes=("", "_c"))
     j = j[j["node"] != j["node_c"]]

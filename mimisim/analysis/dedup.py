@@ -26,12 +26,9 @@ request (``window=<entries> entries <bytes> B``), so the study can tell:
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pandas as pd
-
-_DETAIL = re.compile(r"txn=(\S+) window=(\d+) entries (\d+) B")
 
 NOTIFY_COLUMNS = ["t_ms", "follower", "hub", "room", "txn", "outcome", "window_entries", "window_bytes",
                   "arrival", "duplicate", "reprocessed", "wrongly_dropped"]
@@ -44,13 +41,13 @@ def notifies(trace: pd.DataFrame) -> pd.DataFrame:
     ``duplicate`` (a later arrival), ``reprocessed`` (an accept of a txn
     already accepted), ``wrongly_dropped`` (a dedup of a txn never accepted)."""
     n = trace[trace["kind"].isin(["notify.accept", "notify.dedup"])]
-    parsed = n["detail"].str.extract(_DETAIL)
     df = pd.DataFrame({
         "t_ms": n["t_ms"].to_numpy(), "follower": n["node"].to_numpy(), "hub": n["peer"].to_numpy(),
-        "room": n["room"].to_numpy(), "txn": parsed[0].fillna("").to_numpy(),
+        # "-": the hub sent no transaction id (as the trace's detail writes it)
+        "room": n["room"].to_numpy(), "txn": n["txn_id"].fillna("-").astype(str).to_numpy(),
         "outcome": n["kind"].str.removeprefix("notify.").to_numpy(),
-        "window_entries": pd.to_numeric(parsed[1]).fillna(-1).astype("int64").to_numpy(),
-        "window_bytes": pd.to_numeric(parsed[2]).fillna(-1).astype("int64").to_numpy(),
+        "window_entries": n["window_entries"].fillna(-1).astype("int64").to_numpy(),
+        "window_bytes": n["window_bytes"].fillna(-1).astype("int64").to_numpy(),
     })
     key = df["follower"] + "|" + df["txn"]
     df["arrival"] = ~key.duplicated()
@@ -71,7 +68,7 @@ def window(trace: pd.DataFrame) -> pd.DataFrame:
 
 def summary(trace: pd.DataFrame) -> dict[str, Any]:
     """The run's numbers (the keys of the sweep row)."""
-    is_notify = trace["detail"].str.startswith("POST /notify")
+    is_notify = is_notify_request(trace)
     notify_req = trace[(trace["kind"] == "http.request") & is_notify]  # one per logical notify
     retries = trace[(trace["kind"] == "http.retry") & is_notify]  # each attempt has its own req_id
     timeouts = trace[(trace["kind"] == "http.timeout") & is_notify]
@@ -94,6 +91,11 @@ def summary(trace: pd.DataFrame) -> dict[str, Any]:
         "window_bytes_max": int(df["window_bytes"].max()) if len(df) else 0,
         "window_bytes_mean": float(df["window_bytes"].mean()) if len(df) else math.nan,
     }
+
+
+def is_notify_request(trace: pd.DataFrame) -> pd.Series:
+    """Rows of a ``/notify`` exchange (``http.*``): method POST, path under /notify/."""
+    return ((trace["method"] == "POST") & trace["path"].str.startswith("/notify/")).fillna(False).astype(bool)
 
 
 def hub_accepted_twice(trace: pd.DataFrame) -> int:

@@ -6,21 +6,20 @@
   follower provider (the room's providers other than the hub's);
 - per room: members (distinct clients that hold an epoch of the room at the
   end, minus the removed) and providers (their domains, the hub's included);
-- per commit: the sizes the client recorded (``client.commit`` detail
-  ``sizes: commit= welcome= groupinfo= partial_groupinfo= bundle=``), with
+- per commit: the sizes the client recorded (``client.commit`` typed columns
+  ``commit_bytes, welcome_bytes, groupinfo_bytes, partial_groupinfo_bytes,
+  bundle_bytes``), with
   the group size after the commit.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import pandas as pd
 
-_SIZES = re.compile(r"sizes: commit=(\d+) welcome=(\d+) groupinfo=(\d+) partial_groupinfo=(\d+) bundle=(\d+)")
-_OPS = re.compile(r"^(\S+) attempt \d+: \+(\d+) -(\d+)")
+from mimisim.analysis.dedup import is_notify_request
 
 
 def _domain(uri: str) -> str:
@@ -45,7 +44,7 @@ def messages(trace: pd.DataFrame) -> pd.DataFrame:
     accepted = set(trace.loc[trace["kind"] == "hub.accept", "msg_id"])
     sub = trace[trace["kind"] == "client.submit"].drop_duplicates("msg_id")[["msg_id", "room"]]
     sub = sub[sub["msg_id"].isin(accepted)]  # a refused attempt (epochTooOld) is never fanned out
-    req = trace[trace["kind"].isin(["http.request", "http.retry"]) & trace["detail"].str.startswith("POST /notify")]
+    req = trace[trace["kind"].isin(["http.request", "http.retry"]) & is_notify_request(trace)]
     req = req[req["msg_id"].isin(sub["msg_id"])]
     g = req.groupby("msg_id").agg(requests=("req_id", "size"), bytes=("bytes", "sum"), followers=("peer", "nunique"))
     m = sub.merge(g, left_on="msg_id", right_index=True, how="left").merge(rooms(trace), on="room", how="left")
@@ -63,15 +62,20 @@ def commit_sizes(trace: pd.DataFrame) -> pd.DataFrame:
     ``members_after`` follows the accepted commits' +adds -removes from the
     creator alone."""
     c = trace[trace["kind"] == "client.commit"]
-    s = c["detail"].str.extract(_SIZES)
-    o = c["detail"].str.extract(_OPS)
     acc = set(trace.loc[trace["kind"] == "hub.accept", "msg_id"])
-    df = pd.DataFrame({"room": c["room"].to_numpy(), "msg_id": c["msg_id"].to_numpy(), "op": o[0].to_numpy(),
-                       "added": pd.to_numeric(o[1]).fillna(0).astype(int).to_numpy(),
-                       "removed": pd.to_numeric(o[2]).fillna(0).astype(int).to_numpy()})
+    df = pd.DataFrame({"room": c["room"].to_numpy(), "msg_id": c["msg_id"].to_numpy(),
+                       "op": c["operation"].to_numpy(),
+                       "added": c["added"].fillna(0).astype(int).to_numpy(),
+                       "removed": c["removed"].fillna(0).astype(int).to_numpy()})
     df["accepted"] = df["msg_id"].isin(acc)
-    for i, name in enumerate(["commit", "welcome", "groupinfo", "partial_groupinfo", "bundle"]):
-        df[name] = pd.to_numeric(s[i]).to_numpy()
+    # External commits record no sizes (null): they are dropped below. A
+    # commit that adds nobody has no Welcome (null in the trace, 0 here).
+    sized = c["commit_bytes"].notna().to_numpy()
+    for name in ["commit", "welcome", "groupinfo", "partial_groupinfo", "bundle"]:
+        col = c[f"{name}_bytes"].astype("Float64")
+        if name == "welcome":
+            col = col.fillna(0).where(sized, pd.NA)
+        df[name] = col.astype("float64").to_numpy()
     delta = (df["added"] - df["removed"]).where(df["accepted"], 0)
     df["members_after"] = 1 + delta.groupby(df["room"]).cumsum()
     return df.dropna(subset=["commit"]).reset_index(drop=True)

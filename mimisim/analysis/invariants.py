@@ -13,30 +13,52 @@ how long a leave may stay uncommitted), :class:`Bounds` derives it from the
 scenario plus a documented slack; ``docs/invariants.md`` has the exact
 definitions. Rows the checkers read:
 
-- ``hub.accept`` (commit details ``commit by <client> epoch a->b +x -y
-  [external] tree=.. plist=.. role=<committer's role> [changes=u:o>n,..]``,
-  application details ``application [franked] sender=<user> role=<r>``),
+- ``hub.accept`` (typed columns ``message``, ``duplicate``; for a commit
+  ``committer, epoch_from, epoch_to, external, tree_fp, plist_fp, role``
+  (the committer's) and ``role_changes``; for an application message
+  ``sender``; for the hub's own remove proposals ``target_user``),
   ``hub.lost``;
-- ``client.epoch`` (status ``""``/``joined``/``created``/``removed``, detail
-  ending ``tree=.. plist=.. auth=..``), ``client.gap``, ``client.submit``,
-  ``client.deliver`` (status ``frank:<status>``), ``client.propose``;
-- ``fault.*`` rows for the windows in which a bound does not apply.
+- ``client.epoch`` (status ``""``/``joined``/``created``/``removed``;
+  ``tree_fp, plist_fp, auth_fp``), ``client.gap``, ``client.submit``,
+  ``client.deliver`` (status ``frank:<status>``), ``client.propose``
+  (``operation``);
+- ``fault.*`` rows (``fault_id``) for the windows in which a bound does not apply.
+
+Only typed columns are read (``docs/trace.md``), never ``detail``.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-_COMMIT = re.compile(r"^commit by (\S+) epoch (\d+)->(\d+) \+(\d+) -(\d+)( external)?")
-_TAG = re.compile(r"tree=([0-9a-f]{8}) plist=([0-9a-f]{8})(?: auth=([0-9a-f]{8}))?")
-_ROLE = re.compile(r"\brole=(\d+)")
-_CHANGES = re.compile(r"\bchanges=(\S+)")
-_SENDER = re.compile(r"\bsender=(\S+)")
+
+def _null(v: Any) -> bool:
+    """A null of a nullable column (``None``, ``pandas.NA``, NaN)."""
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _int(v: Any, default: int = -1) -> int:
+    return default if _null(v) else int(v)
+
+
+def _str(v: Any) -> str | None:
+    return None if _null(v) else str(v)
+
+
+def _true(v: Any) -> bool:
+    """A nullable flag's value (null: False)."""
+    return not _null(v) and bool(v)
+
+
+def _flag(s: pd.Series) -> pd.Series:
+    """A nullable boolean column as plain booleans (null: False)."""
+    return s.fillna(False).astype(bool)
+
 #: The client core's default gap timeout (``ClientCore.gap_timeout_ms``).
 GAP_TIMEOUT_MS = 10_000.0
 
@@ -166,25 +188,15 @@ class Digest:
         if len(run_end):
             end = float(run_end["t_ms"].iloc[0])
         lost = set(trace.loc[trace["kind"] == "hub.lost", "msg_id"])
-        acc = trace[(trace["kind"] == "hub.accept") & trace["detail"].str.startswith("commit by ")]
+        acc = trace[(trace["kind"] == "hub.accept") & (trace["message"] == "commit") & ~_flag(trace["duplicate"])]
         commits: list[HubCommit] = []
         for r in acc.itertuples(index=False):
-            m = _COMMIT.match(r.detail)
-            if m is None:
-                continue
-            tag = _TAG.search(r.detail)
-            role = _ROLE.search(r.detail)
-            ch = _CHANGES.search(r.detail)
-            changes = []
-            if ch is not None:
-                for item in ch.group(1).split(","):
-                    user, _, roles = item.rpartition(":")
-                    o, _, n = roles.partition(">")
-                    changes.append((user, int(o), int(n)))
+            changes = [(c["user"], int(c["old"]), int(c["new"])) for c in
+                       (r.role_changes if r.role_changes is not None else ())]
             commits.append(HubCommit(
-                int(r.seq), float(r.t_ms), r.room, r.msg_id, m.group(1), int(m.group(2)), int(m.group(3)),
-                bool(m.group(6)), tag.group(1) if tag else "", tag.group(2) if tag else "",
-                int(role.group(1)) if role else None, changes, r.msg_id in lost,
+                int(r.seq), float(r.t_ms), r.room, r.msg_id, str(r.committer), int(r.epoch_from), int(r.epoch_to),
+                _true(r.external), _str(r.tree_fp) or "", _str(r.plist_fp) or "",
+                None if _null(r.role) else int(r.role), changes, r.msg_id in lost,
             ))
         # The hub's order: per transition the first commit the hub accepted
         # and did not lose, plus any it lost in a lagging failover (members
@@ -199,7 +211,7 @@ class Digest:
         open_: dict[tuple[str, str], tuple[float, int]] = {}
         faults = trace[trace["kind"].str.startswith("fault.") & (trace["kind"] != "fault.effect")]
         for r in faults.itertuples(index=False):
-            fid = r.detail.split(" ", 1)[0]
+            fid = _str(r.fault_id) or ""
             if r.kind == "fault.crash":
                 open_[(r.node, "crash")] = (float(r.t_ms), int(r.seq))
             elif r.kind == "fault.restart":
@@ -288,7 +300,7 @@ def member_order(d: Digest, ctx: Context) -> list[Violation]:
                 resynced.add(key)
             continue
         prev = last.get(key)
-        e, st, seq = int(r.epoch), r.status, int(r.seq)
+        e, st, seq = _int(r.epoch), r.status, int(r.seq)
         if prev is not None and prev[1] != "removed":
             pe, _, pseq = prev
             if e <= pe:
@@ -323,11 +335,10 @@ def agreement(d: Digest, ctx: Context) -> list[Violation]:
     for r in d.rows("client.epoch").itertuples(index=False):
         if r.status not in ("", "joined"):
             continue
-        tag = _TAG.search(r.detail)
-        if tag is None:
+        tree, plist, auth = _str(r.tree_fp), _str(r.plist_fp), _str(r.auth_fp)
+        if tree is None or plist is None:
             continue
-        tree, plist, auth = tag.group(1), tag.group(2), tag.group(3)
-        hub = d.by_transition.get((r.room, int(r.epoch)), [])
+        hub = d.by_transition.get((r.room, _int(r.epoch)), [])
         if r.status == "" or r.msg_id in d.by_msg:
             hub = [c for c in hub if c.msg_id == r.msg_id] or hub
         if hub and not any(c.tree == tree and c.plist == plist for c in hub):
@@ -336,7 +347,7 @@ def agreement(d: Digest, ctx: Context) -> list[Violation]:
             out.append(Violation("agreement", f"{r.node} in {r.room} epoch {r.epoch}: {what} {tree}/{plist} "
                                  f"differs from the hub's {c.tree}/{c.plist}", (c.seq, int(r.seq))))
         if auth:
-            k = (r.room, int(r.epoch), tree)
+            k = (r.room, _int(r.epoch), tree)
             seen = auths.setdefault(k, (auth, int(r.seq)))
             if seen[0] != auth:
                 out.append(Violation("agreement", f"{r.node} in {r.room} epoch {r.epoch}: epoch authenticator "
@@ -348,7 +359,7 @@ def _membership(d: Digest) -> dict[tuple[str, str], list[tuple[int, str, int]]]:
     """(client, room) -> its client.epoch steps (epoch, status, seq) in order."""
     out: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
     for r in d.rows("client.epoch").itertuples(index=False):
-        out.setdefault((r.node, r.room), []).append((int(r.epoch), r.status, int(r.seq)))
+        out.setdefault((r.node, r.room), []).append((_int(r.epoch), r.status, int(r.seq)))
     return out
 
 
@@ -456,11 +467,11 @@ def leave_committed(d: Digest, ctx: Context) -> list[Violation]:
     out: list[Violation] = []
     props = d.rows("client.propose")
     acc = d.rows("hub.accept")
-    acc = acc[(acc["status"] == "success") & ~acc["detail"].str.contains("duplicate", regex=False)]
+    acc = acc[(acc["status"] == "success") & ~_flag(acc["duplicate"])]
     first_acc = {m: (int(s), float(t)) for m, s, t in zip(acc["msg_id"][::-1], acc["seq"][::-1], acc["t_ms"][::-1],
                                                           strict=True)}
     for r in props.itertuples(index=False):
-        if not r.detail.startswith("leave") or r.msg_id not in first_acc:
+        if r.operation != "leave" or r.msg_id not in first_acc:
             continue
         aseq, at = first_acc[r.msg_id]
         user = _user(r.node)
@@ -503,16 +514,16 @@ def policy(d: Digest, ctx: Context) -> list[Violation]:
         if r.msg_id in props:
             leaving.setdefault(r.room, set()).add(_user(prop_user[r.msg_id]))
             continue
-        if r.detail.startswith("hub removes "):
-            leaving.setdefault(r.room, set()).add(r.detail.split(" ")[2].rstrip(":"))
+        if r.message == "hub_remove":
+            leaving.setdefault(r.room, set()).add(str(r.target_user))
             continue
-        if r.status == "accepted" and r.detail.startswith("application"):
-            m = _SENDER.search(r.detail)
-            if m is None or pol is None:
+        if r.status == "accepted" and r.message == "application":
+            sender = _str(r.sender)
+            if sender is None or pol is None:
                 continue
-            role = rm.get(m.group(1))
+            role = rm.get(sender)
             if role is not None and (role in (0, 1) or not pol.can(role, P.C.canSendMessage)):
-                out.append(Violation("policy", f"{m.group(1)} (role {role}) had message {r.msg_id} accepted in "
+                out.append(Violation("policy", f"{sender} (role {role}) had message {r.msg_id} accepted in "
                                      f"{r.room}", (int(r.seq),)))
             continue
         c = d.by_msg.get(r.msg_id)
@@ -557,9 +568,9 @@ def converged(d: Digest, ctx: Context) -> list[Violation]:
     the last commit (a member behind after that stayed behind silently)."""
     out: list[Violation] = []
     last: dict[str, HubCommit] = {}
-    for c in d.commits:
-        if not c.lost:
-            last[c.room] = c
+    for hc in d.commits:
+        if not hc.lost:
+            last[hc.room] = hc
     members = _membership(d)
     for (client, room), steps in sorted(members.items()):
         e, st, seq = steps[-1]

@@ -1,7 +1,7 @@
 """The leave-latency study, from the trace.
 
-A leaving client can only propose its own removal (``client.propose``,
-detail ``leave: n proposal(s)``); the hub caches the proposals and the next
+A leaving client can only propose its own removal (``client.propose`` with
+``operation`` leave); the hub caches the proposals and the next
 commit must include them. Per leave:
 
 - ``t_request``: the ``client.propose`` row;
@@ -29,15 +29,12 @@ first member to hear commits), ``c`` = the mean delay to the last member.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mimisim.analysis.conflicts import vulnerable_window
-
-_REMOVES = re.compile(r"epoch \d+->\d+ \+\d+ -(\d+)")
 
 LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "commit", "t_accept", "t_all", "remaining",
                  "latency_accept_ms", "latency_all_ms", "completed"]
@@ -52,11 +49,11 @@ def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
     """One row per leave request (see the module docstring for the columns);
     ``at_end``: not completed but requested in the run's last ``tail_ms``
     (still in progress when the run stopped, so not counted as never completed)."""
-    p = trace[(trace["kind"] == "client.propose") & trace["detail"].str.startswith("leave")]
+    p = trace[(trace["kind"] == "client.propose") & (trace["operation"] == "leave")]
     epochs = trace[trace["kind"] == "client.epoch"]
     acc = trace[(trace["kind"] == "hub.accept") & (trace["msg_id"] != "")]
     acc_t = acc.groupby("msg_id")["t_ms"].min()
-    removing = acc[acc["detail"].str.extract(_REMOVES)[0].fillna("0").astype(int) > 0]
+    removing = acc[acc["removed"].fillna(0).astype(int) > 0]
     out = []
     for row in p.itertuples(index=False):
         prefix = _device_prefix(row.peer) if row.peer else row.node.rsplit("/", 1)[0] + "/"

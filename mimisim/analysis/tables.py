@@ -86,10 +86,10 @@ def exchanges(trace: pd.DataFrame) -> pd.DataFrame:
     retry, msg_id, status, t_response, rtt_ms`` (status empty and rtt NaN
     when no response came back: timeout, loss, crash)."""
     req = trace[trace["kind"].isin(["http.request", "http.retry"])]
-    req = req[["req_id", "node", "peer", "detail", "t_ms", "kind", "msg_id"]].rename(
+    req = req[["req_id", "node", "peer", "method", "path", "t_ms", "kind", "msg_id"]].rename(
         columns={"node": "src", "peer": "dst", "t_ms": "t_request"})
-    req = req.assign(endpoint=req["detail"].str.split(" ").str[:2].str.join(" "),
-                     retry=req["kind"] == "http.retry").drop(columns=["detail", "kind"])
+    req = req.assign(endpoint=req["method"] + " " + req["path"],
+                     retry=req["kind"] == "http.retry").drop(columns=["method", "path", "kind"])
     resp = _rows(trace, "http.response")[["req_id", "t_ms", "status"]].rename(columns={"t_ms": "t_response"})
     out = req.merge(resp.drop_duplicates("req_id"), on="req_id", how="left")
     out["status"] = out["status"].fillna("")
@@ -101,9 +101,8 @@ def exchanges(trace: pd.DataFrame) -> pd.DataFrame:
 def faults(trace: pd.DataFrame) -> pd.DataFrame:
     """Faults: ``fault_id, kind, node, bit, detail`` from the ``fault.effect`` rows."""
     f = _rows(trace, "fault.effect")
-    ids = f["detail"].str.split(" ").str[0]
-    kinds = f["detail"].str.split(" ").str[1].str.rstrip(":")
-    return pd.DataFrame({"fault_id": ids.to_numpy(), "kind": kinds.to_numpy(), "node": f["node"].to_numpy(),
+    return pd.DataFrame({"fault_id": f["fault_id"].to_numpy(), "kind": f["fault_kind"].to_numpy(),
+                         "node": f["node"].to_numpy(),
                          "bit": (f["status"] == "bit").to_numpy(), "detail": f["detail"].to_numpy()})
 
 
