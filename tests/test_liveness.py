@@ -3,6 +3,7 @@ traces: each one's violation, and the story that passes."""
 
 from __future__ import annotations
 
+from mimisim import events as E
 from mimisim.analysis.invariants import INVARIANTS, Bounds, Context, check_trace
 from mimisim.sim.trace import Trace
 
@@ -18,14 +19,16 @@ def ctx() -> Context:
     return Context(Bounds(settle_ms=1_000.0), {}, {BOB: [B1, B2], "mimi://a.example/u/alice": [A1]})
 
 
-def commit(tr: Trace, t: float, mid: str, a: int, extra: str = "") -> None:
-    tr.record(t, "hub.accept", "a.example", room=ROOM, epoch=a, msg_id=mid, status="success",
-              detail=f"commit by {A1} epoch {a}->{a + 1} +0 -0 tree=aaaaaaaa plist=bbbbbbbb role=3{extra}")
+def commit(tr: Trace, t: float, mid: str, a: int, changes: tuple[E.RoleChange, ...] = ()) -> None:
+    tr.record(t, E.HubAccept(room=ROOM, epoch=a, msg_id=mid, status="success", message="commit", committer=A1,
+                             epoch_from=a, epoch_to=a + 1, added=0, removed=0, tree_fp="aaaaaaaa",
+                             plist_fp="bbbbbbbb", role=3, role_changes=changes), "a.example")
 
 
 def epoch(tr: Trace, t: float, client: str, e: int, mid: str, status: str = "") -> None:
-    tr.record(t, "client.epoch", client, room=ROOM, epoch=e, msg_id=mid, status=status,
-              detail="x tree=aaaaaaaa plist=bbbbbbbb auth=cccccccc")
+    tr.record(t, E.ClientEpoch(room=ROOM, epoch=e, msg_id=mid, status=status,
+                               via="welcome" if status == "joined" else "commit", committer=A1,
+                               tree_fp="aaaaaaaa", plist_fp="bbbbbbbb", auth_fp="cccccccc"), client)
 
 
 def verdicts(tr: Trace) -> dict[str, list[str]]:
@@ -37,7 +40,7 @@ def story(welcome_both: bool = True) -> Trace:
     tr = Trace()
     commit(tr, 10, "c0", 0)
     epoch(tr, 20, A1, 1, "c0")
-    commit(tr, 100, "c1", 1, f" changes={BOB}:0>2")
+    commit(tr, 100, "c1", 1, (E.RoleChange(BOB, 0, 2),))
     epoch(tr, 110, A1, 2, "c1")
     epoch(tr, 120, B1, 2, "w1", "joined")
     if welcome_both:

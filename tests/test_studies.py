@@ -58,7 +58,7 @@ def test_conflict_metrics_chain_retries_into_operations() -> None:
     ops = conflicts.operations(tr)
     upd = ops[ops.op == "update"]
     # every update attempt row belongs to exactly one operation
-    n_attempts = tr[(tr.kind == "client.commit") & tr.detail.str.startswith("update")].shape[0]
+    n_attempts = tr[(tr.kind == "client.commit") & (tr.operation == "update")].shape[0]
     assert upd.attempts.sum() == n_attempts
     assert upd.conflicted.sum() > 0 and (upd[upd.conflicted].attempts > 1).all()
     assert upd.wrong_epoch.sum() == tr[(tr.kind == "hub.reject") & (tr.status == "wrongEpoch")].shape[0]
