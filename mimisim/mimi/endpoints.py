@@ -23,7 +23,7 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
-from mimisim.codec import EncodeError
+from mimisim.codec import EncodeError, Struct
 from mimisim.mimi import wire as W
 
 MIMI_SCHEME = "mimi://"
@@ -63,8 +63,8 @@ class EndpointSpec:
     template: str
     param: str
     param_kind: ParamKind
-    request: type | None
-    response: type | None
+    request: type[Struct] | None
+    response: type[Struct] | None
     success_status: int
     concatenated: bool = False
     retried_until_success: bool = False
@@ -122,8 +122,7 @@ class Endpoint(enum.Enum):
 
     @property
     def spec(self) -> EndpointSpec:
-        spec: EndpointSpec = self.value
-        return spec
+        return self.value
 
     @property
     def method(self) -> str:
@@ -196,7 +195,7 @@ class Endpoint(enum.Enum):
         return _decode(self.spec.response, data)
 
 
-def _encode(cls: type | None, body: Any) -> bytes:
+def _encode(cls: type[Struct] | None, body: Any) -> bytes:
     if cls is None:
         if body is None:
             return b""
@@ -205,14 +204,13 @@ def _encode(cls: type | None, body: Any) -> bytes:
         raise EncodeError(f"this body is empty or raw bytes, got {type(body).__name__}")
     if not isinstance(body, cls):
         raise EncodeError(f"expected {cls.__name__}, got {type(body).__name__}")
-    struct: Any = body
-    return bytes(struct.encode())
+    return body.encode()
 
 
-def _decode(cls: type | None, data: bytes) -> Any:
+def _decode(cls: type[Struct] | None, data: bytes) -> Any:
     if cls is None:
         return bytes(data) if data else None
-    return cls.decode(data)  # type: ignore[attr-defined]
+    return cls.decode(data)
 
 
 def render_param(kind: ParamKind, value: str) -> str:

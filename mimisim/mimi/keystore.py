@@ -179,7 +179,8 @@ def _decode_one(data: bytes) -> KeyPackage:
         return KeyPackage.decode(data)
     if msg.wire_format != WireFormat.key_package:
         raise DecodeError(f"expected a KeyPackage, got {WireFormat(msg.wire_format).name}")
-    return msg.body  # type: ignore[no-any-return]
+    kp: KeyPackage = msg.body  # the key_package wire format carries a KeyPackage
+    return kp
 
 
 def _split(data: bytes) -> list[KeyPackage]:

@@ -12,7 +12,7 @@ whether it bit (see :func:`fault_effects`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class FaultEvent:
     node: str = ""  # provider (crash/restart/failover) or client URI (offline)
     state: str | None = None  # crash: durable | volatile (None: the provider's own)
     groups: tuple[tuple[str, ...], ...] = ()  # partition
-    links: tuple[tuple[str, str], ...] | str = "all"  # degrade
+    links: tuple[tuple[str, str], ...] | Literal["all"] = "all"  # degrade
     latency_factor: float = 1.0
     extra_latency_ms: float = 0.0
     extra_loss: float = 0.0
@@ -98,7 +98,7 @@ def _poisson_times(gen: np.random.Generator, rate_per_s: float, start: float, st
         out.append(t)
 
 
-def _links(spec: list[str] | str) -> tuple[tuple[str, str], ...] | str:
+def _links(spec: list[str] | str) -> tuple[tuple[str, str], ...] | Literal["all"]:
     if spec == "all":
         return "all"
     out = []

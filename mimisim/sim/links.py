@@ -30,7 +30,7 @@ second.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
@@ -219,7 +219,7 @@ class LatencyModel:
         elif kind == "lognormal" and "mu" in d:
             base = cls.lognormal_mu(**d)
         else:
-            ctor = {
+            ctors: dict[str, Callable[..., LatencyModel]] = {
                 "constant": cls.constant,
                 "uniform": cls.uniform,
                 "truncnormal": cls.truncnormal,
@@ -227,7 +227,8 @@ class LatencyModel:
                 "exponential": cls.exponential,
                 "pareto": cls.pareto,
                 "empirical": cls.empirical,
-            }.get(kind)
+            }
+            ctor = ctors.get(kind)
             if ctor is None:
                 raise ValueError(f"unknown latency kind {kind!r}")
             base = ctor(**d)
@@ -563,9 +564,10 @@ class LossModel:
     def from_dict(cls, d: dict[str, Any]) -> LossModel:
         d = dict(d)
         kind = d.pop("kind")
-        ctor = {"none": cls.none, "bernoulli": cls.bernoulli, "gilbert_elliott": cls.gilbert_elliott}.get(
-            kind
-        )
+        ctors: dict[str, Callable[..., LossModel]] = {
+            "none": cls.none, "bernoulli": cls.bernoulli, "gilbert_elliott": cls.gilbert_elliott
+        }
+        ctor = ctors.get(kind)
         if ctor is None:
             raise ValueError(f"unknown loss kind {kind!r}")
         return ctor(**d)

@@ -14,6 +14,7 @@ is data too.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,47 +94,52 @@ class Workload:
         wl = self.scn.workload
         env = self.world.env
         if wl.messages is not None:
-            a = wl.messages
-            if a.per == "room":
-                for room in self._rooms(a.rooms):
-                    env.process(self._poisson(f"messages:{room}", a.rate, a.start, a.stop,
-                                              lambda g, room=room, size=a.size: self._send_in_room(g, room, size)))
+            msg = wl.messages
+            if msg.per == "room":
+                for room in self._rooms(msg.rooms):
+                    env.process(self._poisson(f"messages:{room}", msg.rate, msg.start, msg.stop,
+                                              partial(self._send_in_room, room=room, size=msg.size)))
             else:
-                msg_rooms = self._rooms(a.rooms)
+                msg_rooms = self._rooms(msg.rooms)
                 for uri in sorted(self.world.clients):
-                    env.process(self._poisson(f"messages:{uri}", a.rate, a.start, a.stop,
-                                              lambda g, uri=uri, rooms=msg_rooms, size=a.size:
-                                              self._send_from_client(g, uri, rooms, size)))
+                    env.process(self._poisson(f"messages:{uri}", msg.rate, msg.start, msg.stop,
+                                              partial(self._send_from_client, uri=uri, rooms=msg_rooms,
+                                                      size=msg.size)))
         if wl.updates is not None:
-            a = wl.updates
-            if a.per == "room":
-                for room in self._rooms(a.rooms):
-                    env.process(self._poisson(f"updates:{room}", a.rate, a.start, a.stop,
-                                              lambda g, room=room: self._update_in_room(g, room)))
+            upd = wl.updates
+            if upd.per == "room":
+                for room in self._rooms(upd.rooms):
+                    env.process(self._poisson(f"updates:{room}", upd.rate, upd.start, upd.stop,
+                                              partial(self._update_in_room, room=room)))
             else:
-                upd_rooms = self._rooms(a.rooms)
+                upd_rooms = self._rooms(upd.rooms)
                 for uri in sorted(self.world.clients):
-                    env.process(self._poisson(f"updates:{uri}", a.rate, a.start, a.stop,
-                                              lambda g, uri=uri, rooms=upd_rooms:
-                                              self._update_from_client(g, uri, rooms)))
+                    env.process(self._poisson(f"updates:{uri}", upd.rate, upd.start, upd.stop,
+                                              partial(self._update_from_client, uri=uri, rooms=upd_rooms)))
         for kind in ("adds", "removes", "leaves"):
             a = getattr(wl, kind)
             if a is None:
                 continue
             for room in self._rooms(a.rooms):
                 env.process(self._poisson(f"{kind}:{room}", a.rate, a.start, a.stop,
-                                          lambda g, room=room, kind=kind, users=a.users:
-                                          self._membership(g, room, kind, users)))
+                                          partial(self._membership, room=room, kind=kind, users=a.users)))
         if wl.new_devices is not None:
-            a = wl.new_devices
-            users = a.users or list(self.scn.users)
-            if a.per == "scenario":
-                env.process(self._poisson("new_devices", a.rate, a.start, a.stop,
-                                          lambda g, users=users: self._new_device(self._pick(g, users), a.access)))
+            dev = wl.new_devices
+            users = dev.users or list(self.scn.users)
+            if dev.per == "scenario":
+
+                def new_device_of_anyone(g: np.random.Generator, users: list[str] = users,
+                                         access: str = dev.access) -> None:
+                    self._new_device(self._pick(g, users), access)
+
+                env.process(self._poisson("new_devices", dev.rate, dev.start, dev.stop, new_device_of_anyone))
             else:
                 for user in users:
-                    env.process(self._poisson(f"new_devices:{user}", a.rate, a.start, a.stop,
-                                              lambda g, user=user: self._new_device(user, a.access)))
+
+                    def new_device_of(g: np.random.Generator, user: str = user, access: str = dev.access) -> None:
+                        self._new_device(user, access)
+
+                    env.process(self._poisson(f"new_devices:{user}", dev.rate, dev.start, dev.stop, new_device_of))
         for i, step in enumerate(sorted(enumerate(wl.script), key=lambda x: (x[1].at, x[0]))):
             env.process(self._script(i, step[1]))
 

@@ -31,6 +31,7 @@ from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
+from mimisim.mimi.wire import Capability
 from mimisim.sim import scenario as S
 from mimisim.sim.adversary import Adversaries
 from mimisim.sim.faults import FaultPlan, expand, fault_effects
@@ -71,7 +72,7 @@ def room_policy(spec: S.RoomPolicy) -> P.RoomPolicy:
     roles = []
     for name, r in sorted(spec.roles.items(), key=lambda kv: kv[1].index):
         roles.append(P.make_role(
-            r.index, name, [P.C[c] for c in r.capabilities], {k: list(v) for k, v in r.role_changes.items()},
+            r.index, name, [Capability[c] for c in r.capabilities], {k: list(v) for k, v in r.role_changes.items()},
             min_participants=r.min_participants, max_participants=r.max_participants,
             min_active=r.min_active_participants, max_active=r.max_active_participants,
         ))
