@@ -789,6 +789,12 @@ class Group:
             return self._process_private(message.body, raw or message.encode(), now_s)
         raise MLSError(f"a group does not process {message.wire_format.name} messages")
 
+    def past_tree(self, epoch: int) -> RatchetTree | None:
+        """The ratchet tree of a past epoch this group still keeps for late
+        application messages (``config.max_past_epochs``), or None."""
+        past = self._past.get(epoch)
+        return past.tree if past is not None else None
+
     def process_late_application(self, message: MLSMessage | bytes) -> Processed:
         """Decrypt an application message of an epoch this member was part of,
         even after it was removed (it then keeps the state of its last epoch).

@@ -29,7 +29,6 @@ from mimisim.mimi.client.roomstate import (
     epoch_event,
     epoch_of,
     fork_rng,
-    past_tree,
     removal_pending,
 )
 from mimisim.mimi.hub import msg_id_of
@@ -267,7 +266,7 @@ class Inbound:
         if not isinstance(res, ApplicationMessage):
             step.drop(r.uri, ep, mid, "invalid", "not an application message")
             return
-        tree = g.tree if res.epoch == g.epoch else past_tree(g, res.epoch)
+        tree = g.tree if res.epoch == g.epoch else g.past_tree(res.epoch)
         leaf = tree.leaf(res.sender) if tree is not None and res.sender < tree.n_leaves else None
         sender_client = client_of_leaf(leaf) if leaf is not None else None
         if sender_client is None:

@@ -154,12 +154,6 @@ def user_of_leaf(leaf: LeafNode | None) -> str | None:
         return None
 
 
-def past_tree(g: Group, epoch: int) -> Any:
-    """The ratchet tree of a past epoch the group still keeps (late messages)."""
-    past = getattr(g, "_past", {}).get(epoch)
-    return past.tree if past is not None else None
-
-
 def dictionary_of(extensions: Sequence[Extension]) -> AppDataDictionary:
     raw = find_extension(list(extensions), ExtensionType.app_data_dictionary)
     return AppDataDictionary.decode(raw) if raw is not None else AppDataDictionary([])
