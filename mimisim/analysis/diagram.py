@@ -525,7 +525,7 @@ def build(
     def keep_kind(k: str, default: bool) -> bool:
         if kinds is None:
             return default
-        return any(k == x or k.startswith(x.rstrip(".") + ".") for x in kinds)
+        return any(k.startswith(x) for x in kinds)
 
     lo = -math.inf if t_from is None else t_from
     hi = math.inf if t_to is None else t_to
@@ -604,6 +604,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
     last_stream: dict[tuple[str, str], Arrow] = {}   # the last stream message sent on a link
     in_flight: dict[tuple[str, str], list[Arrow]] = defaultdict(list)  # every stream message per link
     relay: dict[tuple[str, str], deque[str]] = defaultdict(deque)  # (provider, endpoint) -> client msg ids
+    responses: dict[int, list[Arrow]] = defaultdict(list)  # every response sent to one request
     notify_content: dict[tuple[str, str, str], list[str]] = {}  # (hub, follower, first msg id) -> msg ids
     relayed: dict[tuple[str, str, str], str] = {}  # (provider, peer, request) -> msg id, for its retries
     pending_content: dict[str, str] = {}             # client -> msg_id of its last commit/proposals/submit
@@ -643,6 +644,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
                               retry=req.retry if req else 0, summary=f"response to {req.label if req else '?'}",
                               fields={"send": _row_fields(r)})
                     http[(rid, "resp")] = a
+                    responses[rid].append(a)
                 else:
                     ep = f.get("endpoint", r.detail)
                     mids = notify_msgs.get((r.node, r.peer, r.t_ms), [])
@@ -684,6 +686,13 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
             if rid >= 0 and not _is_client(r.node) and not _is_client(r.peer):
                 key = (rid, "resp" if r.detail == "response" else "req")
                 a0 = http.get(key)
+                if key[1] == "resp":
+                    # a duplicated request is served twice: one response per copy, in order
+                    waiting = [x for x in responses[rid] if x.t_recv is None and not x.drop_reason]
+                    if k == "net.deliver" and waiting:
+                        a0 = waiting[0]
+                    elif k == "net.duplicate":
+                        a0 = next((x for x in reversed(responses[rid]) if x.t_recv is not None), a0)
                 if a0 is None:
                     continue
                 if k == "net.deliver" and a0.t_recv is None:
