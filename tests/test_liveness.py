@@ -12,7 +12,7 @@ A1 = "mimi://a.example/d/alice/A1"
 B1, B2 = "mimi://b.example/d/bob/B1", "mimi://b.example/d/bob/B2"
 BOB = "mimi://b.example/u/bob"
 NEW = ["joins_complete", "members_converged", "resync_explained", "exchanges_end", "no_internal_error",
-       "room_progress", "operations_taken_up"]
+       "room_progress", "operations_taken_up", "leave_completes"]
 
 
 def ctx() -> Context:
@@ -124,3 +124,19 @@ def test_a_blocked_operation_queue() -> None:
     tr.record(30_000, "run.end")
     v = verdicts(tr)["operations_taken_up"]
     assert len(v) == 1 and B1 in v[0] and "2000 ms" in v[0]
+
+
+def test_a_leave_given_up_leaves_the_user_in_the_room() -> None:
+    from mimisim import events as E
+
+    tr = story()
+    tr.record(1_000, E.WorkloadAction(room=ROOM, action="leave"), B1)
+    tr.record(1_500, E.ClientFail(room=ROOM, status="wrongEpoch", operation="leave", reason="gave up"), B1)
+    tr.record(12_000, "run.end")  # too early for the bound, but the client gave up: judged
+    v = verdicts(tr)["leave_completes"]
+    assert len(v) == 1 and "still in it" in v[0] and "wrongEpoch" in v[0]
+    tr = story()  # the same leave, committed: fine
+    tr.record(1_000, E.WorkloadAction(room=ROOM, action="leave"), B1)
+    commit(tr, 1_200, "c2", 2, f" changes={BOB}:2>0")
+    tr.record(30_000, "run.end")
+    assert "leave_completes" not in verdicts(tr)

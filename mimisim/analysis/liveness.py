@@ -252,6 +252,10 @@ def room_progress(d: Digest, ctx: Context) -> list[Violation]:
     return out
 
 
+#: Why a client operation may end without its effect and without a stall:
+#: the client's user is no longer in the room, or the provider went away.
+GONE = ("removed", "notMember", "connection lost", "Gateway Timeout")
+
 #: Rows that show a client working on (or ending) an operation in a room.
 _OP_ROWS = ("client.send", "client.submit", "client.commit", "client.propose", "client.fail")
 
@@ -290,6 +294,48 @@ def operations_taken_up(d: Digest, ctx: Context) -> list[Violation]:
     return out
 
 
+def leave_completes(d: Digest, ctx: Context) -> list[Violation]:
+    """Every leave the workload asks for (``workload.action`` with typed
+    ``action`` = ``leave``) ends with the user out of the room: a later
+    non-lost commit moves the user to role 0 within the room's leave bound
+    (``leave_committed``'s) plus a gap timeout for the leave's own retries,
+    counted from when the world is quiet. Unlike ``leave_committed``, which
+    judges leaves whose proposals the hub accepted, this judges the user's
+    request: a leave given up after refused attempts (``client.fail``)
+    leaves the user in the room, which is a violation too."""
+    out: list[Violation] = []
+    t = d.trace
+    if "action" not in t.columns:
+        return out
+    wa = t[(t["kind"] == "workload.action") & (t["action"] == "leave") & (t["status"] != "skipped")]
+    if not len(wa):
+        return out
+    fail = t[(t["kind"] == "client.fail")]
+    if "operation" in fail.columns:
+        fail = fail[fail["operation"] == "leave"]
+    for node, room, tm, seq in zip(wa["node"], wa["room"], wa["t_ms"], wa["seq"], strict=True):
+        tm = float(tm)
+        user = _user(node)
+        bound = ctx.bounds.leave_base_ms.get(room, GAP_TIMEOUT_MS) + ctx.bounds.settle_ms + GAP_TIMEOUT_MS
+        deadline = d.quiet_after(tm) + bound
+        done = next((c for c in d.commits if c.room == room and c.seq > seq and not c.lost
+                     and any(u == user and n == 0 for u, _, n in c.changes)), None)
+        gave_up = fail[(fail["node"] == node) & (fail["room"] == room) & (fail["seq"] > seq)]
+        # A leave the client gave up because the hub kept refusing it (the
+        # hub answered: they could talk) is judged whenever the run ends.
+        refused = len(gave_up) and str(gave_up["status"].iloc[0]) not in GONE and done is None
+        if not refused and d.end_ms < deadline:
+            continue
+        if not refused and done is not None and done.t_ms <= deadline:
+            continue
+        why = f"; the client gave up ({gave_up['status'].iloc[0]})" if len(gave_up) else ""
+        rows = (int(seq),) + ((int(gave_up["seq"].iloc[0]),) if len(gave_up) else ())
+        what = "is still in it" if done is None else f"was removed only {done.t_ms - tm:.0f} ms later"
+        out.append(Violation("leave_completes", f"{user} asked to leave {room} at {tm:.0f} ms and {what}{why}",
+                             rows))
+    return out
+
+
 register("joins_complete", joins_complete)
 register("members_converged", members_converged)
 register("resync_explained", resync_explained)
@@ -297,3 +343,4 @@ register("exchanges_end", exchanges_end)
 register("no_internal_error", no_internal_error)
 register("room_progress", room_progress)
 register("operations_taken_up", operations_taken_up)
+register("leave_completes", leave_completes)
