@@ -127,8 +127,6 @@ def test_a_blocked_operation_queue() -> None:
 
 
 def test_a_leave_given_up_leaves_the_user_in_the_room() -> None:
-    from mimisim import events as E
-
     tr = story()
     tr.record(1_000, E.WorkloadAction(room=ROOM, action="leave"), B1)
     tr.record(1_500, E.ClientFail(room=ROOM, status="wrongEpoch", operation="leave", reason="gave up"), B1)
@@ -137,6 +135,6 @@ def test_a_leave_given_up_leaves_the_user_in_the_room() -> None:
     assert len(v) == 1 and "still in it" in v[0] and "wrongEpoch" in v[0]
     tr = story()  # the same leave, committed: fine
     tr.record(1_000, E.WorkloadAction(room=ROOM, action="leave"), B1)
-    commit(tr, 1_200, "c2", 2, f" changes={BOB}:2>0")
+    commit(tr, 1_200, "c2", 2, (E.RoleChange(BOB, 2, 0),))
     tr.record(30_000, "run.end")
     assert "leave_completes" not in verdicts(tr)
