@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mimisim import cliargs
 from mimisim.analysis.invariants import INVARIANTS, Context, Violation, check_trace, format_violation
 from mimisim.sim.faults import FaultPlan
 from mimisim.sim.scenario import Scenario, ScenarioError, load_scenario
@@ -598,17 +599,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     c.add_argument("--matrix", default=None, metavar="FILE",
                    help="a matrix file (scenarios/matrix/chaos.yaml): check every configuration, print "
                         "invariant x configuration")
-    c.add_argument("--seeds", type=int, default=None,
-                   help="how many seeds (default 100; with --matrix: per configuration, default the file's)")
-    c.add_argument("--start", type=int, default=1, help="first seed (default 1)")
-    c.add_argument("--determinism", type=int, default=3, metavar="N",
+    c.add_argument("--seeds", type=cliargs.count, default=None,
+                   help="how many seeds, at least 1 (default 100; with --matrix: per configuration, default the "
+                        "file's)")
+    c.add_argument("--start", type=cliargs.seed, default=1, help=f"first seed, 0..{cliargs.MAX_SEED} (default 1)")
+    c.add_argument("--determinism", type=cliargs.nonneg_int, default=3, metavar="N",
                    help="re-run N seeds (per configuration) in a fresh process with another PYTHONHASHSEED and "
                         "compare trace digests (default 3; 0: off)")
     g = c.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; 0 = one per CPU)")
+    g.add_argument("--workers", type=cliargs.workers, default=1,
+                   help="local worker processes (default 1; 0 = one per CPU)")
     g.add_argument("--dask", default=None, metavar="ADDR", help="run on a Dask scheduler (tcp://host:8786)")
     c.add_argument("--no-shrink", action="store_true", help="do not shrink a failing run's fault schedule")
-    c.add_argument("--shrink-runs", type=int, default=200, help="at most this many runs while shrinking")
+    c.add_argument("--shrink-runs", type=cliargs.count, default=200, help="at most this many runs while shrinking")
     c.add_argument("--shrink-dir", default=None, help="where the shrunk schedule goes "
                                                       "(default <outputs.dir>/<name>/check)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
@@ -617,14 +620,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    if args.workers == 0:
-        args.workers = None
-    if args.determinism < 0:
-        print(f"--determinism must be 0 or more, got {args.determinism}", file=sys.stderr)
-        return 2
-    if args.seeds is not None and args.seeds < 1:
-        print(f"--seeds must be at least 1, got {args.seeds}", file=sys.stderr)
-        return 2
+    """Check the arguments that depend on each other or on the file system
+    (a bad one is a one-line ``UserError``, exit 2), then run the check."""
+    last = args.start + (args.seeds if args.seeds is not None else 100) - 1
+    if last > cliargs.MAX_SEED:
+        raise cliargs.UserError(f"mimisim check: --start {args.start} --seeds {args.seeds} goes past the largest "
+                                f"seed {cliargs.MAX_SEED}")
+    if args.json:
+        cliargs.writable_file(args.json, "--json")
+    if args.shrink_dir:
+        cliargs.writable_dir(args.shrink_dir, "--shrink-dir")
     return cmd_check(args)
 
 

@@ -1,11 +1,30 @@
-"""The ``mimisim`` command line."""
+"""The ``mimisim`` command line.
+
+Every user error (a bad flag value, a scenario or fault file that does not
+validate, an output folder that cannot be written) ends the same way: one
+line on stderr, exit status 2, no traceback. A closed pipe on stdout
+(``mimisim run Q | head -3``) ends the command quietly with status 141, as
+a shell command killed by SIGPIPE would.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
+
+from mimisim.cliargs import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (argparse prints the usage
+    block first, which buries the message)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _default_vectors() -> Path:
@@ -32,21 +51,24 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mimisim.api import format_summary, run
-    from mimisim.sim.scenario import ScenarioError, load_scenario
+    from mimisim.api import format_summary, results_dir, run
+    from mimisim.cliargs import writable_dir
+    from mimisim.sim.scenario import load_scenario
 
-    try:
-        scenario = load_scenario(args.file, args.overrides)
-    except ScenarioError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    progress = False if args.no_progress else None
+    scenario = load_scenario(args.file, args.overrides)  # ScenarioError: one line, exit 2 (main)
     faults = None
     if args.faults:
-        from mimisim.sim.faults import FaultPlan
+        from mimisim.sim.fault_file import load_fault_file
 
-        faults = FaultPlan.from_json(json.loads(Path(args.faults).read_text()))
-    result = run(scenario, seed=args.seed, out=args.out, progress=progress, faults=faults)
+        faults = load_fault_file(args.faults, scenario)
+    seed = scenario.seed if args.seed is None else args.seed
+    folder = results_dir(scenario, seed, args.out, faults=faults)
+    if args.out is not None:
+        writable_dir(args.out, "--out")
+    writable_dir(folder, "results folder")
+    progress = False if args.no_progress else None
+    result = run(scenario, seed=seed, out=args.out, progress=progress, faults=faults, force=args.force,
+                 command=args.command_line)
     if not args.quiet:
         print(format_summary(result))
         print(f"results: {result.dir}")
@@ -54,7 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
+    from mimisim import cliargs
+
+    p = Parser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
     sub = p.add_subparsers(dest="command", required=True)
     from mimisim.sim.scenario_cli import add_subcommands as add_scenario_commands
 
@@ -72,15 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a scenario; writes results/<name>/seed-<n>/ and prints a summary",
                        description="Run a scenario file. Results (trace.parquet, tables, summary.csv, "
-                                   "manifest.json) go to <outputs.dir>/<name>/seed-<n>/ unless --out is given.")
+                                   "manifest.json) go to <outputs.dir>/<name>/seed-<n>/ (seed-<n>-<hash>/ "
+                                   "with --set or --faults) unless --out is given.")
     r.add_argument("file", help="scenario YAML file")
     add_set_option(r)
-    r.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
+    r.add_argument("--seed", type=cliargs.seed, default=None,
+                   help=f"root seed, 0..{cliargs.MAX_SEED} (default: the scenario's seed)")
     r.add_argument("--out", default=None, help="folder to write seed-<n>/ into (default: <outputs.dir>/<name>)")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite a results folder that holds a run of a different scenario")
     r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     r.add_argument("--faults", default=None, metavar="FILE",
-                   help="replay this fault schedule (JSON list, e.g. a shrunk one from mimisim check) instead "
-                        "of the one the scenario and seed expand to")
+                   help="replay this fault schedule instead of the one the scenario and seed expand to: a "
+                        "JSON/YAML list of faults, e.g. a manifest.json or a schedule mimisim check shrank "
+                        "(format: mimisim schema --faults)")
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
     r.set_defaults(func=cmd_run)
     v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")
@@ -90,9 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_pipe_exit() -> int:
+    """stdout's reader went away: point stdout at /dev/null so the
+    interpreter's final flush does not complain, and end with 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from mimisim.sim.scenario import ScenarioError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        args.command_line = shlex.join(["mimisim", *argv])
+        status = int(args.func(args))
+        sys.stdout.flush()
+        return status
+    except (UserError, ScenarioError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _quiet_pipe_exit()
+    except KeyboardInterrupt:
+        print("mimisim: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

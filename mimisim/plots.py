@@ -106,6 +106,33 @@ def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str
     ax.legend(fontsize=7)
 
 
+def where_mask(summary: pd.DataFrame, where: Sequence[str], meta: dict[str, Any],
+               group_keys: Sequence[str] = ()) -> pd.Series:
+    """The rows matching every ``key=value`` of ``where``. A key that is not
+    a grid key (or a study group key), or a value the grid does not have,
+    raises ``ValueError`` naming what there is: an empty figure says
+    nothing about why it is empty."""
+    mask = pd.Series(True, index=summary.index)
+    grid_values: dict[str, list[Any]] = meta.get("grid_values") or {}
+    for cond in where:
+        k, eq, v = cond.partition("=")
+        if not eq or not k:
+            raise ValueError(f"--where {cond}: expected KEY=VALUE")
+        keys = [*meta.get("grid", []), *[g for g in group_keys if g in summary.columns]]
+        if k not in keys:
+            raise ValueError(f"--where {cond}: {k!r} is not a grid key (keys: {', '.join(keys) or 'none'})")
+        values = [str(x) for x in grid_values[k]] if k in grid_values else \
+            [str(x) for x in summary[k].dropna().unique()]
+        if v not in values:
+            raise ValueError(f"--where {cond}: {v!r} is not a value of {k} (values: {', '.join(values)})")
+        match = summary[k].astype(str) == v
+        num = numeric(v)
+        if not match.any() and num is not None:  # the CSV read 5 back as 5.0
+            match = summary[k].map(lambda x, num=num: numeric(x) == num)
+        mask &= match.astype(bool)
+    return mask
+
+
 def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str | None = None,
                where: Sequence[str] = (), dpi: int = 110, size: tuple[float, float] = (6.4, 4.0)) -> list[Path]:
     """Draw the study's figures for a sweep folder; returns the files written.
@@ -121,13 +148,13 @@ def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str
         raise FileNotFoundError(f"{folder}: not a sweep results folder (no sweep.json)")
     meta = json.loads(meta_path.read_text())
     name = study or meta["study"]
+    studies = meta.get("studies") or [meta["study"]]
+    if name not in studies:
+        raise ValueError(f"--study {name}: this sweep computed {', '.join(studies)} only "
+                         f"(run mimisim sweep again with --study {name}; finished runs are kept)")
     mod = STUDIES[name]
-    summary = pd.read_csv(folder / "summary.csv")
-    for cond in where:
-        k, _, v = cond.partition("=")
-        if k not in summary.columns:
-            raise FileNotFoundError(f"--where {cond}: no column {k!r} (grid: {', '.join(meta['grid'])})")
-        summary = summary[summary[k].astype(str) == v]
+    summary = pd.read_csv(folder / ("summary.csv" if name == meta["study"] else f"summary-{name}.csv"))
+    summary = summary[where_mask(summary, where, meta, mod.GROUP_KEYS)]
     keys = [k for k in [*meta["grid"], *mod.GROUP_KEYS] if k in summary.columns and summary[k].nunique() > 1
             or k in mod.GROUP_KEYS and k in summary.columns]
     target = Path(out) if out is not None else folder / "figures"

@@ -17,8 +17,19 @@ through :func:`mimisim.parallel.run_tasks`, and writes to
   Student-t interval over the seeds (``<metric>_mean/_low/_high``, ``n``),
   and for pooled proportions the Wilson interval over all trials
   (``<metric>_pooled/_pooled_low/_pooled_high``);
-- ``sweep.json``: scenario, source, study, grid keys, seeds, run count,
-  wall times (the only file that differs between two identical sweeps).
+- ``sweep.json``: scenario, source, studies, grid keys and values, seeds,
+  run count, wall times (the only file that differs between two identical
+  sweeps).
+
+The metrics are a study's (:mod:`mimisim.analysis.studies`): the one the
+scenario's name selects, else the generic study (latency, loss, duplicates,
+retries, commits, HTTP exchanges). ``--study`` picks others, several at once
+(``--study leave --study generic``): the first one's tables are
+``runs.*``/``summary.csv``, each other's ``runs-<study>.*`` and
+``summary-<study>.csv``, all from the same runs.
+
+A scenario without a ``sweep:`` block is refused (a sweep of one point is
+``mimisim run``, or ``mimisim check`` for many seeds).
 
 Runs do not keep their traces unless ``--keep-runs`` is given (a sweep of
 hundreds of runs would write gigabytes); each run is reproducible from the
@@ -39,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 
+from mimisim import cliargs
 from mimisim.analysis.stats import mean_ci, wilson
 from mimisim.analysis.studies import STUDIES, study_for
 from mimisim.parallel import run_tasks
@@ -59,42 +71,71 @@ def label(value: Any) -> Any:
 
 
 class Sweep:
-    """A planned sweep: the runs, the study, the folder."""
+    """A planned sweep: the runs, the studies (the first is the main one), the folder."""
 
-    def __init__(self, scenario: Scenario, study: str, out: Path) -> None:
+    def __init__(self, scenario: Scenario, study: str | Sequence[str], out: Path) -> None:
         self.scenario = scenario
-        self.study = study
+        self.studies = [study] if isinstance(study, str) else list(dict.fromkeys(study))
+        self.study = self.studies[0]
         self.out = out
         self.points = expand_sweep(scenario)
         self.keys = list(scenario.sweep.grid) if scenario.sweep is not None else []
         self.ids = [f"{i:04d}-{resolved_hash(p)[:12]}" for i, (_, _, p) in enumerate(self.points)]
 
     def done(self) -> set[str]:
+        """The runs already finished with every study's rows (a run saved
+        before another study was asked for runs again)."""
         d = self.out / "runs"
-        return {p.stem for p in d.glob("*.json")} if d.is_dir() else set()
+        if not d.is_dir():
+            return set()
+        out = set()
+        for p in d.glob("*.json"):
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue  # a torn file: run it again
+            have = set(rec.get("study_rows", {})) or {self.study}
+            if set(self.studies) <= have:
+                out.add(p.stem)
+        return out
+
+    def files(self, study: str) -> tuple[str, str]:
+        """The (runs, summary) file stems of a study's tables."""
+        return ("runs", "summary") if study == self.study else (f"runs-{study}", f"summary-{study}")
 
 
 def plan(file: str | Path, overrides: Sequence[str] = (), *, seeds: int | None = None, out: str | Path | None = None,
-         study: str | None = None) -> Sweep:
-    """Load the scenario (with ``--set`` overrides and ``--seeds``) and plan its runs."""
+         study: str | Sequence[str] | None = None) -> Sweep:
+    """Load the scenario (with ``--set`` overrides and ``--seeds``) and plan its runs.
+    ``study``: a study name, several (a list, or comma-separated), or None
+    for the one the scenario's name selects (else ``generic``). A scenario
+    without a ``sweep:`` block raises :class:`ScenarioError`."""
     ov = list(overrides)
     if seeds is not None:
         ov.append(f"sweep.seeds={int(seeds)}")
     scn = load_scenario(file, ov)
+    if scn.sweep is None:
+        raise ScenarioError("no 'sweep:' block, so there is nothing to sweep (add sweep: {grid: {key.path: "
+                            "[values]}, seeds: N}; for one point use mimisim run, for many seeds mimisim check)",
+                            file=str(file))
+    names = [study] if isinstance(study, str) else list(study or [])
+    names = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    studies = [study_for(scn.name, n) for n in names] or [study_for(scn.name)]
     folder = Path(out) if out is not None else Path(scn.outputs.dir) / scn.name / "sweep"
-    return Sweep(scn, study_for(scn.name, study), folder)
+    return Sweep(scn, studies, folder)
 
 
-def _run_one(task: tuple[int, str, dict[str, Any], int, Scenario, str, str | None]) -> dict[str, Any]:
-    """Worker: run one point and compute its study rows (module-level: picklable)."""
+def _run_one(task: tuple[int, str, dict[str, Any], int, Scenario, list[str], str | None]) -> dict[str, Any]:
+    """Worker: run one point and compute its studies' rows (module-level: picklable)."""
     from mimisim.api import run
 
-    index, run_id, params, seed, scenario, study, keep = task
+    index, run_id, params, seed, scenario, studies, keep = task
     t0 = time.perf_counter()
     result = run(scenario, out=keep if keep else False, progress=False)
-    rows = STUDIES[study].rows(result.trace, scenario)
+    by_study = {s: STUDIES[s].rows(result.trace, scenario) for s in studies}
     return {"index": index, "run_id": run_id, "params": {k: label(v) for k, v in params.items()}, "seed": seed,
-            "rows": rows, "events": len(result.trace), "wall_s": round(time.perf_counter() - t0, 3)}
+            "rows": by_study[studies[0]], "study_rows": by_study, "events": len(result.trace),
+            "wall_s": round(time.perf_counter() - t0, 3)}
 
 
 def _save(folder: Path, rec: dict[str, Any]) -> None:
@@ -110,8 +151,10 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def merge(sweep: Sweep) -> pd.DataFrame:
-    """The merged table of every finished run, in expansion order."""
+def merge(sweep: Sweep, study: str | None = None) -> pd.DataFrame:
+    """The merged table of every finished run, in expansion order, for
+    ``study`` (default: the sweep's main study)."""
+    study = study or sweep.study
     records = []
     for run_id in sweep.ids:
         p = sweep.out / "runs" / f"{run_id}.json"
@@ -119,7 +162,10 @@ def merge(sweep: Sweep) -> pd.DataFrame:
             records.append(json.loads(p.read_text()))
     rows = []
     for rec in records:
-        for r in rec["rows"]:
+        rows_of = rec.get("study_rows", {}).get(study)
+        if rows_of is None:
+            rows_of = rec["rows"] if study == sweep.study else []
+        for r in rows_of:
             rows.append({**rec["params"], "seed": rec["seed"], **{k: (math.nan if v is None else v)
                                                                    for k, v in r.items()}})
     df = pd.DataFrame(rows)
@@ -164,20 +210,22 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
         if run_id in done:
             continue
         keep = str(sweep.out / "traces" / run_id) if keep_runs else None
-        tasks.append((i, run_id, params, seed, point, sweep.study, keep))
+        tasks.append((i, run_id, params, seed, point, sweep.studies, keep))
     t0 = time.perf_counter()
     runs_dir = sweep.out / "runs"
     run_tasks(_run_one, tasks, workers=workers, dask=dask, progress=progress, desc=sweep.scenario.name,
                on_result=lambda _i, rec: _save(runs_dir, rec))
     wall = time.perf_counter() - t0
-    runs = merge(sweep)
-    summary = summarise(runs, sweep.keys, sweep.study)
     sweep.out.mkdir(parents=True, exist_ok=True)
-    runs.to_parquet(sweep.out / "runs.parquet", index=False)
-    runs.to_csv(sweep.out / "runs.csv", index=False)
-    summary.to_csv(sweep.out / "summary.csv", index=False)
+    for study in reversed(sweep.studies):  # the main study's tables are returned
+        runs = merge(sweep, study)
+        summary = summarise(runs, sweep.keys, study)
+        runs_name, summary_name = sweep.files(study)
+        runs.to_parquet(sweep.out / f"{runs_name}.parquet", index=False)
+        runs.to_csv(sweep.out / f"{runs_name}.csv", index=False)
+        summary.to_csv(sweep.out / f"{summary_name}.csv", index=False)
     meta = {"scenario": sweep.scenario.name, "description": sweep.scenario.description.strip(),
-            "source": sweep.scenario.source, "study": sweep.study, "grid": sweep.keys,
+            "source": sweep.scenario.source, "study": sweep.study, "studies": sweep.studies, "grid": sweep.keys,
             "grid_values": {k: [label(v) for v in vs] for k, vs in
                             (sweep.scenario.sweep.grid.items() if sweep.scenario.sweep else [])},
             "seeds": sorted({s for _, s, _ in sweep.points}), "runs": len(sweep.points),
@@ -213,16 +261,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError) as e:
         print(str(e), file=sys.stderr)
         return 2
+    cliargs.writable_dir(sweep.out, "--out" if args.out is not None else "outputs.dir")
     done = len(sweep.done() & set(sweep.ids))
     if not args.quiet:
         where = f"Dask at {args.dask}" if args.dask else f"{args.workers or os.cpu_count()} worker(s)"
-        print(f"{sweep.scenario.name}: {len(sweep.points)} runs ({done} already done) of study "
-              f"'{sweep.study}' on {where} -> {sweep.out}", file=sys.stderr)
+        studies = ", ".join(f"'{s}'" for s in sweep.studies)
+        print(f"{sweep.scenario.name}: {len(sweep.points)} runs ({done} already done) of study {studies} "
+              f"on {where} -> {sweep.out}", file=sys.stderr)
     _, summary = run_sweep(sweep, workers=args.workers, dask=args.dask,
                            progress=False if args.no_progress else None, keep_runs=args.keep_runs)
     if not args.quiet:
         print(format_summary(summary, sweep.keys, sweep.study))
-        print(f"results: {sweep.out} (runs.csv, summary.csv); plot with: mimisim plot {sweep.out}")
+        extra = "".join(f", runs-{s}.csv, summary-{s}.csv" for s in sweep.studies[1:])
+        print(f"results: {sweep.out} (runs.csv, summary.csv{extra}); plot with: mimisim plot {sweep.out}")
     return 0
 
 
@@ -230,9 +281,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """``mimisim plot RESULTS``: the study's standard figures as PNG and SVG."""
     from mimisim.plots import plot_sweep
 
+    if args.out is not None:
+        cliargs.writable_dir(args.out, "--out")
     try:
         paths = plot_sweep(args.results, out=args.out, study=args.study, where=args.where)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"mimisim plot: {e}", file=sys.stderr)
         return 2
     for p in paths:
@@ -251,11 +304,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                     "95%% confidence intervals). Re-running resumes: finished runs are skipped.")
     s.add_argument("file", help="scenario YAML file with a sweep: block")
     add_set_option(s)
-    s.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per CPU)")
+    s.add_argument("--workers", type=cliargs.workers, default=None,
+                   help="local worker processes (default and 0: one per CPU)")
     s.add_argument("--dask", default=None, metavar="ADDR", help="Dask scheduler address (tcp://host:8786)")
-    s.add_argument("--seeds", type=int, default=None, help="seeds per grid point (overrides sweep.seeds)")
+    s.add_argument("--seeds", type=cliargs.count, default=None,
+                   help="seeds per grid point, at least 1 (overrides sweep.seeds)")
     s.add_argument("--out", default=None, help="results folder (default: <outputs.dir>/<name>/sweep)")
-    s.add_argument("--study", default=None, choices=sorted(STUDIES), help="study metrics (default: by name)")
+    s.add_argument("--study", action="append", default=None, metavar="STUDY",
+                   help=f"study metrics, repeatable or comma-separated ({', '.join(sorted(STUDIES))}; default: "
+                        "the one the scenario's name selects, else generic)")
     s.add_argument("--keep-runs", action="store_true", help="also write each run's results folder (traces)")
     s.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     s.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -264,7 +321,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p = subparsers.add_parser("plot", help="draw a sweep's standard figures (PNG and SVG, with 95%% CI bands)")
     p.add_argument("results", help="a sweep results folder (with sweep.json)")
     p.add_argument("--out", default=None, help="folder for the figures (default: RESULTS/figures)")
-    p.add_argument("--study", default=None, choices=sorted(STUDIES), help="override the sweep's study")
+    p.add_argument("--study", default=None, choices=sorted(STUDIES),
+                   help="plot this study's metrics (one the sweep computed; default: its main study)")
     p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="plot only the grid points with this value (repeatable)")
+                   help="plot only the grid points with this value of a grid key (repeatable); a key or "
+                        "value not in the grid is an error")
     p.set_defaults(func=cmd_plot)

@@ -187,8 +187,10 @@ def test_cli_check_passes_and_fails_with_replay_and_shrunk_schedule(
     assert json.loads(shrunk.read_text()) == []
     assert main(["run", str(f), "--seed", "1", "--faults", str(shrunk), "--out", str(tmp_path / "o"),
                  "--quiet", "--no-progress"]) == 0
-    manifest = json.loads((tmp_path / "o" / "seed-1" / "manifest.json").read_text())
-    assert manifest["faults"] == []
+    replay = list((tmp_path / "o").glob("seed-1-*"))  # an explicit schedule: its own folder
+    assert len(replay) == 1
+    manifest = json.loads((replay[0] / "manifest.json").read_text())
+    assert manifest["faults"] == [] and manifest["faults_given"]
 
 
 def test_shrink_finds_the_one_fault_that_matters() -> None:

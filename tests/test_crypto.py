@@ -7,9 +7,6 @@ implementation that is wrong in the same way on both ends.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,22 +20,12 @@ from mimisim.mls.crypto import (
     UnsupportedCipherSuite,
     get_suite,
 )
+from tests.vectors import load, needs_vectors
 
 h = bytes.fromhex
 
 
-def _vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-_VECTORS_PATH = _vectors_dir() / "crypto-basics.json"
-try:
-    _CRYPTO_BASICS: list[dict[str, Any]] = json.loads(_VECTORS_PATH.read_text())
-except FileNotFoundError:
-    _CRYPTO_BASICS = []
+_CRYPTO_BASICS: list[dict[str, Any]] = load("crypto-basics.json")
 
 _CASE_IDS = [f"suite{c['cipher_suite']}" for c in _CRYPTO_BASICS]
 
@@ -55,9 +42,8 @@ class FixedRandom:
         return chunk
 
 
+@needs_vectors
 def test_vectors_present_for_all_suites() -> None:
-    if not _CRYPTO_BASICS:
-        pytest.skip(f"MLS test vectors not found at {_VECTORS_PATH} (set MIMISIM_VECTORS)")
     assert sorted(c["cipher_suite"] for c in _CRYPTO_BASICS) == [1, 2, 3, 4, 5, 6, 7]
 
 

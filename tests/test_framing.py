@@ -5,10 +5,6 @@ group or epoch, unknown sender, missing tags."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
 from mimisim.codec import DecodeError, encode_opaque
@@ -35,18 +31,7 @@ from mimisim.mls.structs import (
     WireFormat,
 )
 from mimisim.mls.vectors_framing import _sig_priv, check_message_protection, check_transcript_hashes
-
-
-def vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-def load(name: str) -> list[dict]:
-    return json.loads((vectors_dir() / name).read_text())
-
+from tests.vectors import load, needs_vectors
 
 MP_CASES = load("message-protection.json")
 TH_CASES = load("transcript-hashes.json")
@@ -107,6 +92,7 @@ class Ctx:
 # ---------------------------------------------------------------- vectors
 
 
+@needs_vectors
 def test_vector_files_cover_all_suites() -> None:
     for cases in (MP_CASES, TH_CASES):
         assert sorted(c["cipher_suite"] for c in cases) == list(range(1, 8))

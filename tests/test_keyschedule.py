@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -28,24 +26,14 @@ from mimisim.mls.keyschedule import (
 )
 from mimisim.mls.structs import PreSharedKeyID, PSKLabel, ResumptionPSKUsage
 from mimisim.mls.vectors_basic import check_key_schedule, check_psk_secret, check_secret_tree
-
-
-def vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-def load(name: str) -> list[dict]:
-    return json.loads((vectors_dir() / name).read_text())
-
+from tests.vectors import load, needs_vectors
 
 PSK_CASES = load("psk_secret.json")
 KS_CASES = load("key-schedule.json")
 ST_CASES = load("secret-tree.json")
 
 
+@needs_vectors
 def test_vector_files_cover_all_suites() -> None:
     for cases in (PSK_CASES, KS_CASES, ST_CASES):
         assert {c["cipher_suite"] for c in cases} == set(range(1, 8))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,18 +25,10 @@ from mimisim.mls.structs import (
 )
 from mimisim.mls.tree import RatchetTree, TreeError, parent_node
 from mimisim.mls.vectors_tree import check_tree_operations, check_tree_validation
-from tests.vectors import case_failure
+from tests.vectors import case_failure, load, needs_vectors
 
-
-def vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-VALIDATION = json.loads((vectors_dir() / "tree-validation.json").read_text())
-OPERATIONS = json.loads((vectors_dir() / "tree-operations.json").read_text())
+VALIDATION = load("tree-validation.json")
+OPERATIONS = load("tree-operations.json")
 SUITE = get_suite(1)
 
 
@@ -49,6 +39,7 @@ def _copy(case: dict) -> dict:
 # ------------------------------------------------------------------ vectors
 
 
+@needs_vectors
 def test_vector_files_cover_all_suites() -> None:
     assert len(VALIDATION) >= 90 and {c["cipher_suite"] for c in VALIDATION} == set(range(1, 8))
     assert len(OPERATIONS) >= 5

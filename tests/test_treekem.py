@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -42,22 +40,15 @@ from mimisim.mls.treekem import (
     process_update_path,
 )
 from mimisim.mls.vectors_tree import check_treekem
-from tests.vectors import case_failure
+from tests.vectors import case_failure, load, needs_vectors
 
-
-def vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-TREEKEM = json.loads((vectors_dir() / "treekem.json").read_text())
+TREEKEM = load("treekem.json")
 
 
 # ------------------------------------------------------------------ vectors
 
 
+@needs_vectors
 def test_vector_file_covers_all_suites() -> None:
     assert len(TREEKEM) >= 70 and {c["cipher_suite"] for c in TREEKEM} == set(range(1, 8))
 

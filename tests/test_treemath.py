@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,18 +10,12 @@ from hypothesis import strategies as st
 
 from mimisim.mls import treemath as tm
 from mimisim.mls.vectors_basic import check_tree_math
+from tests.vectors import load, needs_vectors
+
+CASES = load("tree-math.json")
 
 
-def vectors_dir() -> Path:
-    env = os.environ.get("MIMISIM_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
-
-
-CASES = json.loads((vectors_dir() / "tree-math.json").read_text())
-
-
+@needs_vectors
 def test_vector_file_not_empty() -> None:
     assert len(CASES) >= 10
 

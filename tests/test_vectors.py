@@ -19,7 +19,7 @@ from mimisim.mls import vectors as vectors_mod
 from mimisim.mls import vectors_group
 from mimisim.mls.errors import MLSError
 from mimisim.mls.vectors import checkers, run_directory
-from tests.vectors import VECTORS, case_failure, load, run_file_once
+from tests.vectors import VECTORS, case_failure, load, needs_vectors, run_file_once
 
 EXPECTED_FILES = {
     "crypto-basics.json", "deserialization.json", "key-schedule.json", "message-protection.json",
@@ -29,6 +29,7 @@ EXPECTED_FILES = {
 }
 
 
+@needs_vectors
 def test_every_shared_vector_file_is_recognised() -> None:
     present = {p.name for p in VECTORS.glob("*.json")}
     assert EXPECTED_FILES <= present
@@ -49,6 +50,7 @@ def test_passive_client_both_directions(name: str, index: int) -> None:
     assert case_failure(name, index) is None, case_failure(name, index)
 
 
+@needs_vectors
 def test_passive_client_detects_wrong_authenticator() -> None:
     case = dict(load("passive-client-welcome.json")[0])
     case["initial_epoch_authenticator"] = "00" * 32
@@ -56,6 +58,7 @@ def test_passive_client_detects_wrong_authenticator() -> None:
         vectors_group.check_passive_client(case)
 
 
+@needs_vectors
 def test_messages_round_trip() -> None:
     for case in load("messages.json"):
         vectors_group.check_messages(case)
@@ -120,6 +123,7 @@ def _bit_flips(cls: type, raw: bytes, r: random.Random, count: int) -> None:
         assert obj.encode() == bytes(b)  # decoding is canonical: what decodes re-encodes exactly
 
 
+@needs_vectors
 def test_messages_bad_input_bit_flips() -> None:
     """Eight random bit flips of every message: DecodeError or a clean decode, never another exception."""
     r = random.Random(0)
@@ -127,6 +131,7 @@ def test_messages_bad_input_bit_flips() -> None:
         _bit_flips(cls, raw, r, 8)
 
 
+@needs_vectors
 def test_messages_bad_input_truncations() -> None:
     """Truncations of every message in messages.json are DecodeErrors: at every
     field boundary (and one byte either side) plus 8 random points each."""
@@ -136,12 +141,14 @@ def test_messages_bad_input_truncations() -> None:
 
 
 @pytest.mark.slow
+@needs_vectors
 def test_messages_bad_input_every_truncation() -> None:
     """Every truncation of every message in messages.json is a DecodeError."""
     for _field, cls, raw in _all_message_bytes():
         _truncations(cls, raw, range(len(raw)))
 
 
+@needs_vectors
 def test_runner_reports_all_pass() -> None:
     report = run_directory(VECTORS, run=run_file_once)
     assert report.ok, json.dumps(report.to_json(), indent=1)[:4000]
@@ -151,6 +158,7 @@ def test_runner_reports_all_pass() -> None:
     assert {1, 2, 3, 4, 5, 6, 7} <= suites
 
 
+@needs_vectors
 def test_cli_json_and_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     # The command over the official files, in process; each official file's

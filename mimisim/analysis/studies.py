@@ -1,4 +1,4 @@
-"""The five studies (shared/DESIGN.md, "The studies"), by name.
+"""The five studies (shared/DESIGN.md, "The studies") and the generic one, by name.
 
 Each study module exposes the same small interface, so the sweep and plot
 commands need no per-study code:
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mimisim.analysis import conflicts, dedup, failover, fanout, leave
+from mimisim.analysis import conflicts, dedup, failover, fanout, generic, leave
 
 STUDIES: dict[str, ModuleType] = {
     "conflicts": conflicts,
@@ -24,6 +24,7 @@ STUDIES: dict[str, ModuleType] = {
     "leave": leave,
     "failover": failover,
     "fanout": fanout,
+    "generic": generic,
 }
 
 #: The study scenarios in scenarios/ and the study each one runs.
@@ -39,8 +40,8 @@ SCENARIO_STUDY: dict[str, str] = {
 def study_for(scenario_name: str, explicit: str | None = None) -> str:
     """The study a scenario runs: ``explicit`` if given, else by the scenario's
     name (``epoch-conflicts`` -> conflicts, a name containing a study's name
-    -> that study), else ``conflicts`` (its metrics make sense for any run
-    with commits)."""
+    -> that study), else ``generic`` (latency, loss, duplicates, retries,
+    commits, HTTP exchanges: metrics every run has)."""
     if explicit:
         if explicit not in STUDIES:
             raise ValueError(f"unknown study {explicit!r} (studies: {', '.join(STUDIES)})")
@@ -50,4 +51,4 @@ def study_for(scenario_name: str, explicit: str | None = None) -> str:
     for scen, study in SCENARIO_STUDY.items():
         if scen in scenario_name or study in scenario_name:
             return study
-    return "conflicts"
+    return "generic"

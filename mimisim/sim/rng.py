@@ -15,6 +15,18 @@ import numpy as np
 
 from mimisim.mls.crypto import DeterministicRandom
 
+#: The largest root seed. The protocol cores' randomness takes the seed as 8
+#: unsigned bytes (0..2**64-1), but seeds also land in int64 table columns
+#: (sweep runs, check reports, Parquet), so the range is that of int64.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(value: object, what: str = "seed") -> int:
+    """``value`` if it is a valid root seed (an int in 0..:data:`MAX_SEED`), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{what} must be an integer in 0..{MAX_SEED} (2**63-1), got {value!r}")
+    return value
+
 
 def _name_words(name: str) -> list[int]:
     digest = hashlib.sha256(name.encode("utf-8")).digest()

@@ -49,7 +49,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of scenario files (for editors' YAML language servers)."""
-    print(json.dumps(json_schema(), indent=None if args.compact else 2, sort_keys=False))
+    if getattr(args, "faults", False):
+        from mimisim.sim.fault_file import fault_file_schema
+
+        schema = fault_file_schema()
+    else:
+        schema = json_schema()
+    print(json.dumps(schema, indent=None if args.compact else 2, sort_keys=False))
     return 0
 
 
@@ -69,6 +75,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     s = subparsers.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
     s.add_argument("--compact", action="store_true", help="one line instead of indented JSON")
+    s.add_argument("--faults", action="store_true",
+                   help="the schema of fault files (mimisim run --faults FILE) instead of scenarios")
     s.set_defaults(func=cmd_schema)
 
 
