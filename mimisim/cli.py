@@ -131,6 +131,7 @@ def _quiet_pipe_exit() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mimisim.api import ResultsFolderError
     from mimisim.sim.scenario import ScenarioError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         status = int(args.func(args))
         sys.stdout.flush()
         return status
-    except (UserError, ScenarioError) as e:
+    except (UserError, ScenarioError, ResultsFolderError) as e:
         print(str(e), file=sys.stderr)
         return 2
     except BrokenPipeError:

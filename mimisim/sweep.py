@@ -201,6 +201,18 @@ def summarise(runs: pd.DataFrame, keys: Sequence[str], study: str) -> pd.DataFra
     return pd.DataFrame(out)
 
 
+def _studies_in_every_run(sweep: Sweep) -> set[str]:
+    """The studies whose rows every finished run of the sweep has."""
+    common: set[str] | None = None
+    for run_id in sweep.ids:
+        p = sweep.out / "runs" / f"{run_id}.json"
+        if not p.is_file():
+            return set()
+        have = set(json.loads(p.read_text()).get("study_rows", {})) or {sweep.study}
+        common = have if common is None else common & have
+    return common or set()
+
+
 def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progress: bool | None = None,
               keep_runs: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run what is not done yet, then write and return ``(runs, summary)``."""
@@ -217,7 +229,11 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
                on_result=lambda _i, rec: _save(runs_dir, rec))
     wall = time.perf_counter() - t0
     sweep.out.mkdir(parents=True, exist_ok=True)
-    for study in reversed(sweep.studies):  # the main study's tables are returned
+    # A study an earlier invocation computed for every run stays available
+    # (resuming with fewer --study names does not hide its tables).
+    extra = [s for s in sorted(_studies_in_every_run(sweep)) if s not in sweep.studies]
+    studies = [*sweep.studies, *extra]
+    for study in reversed(studies):  # the main study's tables are returned
         runs = merge(sweep, study)
         summary = summarise(runs, sweep.keys, study)
         runs_name, summary_name = sweep.files(study)
@@ -225,7 +241,7 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
         runs.to_csv(sweep.out / f"{runs_name}.csv", index=False)
         summary.to_csv(sweep.out / f"{summary_name}.csv", index=False)
     meta = {"scenario": sweep.scenario.name, "description": sweep.scenario.description.strip(),
-            "source": sweep.scenario.source, "study": sweep.study, "studies": sweep.studies, "grid": sweep.keys,
+            "source": sweep.scenario.source, "study": sweep.study, "studies": studies, "grid": sweep.keys,
             "grid_values": {k: [label(v) for v in vs] for k, vs in
                             (sweep.scenario.sweep.grid.items() if sweep.scenario.sweep else [])},
             "seeds": sorted({s for _, s, _ in sweep.points}), "runs": len(sweep.points),

@@ -61,7 +61,7 @@ def summary(trace: pd.DataFrame) -> dict[str, Any]:
     acc_msgs = acc[acc["msg_id"].isin(sender.keys())].drop_duplicates("msg_id")
 
     deliver = _kind(trace, "client.deliver")
-    lat = (deliver["t_ms"] - deliver["msg_id"].map(t_submit)).dropna()
+    lat = (deliver["t_ms"].astype("float64") - deliver["msg_id"].map(t_submit).astype("float64")).dropna()
     pairs = deliver[["msg_id", "node"]].drop_duplicates()
     got = set(zip(pairs["msg_id"], pairs["node"], strict=True))
 
