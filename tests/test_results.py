@@ -167,5 +167,5 @@ def test_readme_fault_file_example_validates(tmp_path: Path) -> None:
 
 def test_readme_layout_lists_every_scenario() -> None:
     layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
-    for p in (ROOT / "scenarios").glob("*.yaml"):
-        assert p.name in layout, p.name
+    for p in (ROOT / "scenarios").rglob("*.yaml"):
+        assert str(p.relative_to(ROOT / "scenarios")) in layout, p.name
