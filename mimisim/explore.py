@@ -295,8 +295,9 @@ def add_subcommands(sub: Any) -> None:
     d.add_argument("--lanes", choices=["clients", "providers", "both"], default="both",
                    help="both (default); providers: the MIMI protocol only; clients: end to end")
     d.add_argument("--time", choices=["scaled", "compressed"], default="compressed",
-                   help="compressed (default): one row per event, like the draft; scaled: proportional to "
-                        "simulated time, long idle gaps cut")
+                   help="SVG and HTML: compressed (default): one row per event, like the draft; scaled: "
+                        "proportional to simulated time, long idle gaps cut (the text form is always one row "
+                        "per message)")
     d.add_argument("--flow", type=int, default=None, metavar="N",
                    help="only the scenario script's step N (0-based), from its action to the next one")
     d.add_argument("--out", default=None, metavar="FILE",
@@ -320,7 +321,7 @@ def cmd_diagram(args: Any) -> int:
     from mimisim.analysis.diagram import flows, parse_time, to_text
 
     try:
-        trace, _folder = load_trace(args.results)
+        trace, folder = load_trace(args.results)
         t_from, t_to = parse_time(args.t_from), parse_time(args.t_to)
         title = Path(args.results).name
         if args.flow is not None:
@@ -338,7 +339,10 @@ def cmd_diagram(args: Any) -> int:
         suffix = Path(args.out).suffix
         if suffix not in (".svg", ".txt", ".html", ".htm"):
             raise DiagramError(f"{args.out}: the output's suffix must be .svg, .txt or .html")
-        p = write_diagram(d, args.out, time=args.time)
+        summary = None
+        if folder is not None and (folder / "summary.csv").is_file():
+            summary = pd.read_csv(folder / "summary.csv", keep_default_na=False)
+        p = write_diagram(d, args.out, time=args.time, summary=summary)
     except (DiagramError, OSError) as e:
         print(f"mimisim diagram: {e}", file=sys.stderr)
         return 2
