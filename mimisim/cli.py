@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import cast
 
 from mimisim.cliargs import UserError
 
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mimisim import cliargs
 
     p = Parser(prog="mimisim", description="Deterministic simulator of the IETF MIMI protocol.")
-    sub = p.add_subparsers(dest="command", required=True)
+    # The subcommands' modules take the plain ArgumentParser action (Parser is one).
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               p.add_subparsers(dest="command", required=True))
     from mimisim.sim.scenario_cli import add_subcommands as add_scenario_commands
 
     add_scenario_commands(sub)
@@ -132,6 +135,7 @@ def _quiet_pipe_exit() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from mimisim.api import ResultsFolderError
+    from mimisim.parallel import SchedulerUnreachable
     from mimisim.sim.scenario import ScenarioError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         status = int(args.func(args))
         sys.stdout.flush()
         return status
-    except (UserError, ScenarioError, ResultsFolderError) as e:
+    except (UserError, ScenarioError, ResultsFolderError, SchedulerUnreachable) as e:
         print(str(e), file=sys.stderr)
         return 2
     except BrokenPipeError:

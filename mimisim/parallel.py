@@ -20,6 +20,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler address is malformed or nothing answers there (a
+    user error: the CLI prints the one line and exits 2)."""
+
+
+def _connect(address: str) -> Any:
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, ValueError, TimeoutError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SchedulerUnreachable(f"--dask {address}: cannot reach a Dask scheduler there ({reason})") from None
+
+
 def run_tasks(
     fn: Callable[[T], R],
     tasks: Sequence[T],
@@ -37,6 +52,8 @@ def run_tasks(
     ``on_result(i, r)`` is called as each result arrives (e.g. to save it)."""
     from tqdm import tqdm
 
+    if dask is None and workers is not None and workers < 1:
+        raise ValueError(f"workers must be None (one per CPU) or at least 1, got {workers}")
     n = len(tasks)
     results: list[Any] = [None] * n
     bar = tqdm(total=n, desc=desc, unit="run", disable=progress is False, delay=0 if progress else 2.0,
@@ -53,7 +70,7 @@ def run_tasks(
             from dask.distributed import Client
             from dask.distributed import as_completed as dask_completed
 
-            client = dask if isinstance(dask, Client) else Client(dask)
+            client = dask if isinstance(dask, Client) else _connect(str(dask))
             try:
                 futures = client.map(fn, list(tasks), pure=False)
                 index = {f.key: i for i, f in enumerate(futures)}

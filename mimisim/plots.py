@@ -70,18 +70,20 @@ def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str
     xkey, line_keys = _axis(summary, keys)
     groups = summary.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), summary)]
     unit = ""
+    x: list[float]
     for i, (gk, g) in enumerate(groups):
         gk = gk if isinstance(gk, tuple) else (gk,)
         lab = ", ".join(f"{_short(k)}={v}" for k, v in zip(line_keys, gk, strict=True)) or metric
         if xkey is None:
-            x = list(range(len(g)))
+            x = [float(j) for j in range(len(g))]
         else:
             parsed = [numeric(v) for v in g[xkey]]
-            if all(p is not None for p in parsed):
-                x = [p[0] for p in parsed]  # type: ignore[index]
-                unit = parsed[0][1] if parsed else ""  # type: ignore[index]
+            known = [p for p in parsed if p is not None]
+            if len(known) == len(parsed):
+                x = [p[0] for p in known]
+                unit = known[0][1] if known else ""
             else:
-                x = list(range(len(g)))
+                x = [float(j) for j in range(len(g))]
                 ax.set_xticks(x, _distinct_labels([str(v) for v in g[xkey]]), fontsize=7, rotation=10)
         order = sorted(range(len(x)), key=lambda j: x[j])
         xs = [x[j] for j in order]

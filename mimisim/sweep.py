@@ -309,7 +309,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and ``plot`` to the ``mimisim`` command's subparsers."""
     from mimisim.sim.scenario_cli import add_set_option
 

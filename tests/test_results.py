@@ -103,6 +103,11 @@ def test_generic_study_on_a_run_with_faults() -> None:
     assert g["retries"] == g["http_retries"] + g["client_retries"]
     assert g["latency_p50_ms"] <= g["latency_p95_ms"] <= g["latency_p99_ms"] <= g["latency_max_ms"]
     assert g["duplicate_deliveries"] == 0
+    # the run summary's HTTP counts add up on a run with lost requests too
+    v = res.summary.set_index("metric")["value"]
+    unanswered = v["HTTP attempts unanswered (timeout, loss, crash)"]
+    assert unanswered > 0 and v["HTTP requests (first attempts)"] + v["HTTP retries"] == \
+        v["HTTP attempts answered"] + unanswered == g["http_attempts"]
 
 
 def test_sweep_generic_beside_a_named_study_and_plot_where_checks(

@@ -232,7 +232,7 @@ def _resolve(e: FaultEntry, i: int, scn: Scenario, duration: float, fail: Any) -
 
     node = e.node
     groups: tuple[tuple[str, ...], ...] = ()
-    links: tuple[tuple[str, str], ...] | str = "all"
+    links: tuple[tuple[str, str], ...] | Literal["all"] = "all"
     if e.kind in ("crash", "restart", "failover"):
         if not node:
             raise fail((i, "node"), f"a {e.kind} needs 'node' (a provider)")

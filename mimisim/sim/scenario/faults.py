@@ -6,6 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from mimisim.sim.rng import MAX_SEED
 from mimisim.sim.scenario.base import _Model
 from mimisim.sim.scenario.distributions import Distribution
 from mimisim.sim.scenario.fields import Domain, Duration, Name, Probability, Rate
@@ -146,7 +147,7 @@ class RandomOffline(_Model):
 class RandomFaults(_Model):
     """Each kind is a Poisson process at ``rate`` over the whole scenario, picking a target uniformly."""
 
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     """Default: derived from the run's seed (stream ``faults.random``)."""
     start: Duration = 0.0
     """Random faults begin at this time (default 0ms)."""

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from mimisim.mimi.identity import UriError, client_uri, parse, room_uri, user_uri
+from mimisim.sim.rng import MAX_SEED
 from mimisim.sim.scenario.base import _Model
 from mimisim.sim.scenario.checks import check_scenario
 from mimisim.sim.scenario.faults import Adversaries, Faults
@@ -41,7 +42,7 @@ class Scenario(_Model):
     """Names the results folder."""
     description: str = ""
     """Free text for people reading the file and the run's manifest; the simulator ignores it."""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """Root seed of every random stream (latency draws, workload, random faults); ``mimisim run --seed``
     overrides it. Same scenario and seed give a byte-identical trace."""
     duration: PositiveDuration
