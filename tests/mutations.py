@@ -160,12 +160,12 @@ def keep_past_epoch_secrets(mp: pytest.MonkeyPatch) -> None:
     secrecy lost: a compromise reveals every old epoch)."""
     from mimisim.mimi import client as client_mod
 
-    orig = target(client_mod.ClientCore, "_config")
+    orig = target(client_mod.ClientCore, "group_config")
 
     def config(self: Any) -> Any:
         return dataclasses.replace(orig(self), max_past_epochs=1_000_000)
 
-    mp.setattr(client_mod.ClientCore, "_config", config)
+    mp.setattr(client_mod.ClientCore, "group_config", config)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from mimisim.mimi import hub as hub_mod
 from mimisim.mimi import provider as provider_mod
 from mimisim.mimi import wire as W
 from mimisim.mimi.transport import Deliver, MimiResponse
-from mimisim.sim.scenario import Scenario, load_scenario_text
+from mimisim.sim.scenario import Scenario, load_scenario, load_scenario_text
+from tests import mutations as M
 
 BASE = """
 name: mutation
@@ -233,6 +235,30 @@ MUTATIONS = [
     Mutation("frank with the wrong context", bad_frank, "franks_verify", lambda: scenario(), 1),
     Mutation("skip the sender's policy check", skip_policy, "policy",
              lambda: scenario(bob_role="reader", policy=READER_POLICY), 2),
+]
+
+
+def chaos() -> Scenario:
+    """scenarios/chaos.yaml (durable crashes, sync failover, partitions, loss)."""
+    return load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "chaos.yaml")
+
+
+def txn_scenario() -> Scenario:
+    """The small scenario with ``transaction_id`` notify dedup."""
+    return load_scenario_text(BASE.format(duration="20s", workload="  messages: {rate: 2/s, start: 2s, stop: 14s}",
+                                          duplicate=0.0, reorder=0.0, reorder_extra="60ms", bob_role="ordinary_user",
+                                          policy="") + "protocol:\n  dedup: {strategy: transaction_id}\n", "txn.yaml")
+
+
+# The bug classes of issue 11 that the first nine invariants missed
+# (tests/mutations.py; the whole list over the matrix: tests/mutation_matrix.py).
+MUTATIONS += [
+    Mutation("Welcome only to the first client", M.welcome_first_client_only, "joins_complete", scenario, 1),
+    Mutation("Welcome only to the first client (hub's list)", M.welcome_first_client_only, "members_converged",
+             scenario, 1),
+    Mutation("notify txn id reused under transaction_id", M.notify_txn_id_reused, "converged", txn_scenario, 1),
+    Mutation("durable crash loses queued deliveries", M.durable_crash_loses_deliveries, "resync_explained", chaos, 1),
+    Mutation("one-time KeyPackage handed out twice", M.key_package_handed_out_twice, "joins_complete", chaos, 1),
 ]
 
 
