@@ -232,28 +232,31 @@ class Trace:
             out[k] = out.get(k, 0) + 1
         return dict(sorted(out.items()))
 
-    def typed_column(self, name: str) -> list[Any]:
-        """One typed column as a list (``None`` where the row's event has no
-        such field or no value)."""
-        out: list[Any] = []
-        for ev in self.events:
-            v = getattr(ev, name, None) if ev is not None and name in ev.typed else None
-            if v is not None and isinstance(v, tuple) and v and isinstance(v[0], E.RoleChange):
-                v = [r._asdict() for r in v]
-            elif isinstance(v, tuple):
-                v = list(v)
-            out.append(v)
+    def typed_columns(self) -> dict[str, list[Any]]:
+        """Every typed column as a list (``None`` where the row's event has no
+        such field or no value), in one pass over the events; tuples become
+        lists, role changes ``{user, old, new}`` dicts (Arrow's forms)."""
+        n = len(self.events)
+        out: dict[str, list[Any]] = {c.name: [None] * n for c in E.columns()}
+        for i, ev in enumerate(self.events):
+            if ev is None:
+                continue
+            for name in ev.typed:
+                v = getattr(ev, name)
+                if v is None:
+                    continue
+                if isinstance(v, tuple):
+                    v = [r._asdict() if isinstance(r, E.RoleChange) else r for r in v]
+                out[name][i] = v
         return out
 
     def to_arrow(self) -> Any:
         """The trace as an Arrow table with :func:`schema`."""
         import pyarrow as pa
 
-        sch = schema()
         data = {c: self.cols[c] for c in COLUMNS}
-        for col in E.columns():
-            data[col.name] = self.typed_column(col.name)
-        return pa.table(data, schema=sch)
+        data.update(self.typed_columns())
+        return pa.table(data, schema=schema())
 
     def to_pandas(self) -> Any:
         """The trace as a DataFrame with nullable dtypes (see :func:`table_to_pandas`)."""
