@@ -138,3 +138,12 @@ def test_a_leave_given_up_leaves_the_user_in_the_room() -> None:
     commit(tr, 1_200, "c2", 2, (E.RoleChange(BOB, 2, 0),))
     tr.record(30_000, "run.end")
     assert "leave_completes" not in verdicts(tr)
+
+
+def test_a_member_on_a_forked_branch_is_not_converged() -> None:
+    tr = story()
+    tr.record(140, E.ClientEpoch(room=ROOM, epoch=2, msg_id="lost", via="commit", committer=A1, tree_fp="dddddddd",
+                                 plist_fp="bbbbbbbb", auth_fp="cccccccc"), B2)
+    tr.record(30_000, "run.end")
+    v = verdicts(tr)["members_converged"]
+    assert len(v) == 1 and B2 in v[0] and "forked branch" in v[0]

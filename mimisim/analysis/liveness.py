@@ -95,9 +95,11 @@ def members_converged(d: Digest, ctx: Context) -> list[Violation]:
     """At the end, every client of every user the hub's participant list
     (replayed from the commits' role changes) holds as active in a room is
     a member at the hub's last epoch, given the quiet time of
-    ``converged`` after the last commit and after the user's add. Unlike
-    ``converged`` this judges the hub's list, so a client that never got
-    its Welcome counts. Users active from the room's creation (the creator)
+    ``converged`` after the last commit and after the user's add, and on
+    the hub's branch (the tree fingerprint of its last epoch is the hub's).
+    Unlike ``converged`` this judges the hub's list, so a client that never
+    got its Welcome counts, and a member left on a branch the hub lost in a
+    lagging failover counts too. Users active from the room's creation (the creator)
     are judged only over the clients that have rows: the workload creates a
     room with one client of its creator."""
     out: list[Violation] = []
@@ -107,6 +109,12 @@ def members_converged(d: Digest, ctx: Context) -> list[Violation]:
         if not c.lost:
             last[c.room] = c
     quiet = ctx.bounds.settle_ms + GAP_TIMEOUT_MS
+    trees: dict[tuple[str, str], str] = {}  # (client, room) -> tree fingerprint of its last epoch
+    ep = d.rows("client.epoch")
+    if "tree_fp" in ep.columns:
+        for node, room, tree in zip(ep["node"], ep["room"], ep["tree_fp"], strict=True):
+            if isinstance(tree, str) and tree:
+                trees[(node, room)] = tree
     for room, changes in _roles(d).items():
         hub = last[room]
         if d.end_ms - d.quiet_after(hub.t_ms) < quiet:
@@ -132,6 +140,10 @@ def members_converged(d: Digest, ctx: Context) -> list[Violation]:
                     state = "removed" if rows[-1][2] == "removed" else f"at epoch {rows[-1][1]}"
                     out.append(Violation("members_converged", f"{client} of {user}, a participant of {room}, "
                                          f"ended {state}; the hub is at {hub.new}", (hub.seq,)))
+                elif rows[-1][1] == hub.new and hub.tree and trees.get((client, room)) not in (None, hub.tree):
+                    out.append(Violation("members_converged", f"{client} of {user} ended at epoch {hub.new} of "
+                                         f"{room} with tree {trees[(client, room)]}, the hub's is {hub.tree}: a "
+                                         "forked branch (a commit the hub lost?)", (hub.seq,)))
     return out
 
 
