@@ -117,3 +117,22 @@ def test_researchers_query() -> None:
     assert welcome[commits.added.fillna(0) == 0].isna().all()
     sized = commit_sizes(trace)
     assert sized["welcome"].tolist() == commits[commits.commit_bytes.notna()].welcome_bytes.fillna(0).tolist()
+
+
+def test_the_analysis_does_not_parse_detail() -> None:
+    """No regular expression or string method over ``detail`` in
+    mimisim/analysis/: the studies and invariants read typed columns.
+    (diagram.py is left out: it keeps a fallback for trace files written
+    before the typed columns existed; docs/teaching.md says so.)"""
+    import re
+
+    suspicious = re.compile(r"detail[\"'\]]*\)?\.(str\b|split|startswith|partition|rpartition)|"
+                            r"\.(search|match|findall|fullmatch)\([^)]*detail")
+    for path in sorted((F.ROOT / "mimisim" / "analysis").glob("*.py")):
+        if path.name == "diagram.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not suspicious.search(line), f"{path.name}:{n} parses detail: {line.strip()}"
+    assert suspicious.search('x = r.detail.split(" ", 1)[0]')
+    assert suspicious.search('trace["detail"].str.startswith("POST /notify")')
+    assert suspicious.search("tag = _TAG.search(r.detail)")
