@@ -294,6 +294,8 @@ def add_subcommands(sub: Any) -> None:
                         "default: every message and the hub's decisions and fault effects")
     d.add_argument("--lanes", choices=["clients", "providers", "both"], default="both",
                    help="both (default); providers: the MIMI protocol only; clients: end to end")
+    d.add_argument("--collapse", action="store_true",
+                   help="one lane per user's clients (ClientB*), as the draft's figures draw them")
     d.add_argument("--time", choices=["scaled", "compressed"], default="compressed",
                    help="SVG and HTML: compressed (default): one row per event, like the draft; scaled: "
                         "proportional to simulated time, long idle gaps cut (the text form is always one row "
@@ -332,7 +334,7 @@ def cmd_diagram(args: Any) -> int:
             t_from, t_to = f.t0, f.t1
             title = f"{title}: step {f.index} {f.action} {f.detail}".strip()
         d = build(trace, room=args.room, t_from=t_from, t_to=t_to, kinds=args.kinds, lanes=args.lanes,
-                  title=title)
+                  title=title, collapse=args.collapse)
         if args.out is None:
             sys.stdout.write(to_text(d))
             return 0

@@ -100,6 +100,17 @@ def test_lanes_grouped_by_provider_first_actor_first(club: Path) -> None:
     assert all(a.mimi for a in provs.arrows) and not any(ln.is_client for ln in provs.lanes)
 
 
+def test_collapsed_lanes_like_the_draft(club: Path) -> None:
+    tr, _ = D.load_trace(club)
+    f = D.flows(tr)[1]  # Alice adds Bob: the draft's lanes are ClientA1 ServerA ServerB ClientB*
+    full = D.build(tr, t_from=f.t0, t_to=f.t1)
+    d = D.build(tr, t_from=f.t0, t_to=f.t1, collapse=True)
+    assert [ln.label for ln in d.lanes] == ["ClientA*", "a.example", "b.example", "ClientB*"]
+    to_bob = [a.label for a in d.arrows if a.dst.endswith("/bob/*")]
+    assert to_bob == ["Welcome", "Commit(+bob)"]
+    assert len([a for a in full.arrows if "/bob/" in a.dst]) == 2 * len(to_bob)
+
+
 def test_text_looks_like_the_draft(club: Path) -> None:
     tr, _ = D.load_trace(club)
     f = D.flows(tr)[1]

@@ -95,6 +95,7 @@ def readme() -> str:
         "mimisim run scenarios/clubhouse.yaml",
         "mimisim diagram results/clubhouse/seed-0 --flow 1 --out flow.svg   # step 2, Alice adds Bob",
         "mimisim diagram results/clubhouse/seed-0 --flow 1                  # the same as text",
+        "mimisim diagram results/clubhouse/seed-0 --flow 1 --collapse       # ClientB* lanes, as the draft",
         "```",
         "",
         "How to read them: a lane per client and provider, grouped by provider; time flows down, one row per "

@@ -490,6 +490,7 @@ def build(
     lanes: LaneMode = "both",
     nodes: Sequence[str] | None = None,
     title: str = "",
+    collapse: bool = False,
 ) -> Diagram:
     """The layout model of a trace, or of the part of it selected.
 
@@ -500,7 +501,9 @@ def build(
     arrow and the notes in :data:`DEFAULT_NOTE_KINDS`. ``lanes``: ``both``
     (clients and providers), ``providers`` (the MIMI protocol only) or
     ``clients`` (end to end: one arrow from the client that made a message to
-    each client that processed it)."""
+    each client that processed it). ``collapse``: one lane per user's
+    clients (``ClientB*``, as the draft's figures draw them), identical
+    arrows to several of them drawn once."""
     need = {"t_ms", "seq", "kind", "node", "peer", "room", "epoch", "msg_id", "req_id", "status", "detail"}
     missing = need - set(trace.columns)
     if missing:
@@ -521,6 +524,8 @@ def build(
     if lanes == "clients":
         arrows = _end_to_end(tr, msgs)
         notes = [n for n in notes if _is_client(n.lane)]
+    if collapse:
+        arrows, notes = _collapse(arrows, notes)
 
     def keep_kind(k: str, default: bool) -> bool:
         if kinds is None:
@@ -558,7 +563,8 @@ def build(
         used |= {c.lane for c in changes} | {x for p in periods for x in p.lanes if not _is_client(x)}
     used = {u for u in used if keep_lane(u)}
     hubs = {_domain(r) for r in tr.room.unique() if r and in_room(r)}
-    lane_list = _order_lanes(used, arrows, notes, hubs)
+    lane_list = _order_lanes(used, arrows, notes, hubs,
+                             clients={n for n in tr.node.unique() if _is_client(n)} if collapse else ())
     periods = [Period(p.kind, p.t0, p.t1, tuple(x for x in p.lanes if x in used), p.label, p.seq)
                for p in periods if not p.lanes or any(x in used for x in p.lanes)]
     times = [a.t_send for a in arrows] + [a.t_recv for a in arrows if a.t_recv is not None] + [n.t for n in notes]
@@ -567,10 +573,52 @@ def build(
     return Diagram(lane_list, arrows, notes, periods, [c for c in changes if c.lane in used], t0, t1, title)
 
 
-def _order_lanes(used: set[str], arrows: list[Arrow], notes: list[Note], hubs: set[str]) -> list[Lane]:
+def _collapse(arrows: list[Arrow], notes: list[Note]) -> tuple[list[Arrow], list[Note]]:
+    """Every client of a user on one lane (``mimi://b.example/d/bob/*``); arrows
+    and notes that become identical are kept once."""
+    def key(n: str) -> str:
+        if not _is_client(n):
+            return n
+        parts = n.split("/")
+        return "/".join(parts[:-1] + ["*"]) if len(parts) >= 6 else n
+
+    out: list[Arrow] = []
+    seen: set[tuple[Any, ...]] = set()
+    for a in arrows:
+        a.src, a.dst = key(a.src), key(a.dst)
+        k = (a.src, a.dst, a.label, a.kind, a.t_send, a.t_recv)
+        if k not in seen:
+            seen.add(k)
+            out.append(a)
+    kept: list[Note] = []
+    seen_n: set[tuple[Any, ...]] = set()
+    for nt in notes:
+        nt.lane = key(nt.lane)
+        kn = (nt.lane, nt.text, nt.t)
+        if kn not in seen_n:
+            seen_n.add(kn)
+            kept.append(nt)
+    return out, kept
+
+
+def _lane_label(key: str, tr_clients: Iterable[str]) -> str:
+    """ClientB1 for a client; for a collapsed lane the common prefix of its clients' names and ``*``."""
+    if not key.endswith("/*"):
+        return _short(key)
+    names = sorted(_short(c) for c in tr_clients if c.startswith(key[:-1]))
+    prefix = names[0] if names else ""
+    for n in names[1:]:
+        while not n.startswith(prefix):
+            prefix = prefix[:-1]
+    return (prefix.rstrip("0123456789") or _short(key[:-2])) + "*"
+
+
+def _order_lanes(used: set[str], arrows: list[Arrow], notes: list[Note], hubs: set[str],
+                 clients: Iterable[str] = ()) -> list[Lane]:
     """Lanes grouped by provider as the draft's figures are: the provider
     whose client acts first comes first, with its clients on its left; every
     other provider follows in order of appearance, its clients on its right."""
+    all_clients = sorted(set(clients))
     first: dict[str, int] = {}
     client_first: dict[str, int] = {}
     order = 0
@@ -588,7 +636,7 @@ def _order_lanes(used: set[str], arrows: list[Arrow], notes: list[Note], hubs: s
     for i, d in enumerate(provs):
         clients = sorted((u for u in used if _is_client(u) and _domain(u) == d),
                          key=lambda c: (client_first.get(c, 10**9), c))
-        cl = [Lane(c, _short(c), d, True) for c in clients]
+        cl = [Lane(c, _lane_label(c, all_clients), d, True) for c in clients]
         server = [Lane(d, d, d, False, d in hubs)] if d in used else []
         out += (cl + server) if i == 0 else (server + cl)
     return out
