@@ -232,12 +232,12 @@ class Trace:
             out[k] = out.get(k, 0) + 1
         return dict(sorted(out.items()))
 
-    def typed_columns(self) -> dict[str, list[Any]]:
-        """Every typed column as a list (``None`` where the row's event has no
-        such field or no value), in one pass over the events; tuples become
-        lists, role changes ``{user, old, new}`` dicts (Arrow's forms)."""
+    def _typed_set(self) -> dict[str, list[Any]]:
+        """The typed columns some row sets, as lists (``None`` elsewhere), in
+        one pass over the events; tuples become lists, role changes
+        ``{user, old, new}`` dicts (Arrow's forms)."""
         n = len(self.events)
-        out: dict[str, list[Any]] = {c.name: [None] * n for c in E.columns()}
+        out: dict[str, list[Any]] = {}
         for i, ev in enumerate(self.events):
             if ev is None:
                 continue
@@ -247,16 +247,31 @@ class Trace:
                     continue
                 if isinstance(v, tuple):
                     v = [r._asdict() if isinstance(r, E.RoleChange) else r for r in v]
-                out[name][i] = v
+                col = out.get(name)
+                if col is None:
+                    col = out[name] = [None] * n
+                col[i] = v
         return out
+
+    def typed_columns(self) -> dict[str, list[Any]]:
+        """Every typed column as a list (``None`` where the row's event has no
+        such field or no value)."""
+        n = len(self.events)
+        got = self._typed_set()
+        return {c.name: got.get(c.name) or [None] * n for c in E.columns()}
 
     def to_arrow(self) -> Any:
         """The trace as an Arrow table with :func:`schema`."""
         import pyarrow as pa
 
-        data = {c: self.cols[c] for c in COLUMNS}
-        data.update(self.typed_columns())
-        return pa.table(data, schema=schema())
+        sch = schema()
+        n = len(self.events)
+        data: dict[str, Any] = {c: self.cols[c] for c in COLUMNS}
+        got = self._typed_set()
+        for c in E.columns():
+            # a column no row sets is all nulls: built directly, not from n Nones
+            data[c.name] = got[c.name] if c.name in got else pa.nulls(n, sch.field(c.name).type)
+        return pa.table(data, schema=sch)
 
     def to_pandas(self) -> Any:
         """The trace as a DataFrame with nullable dtypes (see :func:`table_to_pandas`)."""
