@@ -194,9 +194,11 @@ class Trace:
         detail: str = "",
     ) -> None:
         """Append one row: ``record(t_ms, event, node)`` with a typed event
-        (:mod:`mimisim.events`), or the older keyword form
-        ``record(t_ms, kind, node, peer=..., detail=...)``, whose row has no
-        typed columns."""
+        (:mod:`mimisim.events`), or the keyword form ``record(t_ms, kind,
+        node, peer=..., detail=...)``, whose row has no typed columns. Every
+        row of a simulated run is a typed event (tests/test_trace_schema.py);
+        the keyword form remains for hand-made traces (tests, the transport
+        benchmark)."""
         ev: E.TraceEvent | None = None
         if isinstance(kind, E.TraceEvent):
             ev = kind
