@@ -100,6 +100,17 @@ def test_lanes_grouped_by_provider_first_actor_first(club: Path) -> None:
     assert all(a.mimi for a in provs.arrows) and not any(ln.is_client for ln in provs.lanes)
 
 
+def test_a_trace_without_typed_columns_draws_the_same(club: Path) -> None:
+    """Results folders written before the typed columns existed: the labels come from detail."""
+    tr, _ = D.load_trace(club)
+    old = tr[["t_ms", "seq", "kind", "node", "peer", "room", "epoch", "msg_id", "req_id", "bytes", "status",
+              "detail"]]
+    for f in D.flows(tr):
+        a = D.build(tr, t_from=f.t0, t_to=f.t1)
+        b = D.build(old, t_from=f.t0, t_to=f.t1)
+        assert _labels(a) == _labels(b) and [n.text for n in a.notes] == [n.text for n in b.notes]
+
+
 def test_collapsed_lanes_like_the_draft(club: Path) -> None:
     tr, _ = D.load_trace(club)
     f = D.flows(tr)[1]  # Alice adds Bob: the draft's lanes are ClientA1 ServerA ServerB ClientB*

@@ -28,16 +28,21 @@ which the explorer page uses for its filters, zoom and click-to-inspect.
 
 **Reading the trace.** Arrows are pairs of ``net.send`` and ``net.deliver``
 rows. Between providers ``req_id`` numbers each HTTP attempt, so a request and
-its response pair exactly. The client links (reliable streams) carry no link
-id yet, so a send is paired with the first unpaired receipt of the same
-(sender, receiver, detail, msg_id) in order, and a provider's ``reply`` to a
+its response pair exactly (a duplicated request is served twice: its
+responses pair one by one). The client links (reliable streams) carry no link
+id, so a send is paired with the first unpaired receipt of the same
+(sender, receiver, item, msg_id) in order, and a provider's ``reply`` to a
 client with that client's oldest unanswered request. What a message *is*
 (``Commit(+bob)``, ``Welcome``, ``Proposals(Remove*, AppSync)``,
 ``PrivateMessage``) comes from the ``client.commit``, ``client.propose``,
 ``client.submit``, ``hub.accept`` and ``hub.fanout`` rows of the same
-``msg_id``. Until the trace has typed columns for these (endpoint, operation,
-added and removed users, proposal types), :func:`_parse_detail` is the one
-place that reads them out of ``detail``; nothing else here parses text.
+``msg_id``, read from the typed columns of :mod:`mimisim.events` (method,
+path, stream_item, response, reason, operation, added, removed, message,
+role_changes, proposal_types, committer, attempt). A trace written before
+those columns existed has only ``detail``; :func:`_parse_detail` reads the
+same facts from it, and is used for such traces only. The one fact with no
+typed column is which ``workload.action`` rows are scripted steps
+(:func:`flows` looks for ``script[i]`` in their detail).
 """
 
 from __future__ import annotations
@@ -274,7 +279,8 @@ def _fields(kind: str, r: Any) -> dict[str, Any]:
     """What :func:`_parse_detail` reads, taken from the typed columns where
     the trace has them (the events of :mod:`mimisim.events`), from ``detail``
     where it does not yet."""
-    out = _parse_detail(kind, str(r.detail))
+    # A trace with the typed columns (every run since mimisim.events) is read from them alone.
+    out = {} if hasattr(r, "method") else _parse_detail(kind, str(r.detail))
     method, path = _typed(r, "method"), _typed(r, "path")
     if method and path:
         out["method"], out["endpoint"] = method, "/" + str(path).strip("/").split("/", 1)[0]
@@ -311,6 +317,33 @@ def _fields(kind: str, r: Any) -> dict[str, Any]:
     elif kind == "client.retry" and _typed(r, "max_attempts") is not None:
         out["max_attempts"] = int(_typed(r, "max_attempts"))
     return out
+
+
+def _item(r: Any) -> str:
+    """What a client-link row carries (update, submit_message, reply, deliver, ...)."""
+    v = _typed(r, "stream_item")
+    if v is None:
+        v = _typed(r, "request")  # client.send
+    return str(v) if v is not None else str(r.detail)
+
+
+def _is_response(r: Any) -> bool:
+    v = _typed(r, "response")
+    return bool(v) if v is not None else str(r.detail).startswith("response")
+
+
+def _request_line(r: Any) -> str:
+    """``POST /notify/a.example/r/clubhouse``: the request an HTTP row belongs to."""
+    method, path = _typed(r, "method"), _typed(r, "path")
+    if method and path:
+        return f"{method} {path}"
+    d = str(r.detail)
+    return d[len("response to "):] if d.startswith("response to ") else d
+
+
+def _drop_reason(r: Any) -> str:
+    v = _typed(r, "reason")
+    return str(v) if v else (str(r.detail) or "loss")
 
 
 def _row_fields(r: Any) -> dict[str, Any]:
@@ -672,7 +705,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
     for pos, r in enumerate(tr.itertuples(index=False)):
         k = r.kind
         if k == "client.send":
-            client_req[(r.node, r.t_ms, r.detail)] = (int(r.req_id), r.room)
+            client_req[(r.node, r.t_ms, _item(r))] = (int(r.req_id), r.room)
         elif k in ("client.commit", "client.propose", "client.submit"):
             pending_content[r.node] = r.msg_id
         elif k == "http.retry":
@@ -682,7 +715,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
         if k == "net.send":
             rid = int(r.req_id)
             if rid >= 0 and not _is_client(r.node) and not _is_client(r.peer):
-                resp = r.detail.startswith("response")
+                resp = _is_response(r)
                 f = _fields(k, r)
                 if resp:
                     req = http.get((rid, "req"))
@@ -694,7 +727,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
                     http[(rid, "resp")] = a
                     responses[rid].append(a)
                 else:
-                    ep = f.get("endpoint", r.detail)
+                    ep = f.get("endpoint", _request_line(r))
                     mids = notify_msgs.get((r.node, r.peer, r.t_ms), [])
                     if r.msg_id in mids:
                         notify_content[(r.node, r.peer, r.msg_id)] = mids
@@ -702,37 +735,37 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
                         mids = notify_content.get((r.node, r.peer, r.msg_id), [r.msg_id] if r.msg_id else [])
                     if not mids:
                         # a provider relaying its client's request: the content is what the client sent
-                        again = relayed.get((r.node, r.peer, r.detail))
+                        again = relayed.get((r.node, r.peer, _request_line(r)))
                         if rid in retry_of and again is not None:
                             mids = [again]
                         elif relay[(r.node, ep)]:
                             mids = [relay[(r.node, ep)].popleft()]
-                            relayed[(r.node, r.peer, r.detail)] = mids[0]
+                            relayed[(r.node, r.peer, _request_line(r))] = mids[0]
                         mids = [m for m in mids if m]
                     content = ", ".join(x for x in (msg_label(m) for m in mids) if x)
                     rm = next((msgs[m].room for m in mids if m in msgs and msgs[m].room), "")
                     if not rm:
-                        path = r.detail.split(" ", 1)[-1]
+                        path = _request_line(r).split(" ", 1)[-1]
                         parts = path.strip("/").split("/")
                         if len(parts) >= 4 and parts[2] == "r":
                             rm = f"mimi://{parts[1]}/r/{parts[3]}"
                     a = Arrow(r.node, r.peer, r.t_ms, None, ep + (f" {content}" if content else ""), "net.drop",
                               True, int(r.seq), room=rm, msg_id=r.msg_id, req_id=rid, retry=retry_of.get(rid, 0),
                               epoch=msgs[r.msg_id].epoch if r.msg_id in msgs else -1,
-                              summary=f"{r.detail}" + (f" carrying {content}" if content else ""),
+                              summary=_request_line(r) + (f" carrying {content}" if content else ""),
                               fields={"send": _row_fields(r)})
                     http[(rid, "req")] = a
                 arrows.append(a)
             else:
                 a = _stream_arrow(r, msgs, pending_content, client_req, outstanding)
                 arrows.append(a)
-                stream[(r.node, r.peer, r.detail, r.msg_id)].append(a)
+                stream[(r.node, r.peer, _item(r), r.msg_id)].append(a)
                 in_flight[(r.node, r.peer)].append(a)
                 last_stream[(r.node, r.peer)] = a
         elif k in ("net.deliver", "net.duplicate"):
             rid = int(r.req_id)
             if rid >= 0 and not _is_client(r.node) and not _is_client(r.peer):
-                key = (rid, "resp" if r.detail == "response" else "req")
+                key = (rid, "resp" if _is_response(r) else "req")
                 a0 = http.get(key)
                 if key[1] == "resp":
                     # a duplicated request is served twice: one response per copy, in order
@@ -755,20 +788,20 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
                                 fields={"send": a0.fields.get("send", {}), "receive": _row_fields(r)})
                     arrows.append(dup)
             else:
-                q = stream.get((r.peer, r.node, r.detail, r.msg_id))
+                q = stream.get((r.peer, r.node, _item(r), r.msg_id))
                 if q:
                     a0 = q.popleft()
                     in_flight[(a0.src, a0.dst)].remove(a0)
                     a0.t_recv, a0.kind = r.t_ms, "net.deliver"
                     a0.fields["receive"] = _row_fields(r)
-                    ep = _RELAYED.get(r.detail)
+                    ep = _RELAYED.get(_item(r))
                     if ep and _is_client(r.peer):
                         relay[(r.node, ep)].append(a0.msg_id)
-                    if r.detail == "reply" and _is_client(r.node):
+                    if _item(r) == "reply" and _is_client(r.node):
                         _reply_outcome(a0, tr, pos)
         elif k == "net.drop":
             rid = int(r.req_id)
-            reason = r.detail or "loss"
+            reason = _drop_reason(r)
             if rid >= 0 and not _is_client(r.node) and not _is_client(r.peer):
                 resp_a = http.get((rid, "resp"))
                 a0 = resp_a if resp_a is not None and resp_a.src == r.node else http.get((rid, "req"))
@@ -816,7 +849,7 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
         elif k in ("fault.partition", "fault.offline", "fault.degrade"):
             kind = k.split(".")[1]
             desc = r.detail.split(" ", 2)[-1] if r.detail else kind
-            key2 = (kind, r.detail)
+            key2 = (kind, str(_typed(r, "fault_id") or r.detail))
             if r.status == "start":
                 lanes_: tuple[str, ...] = (r.node,) if r.node and kind == "offline" else ()
                 open_window[key2] = (r.t_ms, int(r.seq), desc, lanes_)
@@ -842,7 +875,7 @@ def _stream_arrow(r: Any, msgs: dict[str, _Msg], pending: dict[str, str],
                   client_req: dict[tuple[str, float, str], tuple[int, str]],
                   outstanding: dict[str, deque[tuple[str, str, str]]]) -> Arrow:
     """An arrow between a client and its provider (draft: [[ double brackets ]])."""
-    src, dst, op = r.node, r.peer, r.detail
+    src, dst, op = r.node, r.peer, _item(r)
     room, mid, summary = "", r.msg_id, ""
     if _is_client(src):
         rid, room = client_req.get((src, r.t_ms, op), (-1, ""))
