@@ -294,3 +294,22 @@ def test_shrinking_keeps_the_failure_and_drops_irrelevant_faults(monkeypatch: py
     assert res["franks_verify"] and len(world.plan.faults) == 2
     small, runs = shrink(scn, 1, "franks_verify", world.plan)
     assert small.faults == [] and runs <= 4
+
+
+#: Mutations no invariant can catch yet, and why (docs/invariants.md, "Not built yet").
+KNOWN_ESCAPES = {
+    "no application signature check": "needs an in-group adversary forging application messages (issue 11 item 3)",
+    "past epochs' secrets never deleted": "needs a forward-secrecy probe (state-compromise adversary, item 3)",
+}
+
+
+@pytest.mark.slow
+def test_matrix_catch_rate() -> None:
+    """Every mutation of tests/mutations.py over the configuration matrix
+    (3 seeds per configuration): all but the known escapes are caught.
+    ``python -m tests.mutation_matrix`` prints the same with timings."""
+    from tests.mutation_matrix import catch_rate
+
+    res = catch_rate(3)
+    escaped = {r.mutation for r in res if not r.caught}
+    assert escaped <= set(KNOWN_ESCAPES), escaped - set(KNOWN_ESCAPES)
