@@ -619,7 +619,8 @@ class ClientDrop(_TextEvent):
 @_event("client.gap")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientGap(_TextEvent):
-    """``status``: empty (buffered ahead of a gap), resync, waitProposals, stuck."""
+    """``status``: empty (buffered ahead of a gap), resync, waitProposals, stuck; restore,
+    restored, restoreRefused (a commit given back to a hub that lost it)."""
 
 
 @_event("client.join")

@@ -78,6 +78,11 @@ def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFram
             ("attacks unanswered", n("adversary.unanswered"), "attacks"),
             ("attacks accepted (must be 0)", n("adversary.accepted"), "attacks"),
         ]
+        adv = trace[trace["kind"].str.startswith("adversary.")]
+        for attack in sorted(set(adv["attack"].dropna())):
+            a = adv.loc[adv["attack"] == attack, "kind"].value_counts()
+            rows += [(f"attack {attack}: {what}", int(a.get(f"adversary.{kind}", 0)), "attacks")
+                     for what, kind in (("tried", "attempt"), ("refused", "rejected"), ("accepted", "accepted"))]
     return pd.DataFrame({"metric": [r[0] for r in rows], "value": [float(r[1]) for r in rows],
                          "unit": [r[2] for r in rows]})
 

@@ -826,6 +826,10 @@ class HubRoom:
                 raise refuse(W.SubmitMessageResponse.not_allowed(), verdict.reason)
             role = roles.get(sender, W.RoleIndex.no_role)
             seen = self.recent_submits.get(mid[0])
+            if seen is not None and seen[0] != from_domain:
+                # The same bytes from another provider: a replay, not a retry
+                # (as for commits, see _update_commit).
+                raise refuse(W.SubmitMessageResponse.not_allowed(), f"a replay of {seen[0]}'s message")
             if seen is not None and seen[0] == from_domain:
                 return self._accepted(
                     MimiResponse(200, seen[1], "accepted"), [],

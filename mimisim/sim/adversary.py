@@ -43,8 +43,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mimisim import events as E
+from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
+from mimisim.mimi.client.content import SALT_LEN, MimiContent, encode_mimi_content
+from mimisim.mimi.client.roomstate import epoch_of
 from mimisim.mimi.endpoints import Endpoint
+from mimisim.mimi.hub import msg_id_of
 from mimisim.mimi.identity import group_id_of_room, hub_of_room
 from mimisim.mimi.keystore import encode_upload
 from mimisim.mimi.transport import (
@@ -56,14 +60,16 @@ from mimisim.mimi.transport import (
     MimiResponse,
     Outcome,
 )
+from mimisim.mls.group import ApplicationMessage, StagedCommit
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
-from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation
+from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation, SenderType
 from mimisim.sim.http import ExchangeResult, RetryPolicy
 from mimisim.sim.links import wire_size
 from mimisim.sim.rng import protocol_random, stream
 
 if TYPE_CHECKING:
+    from mimisim.mimi.client import ClientCore
     from mimisim.mls.group import Group
     from mimisim.sim.world import World
 
@@ -99,6 +105,29 @@ class _Pending:
     peer: str
     room: str
     judge: Callable[[int, str, bytes], bool] | None = None
+    #: An application message the hub may accept without harm (it cannot read
+    #: it): when it does, the receivers judge it at the end (:meth:`Adversaries.finish`).
+    #: ``(msg id, rule)``; rule ``no_delivery`` (no member may deliver it) or
+    #: ``no_second_delivery`` (no member may deliver it twice).
+    receivers: tuple[str, str] | None = None
+
+
+@dataclass
+class _Shadow:
+    """A captured copy of a victim's group, fed the traffic the victim gets."""
+
+    n: int
+    group: Group
+    leaf: int
+    key: bytes  # the victim's leaf encryption key when captured
+    epoch: int
+    read_before: int = 0  # application messages it decrypted while the leaf was the captured one
+    read_after: int = 0  # ... after the leaf changed (post-compromise security broken)
+    locked_out: int | None = None  # the epoch it could not follow
+    #: Why: "update" (the victim's own commit: its new leaf secrets are out of
+    #: reach, the defence working), "commit" (another member's commit it failed
+    #: to process), "gap" (a commit in flight when it captured, never seen).
+    why: str = ""
 
 
 @dataclass
@@ -109,17 +138,20 @@ class Adversaries:
     attempts: int = 0
     pending: dict[int, _Pending] = field(default_factory=dict)
     withheld: list[tuple[int, str, str, str, float]] = field(default_factory=list)  # id, provider, room, mid, t
+    judged: list[tuple[int, str, str]] = field(default_factory=list)  # id, msg id, rule (see _Pending.receivers)
+    shadows: list[_Shadow] = field(default_factory=list)
 
     # ---------------------------------------------------------------- recording
 
     def _attempt(self, attack: str, node: str, peer: str, room: str, detail: str,
-                 judge: Callable[[int, str, bytes], bool] | None = None) -> int:
+                 judge: Callable[[int, str, bytes], bool] | None = None,
+                 receivers: tuple[str, str] | None = None) -> int:
         self.attempts += 1
         n = self.attempts
         w = self.world
         w.trace.record(w.env.now, E.AdversaryAttempt(peer=peer, room=room, req_id=n, status=attack, attack=attack,
                                                      text=detail), node)
-        self.pending[n] = _Pending(attack, node, peer, room, judge)
+        self.pending[n] = _Pending(attack, node, peer, room, judge, receivers)
         return n
 
     def _outcome(self, n: int, status: int | None, code: str = "", body: bytes = b"") -> None:
@@ -132,6 +164,12 @@ class Adversaries:
                                                             attack=p.attack), p.node)
             return
         ok = p.judge(status, code, body) if p.judge is not None else _accepted(status, code)
+        if ok and p.receivers is not None:
+            # The hub took it (it cannot read an application message); the
+            # members must refuse it. Judged at the end from their rows.
+            self.judged.append((n, *p.receivers))
+            self.pending[n] = p
+            return
         cls = E.AdversaryAccepted if ok else E.AdversaryRejected
         w.trace.record(w.env.now, cls(peer=p.peer, room=p.room, req_id=n, status=code or str(status), attack=p.attack,
                                       http_status=status), p.node)
@@ -185,6 +223,8 @@ class Adversaries:
             env.process(self._client(c, i))
         for i, m in enumerate(adv.malformed):
             env.process(self._malformed(m, i))
+        for i, c in enumerate(adv.compromises):
+            env.process(self._compromise(c, i))
 
     def finish(self) -> None:
         """Judge the withheld commits; everything still in flight is unanswered."""
@@ -215,8 +255,69 @@ class Adversaries:
             w.trace.record(w.env.now, cls(peer=p.peer, room=p.room, req_id=n,
                                           status="detected" if all(noticed) else "undetected", attack=p.attack,
                                           text=mid), p.node)
+        delivered: dict[str, dict[str, int]] = {}  # msg id -> client -> deliveries
+        for k, node, m in zip(trace["kind"], trace["node"], trace["msg_id"], strict=True):
+            if k == "client.deliver" and m:
+                d = delivered.setdefault(m, {})
+                d[node] = d.get(node, 0) + 1
+        for n, mid, rule in self.judged:
+            p = self.pending.pop(n, None)
+            if p is None:
+                continue
+            got = delivered.get(mid, {})
+            bad = any(c > 1 for c in got.values()) if rule == "no_second_delivery" else bool(got)
+            cls = E.AdversaryAccepted if bad else E.AdversaryRejected
+            status = ("deliveredTwice" if rule == "no_second_delivery" else "delivered") if bad else "refusedByMembers"
+            w.trace.record(w.env.now, cls(peer=p.peer, room=p.room, req_id=n, status=status, attack=p.attack,
+                                          text=f"{mid} accepted by the hub; {sum(got.values())} delivery(ies)"),
+                           p.node)
+        for sh in self.shadows:
+            p = self.pending.pop(sh.n, None)
+            if p is None:
+                continue
+            what = (f"captured at epoch {sh.epoch}; read {sh.read_before} message(s) before the leaf was "
+                    f"updated, {sh.read_after} after; "
+                    + (f"locked out at epoch {sh.locked_out} ({sh.why})" if sh.locked_out is not None
+                       else "never locked out"))
+            if sh.read_after:
+                w.trace.record(w.env.now, E.AdversaryAccepted(peer=p.peer, room=p.room, req_id=sh.n,
+                                                              status="readAfterUpdate", attack=p.attack, text=what),
+                               p.node)
+            elif sh.why == "update" and self._leaf_updated(p.peer, p.room, sh):
+                w.trace.record(w.env.now, E.AdversaryRejected(peer=p.peer, room=p.room, req_id=sh.n,
+                                                              status="lockedOut", attack=p.attack, text=what),
+                               p.node)
+            else:
+                # Nothing to judge: the victim never updated its leaf while the
+                # copy followed, or the copy lost track for another reason.
+                status = "notUpdated" if not sh.why else f"lostTrack:{sh.why}"
+                w.trace.record(w.env.now, E.AdversaryUnanswered(peer=p.peer, room=p.room, req_id=sh.n,
+                                                                status=status, attack=p.attack, text=what),
+                               p.node)
         for n in sorted(self.pending):
             self._outcome(n, None)
+
+    def _leaf_updated(self, client: str, room: str, sh: _Shadow) -> bool:
+        """Whether the victim's leaf is no longer the captured one (updated,
+        or the client left the group or resynced into a new leaf)."""
+        g = self.world.clients[client].core.group(room)
+        if g is None or not self.world.clients[client].core.is_member(room) or g.own_leaf != sh.leaf:
+            return True
+        leaf = g.tree.leaf(sh.leaf)
+        return leaf is None or leaf.encryption_key != sh.key
+
+    def _observe(self, provider: str, fn: Callable[[Outcome], None]) -> None:
+        """Watch the outcomes of a provider's core (its Delivers, requests):
+        the node's declared ``action_filter`` hook, chained so that an earlier
+        filter (``withhold_fanout``) keeps its say."""
+        node = self.world.providers[provider]
+        prev = node.action_filter
+
+        def observe(out: Outcome) -> Sequence[Action]:
+            fn(out)
+            return prev(out) if prev is not None else out.actions
+
+        node.action_filter = observe
 
     # ---------------------------------------------------------------- malicious follower
 
@@ -257,10 +358,20 @@ class Adversaries:
                             return [d for d in out.actions if not (isinstance(d, Deliver) and d.msg_id == a.msg_id)]
             return out.actions
 
-        node.action_filter = withhold
+        prev_filter = node.action_filter
+
+        def withhold_chained(out: Outcome) -> Sequence[Action]:
+            kept = withhold(out)
+            if prev_filter is None:
+                return kept
+            inner = prev_filter(out)
+            return [a for a in kept if a in inner]
+
+        node.action_filter = withhold_chained
         followers = sorted({scn.users[u].provider for u in scn.rooms[spec.room].participants} - {me, hub})
         victim = followers[0] if followers else hub
         attacks = list(spec.attacks)
+        spoofs = 0  # spoof_from alternates its two forms by its own count (not by ev)
         ticks = self._ticks(spec, f"follower:{index}")
         for ev in ticks:
             if not isinstance(ev, int):
@@ -275,7 +386,8 @@ class Adversaries:
                 n = self._attempt(attack, me, victim, room, f"an old /notify of {hub} replayed as {me}")
                 w.env.process(self._http(n, me, req, gen))
             elif attack == "spoof_from":
-                if captured and ev % 2 == 0:
+                spoofs += 1
+                if captured and spoofs % 2 == 1:
                     req = MimiRequest(Endpoint.NOTIFY, room, hub, victim, captured[-1])
                     what = f"/notify to {victim} claiming From: {hub}"
                     target = victim
@@ -331,6 +443,23 @@ class Adversaries:
         rng = protocol_random(w.seed, f"adversary client {index}")
         old: list[Any] = []  # snapshots of the attacker's group, oldest first
         attacks = list(spec.attacks)
+        seen: list[MLSMessage] = []  # application messages its provider delivered to it (the last 16)
+
+        def capture(out: Outcome) -> None:
+            for a in out.actions:
+                if isinstance(a, Deliver) and a.client == uri and a.room == room:
+                    try:
+                        fm = W.FanoutMessage.decode(a.body)
+                    except Exception:  # noqa: BLE001 - not ours to judge
+                        continue
+                    if fm.kind == W.MessageKind.application:
+                        seen.append(fm.message)
+                        del seen[:-16]
+
+        if {"replay_message"} & set(attacks):
+            self._observe(node.provider.domain, capture)
+        forged = 0  # forge_sender alternates the sendingUri it claims
+        stale_apps = 0  # old_epoch_state alternates the epoch in the header
         for ev in self._ticks(spec, f"client:{index}"):
             if not isinstance(ev, int):
                 yield ev
@@ -381,6 +510,48 @@ class Adversaries:
                                   f"a commit on epoch {old[0].epoch} (room at {group.epoch})")
                 self._client_send(n, uri, ClientOp.update, room, body)
 
+            elif attack == "forge_sender" and member:
+                assert group is not None
+                others = sorted(u for u in core.participants(room) if u != core.user_uri)
+                if not others:
+                    continue
+                victim = others[0]
+                forged += 1
+                # Content in the victim's name, signed (MLS) with the attacker's
+                # own leaf key: members must see the leaf is not the victim's.
+                content = encode_mimi_content(MimiContent(rng.random_bytes(SALT_LEN), victim, room, "forged"))
+                msg = group.protect(content, F.add_frank_aad(content))  # its real state: the generation is spent
+                same = victim.split("/u/")[0] == core.user_uri.split("/u/")[0]
+                claim = victim if forged % 2 == 0 and same else core.user_uri
+                submit = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(claim))
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"a message in {victim}'s name signed with its own key (sendingUri {claim})",
+                                  receivers=(msg_id_of(msg.encode()), "no_delivery"))
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
+            elif attack == "replay_message" and member and seen:
+                msg = seen[-1]
+                submit = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(core.user_uri))
+                mid = msg_id_of(msg.encode())
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"another member's application message {mid} submitted again as its own",
+                                  receivers=(mid, "no_second_delivery"))
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
+            elif attack == "old_epoch_state" and member and len(old) > 1:
+                assert group is not None
+                g = copy.deepcopy(old[0])
+                stale_apps += 1
+                content = encode_mimi_content(MimiContent(rng.random_bytes(SALT_LEN), core.user_uri, room, "old"))
+                msg = g.protect(content, F.add_frank_aad(content))
+                honest = stale_apps % 2 == 1
+                if not honest:
+                    msg = self._current(msg, room)  # claims the current epoch, encrypted under the old one
+                submit = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(core.user_uri))
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"a message from its kept state of epoch {g.epoch} (room at {group.epoch}), "
+                                  f"header epoch {msg.body.epoch}",
+                                  receivers=(msg_id_of(msg.encode()), "no_delivery"))
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
+
     def _current(self, msg: MLSMessage, room: str) -> MLSMessage:
         """Write the room's current epoch into a PrivateMessage's clear header
         (an attacker learns it from any GroupInfo or fanout), so the hub's
@@ -389,6 +560,87 @@ class Adversaries:
         if hub is not None:
             msg.body.epoch = hub.epoch
         return msg
+
+    # ---------------------------------------------------------------- state compromise
+
+    def _compromise(self, spec: Any, index: int) -> Generator:
+        """Capture the victim's group at each tick; feed every copy the
+        room's traffic the victim's provider delivers to the victim."""
+        w = self.world
+        scn = w.scenario
+        uri = scn.client(spec.client).uri
+        room = scn.room_uri(spec.room)
+        victim = w.clients[uri]
+        mine: list[_Shadow] = []
+
+        def feed(out: Outcome) -> None:
+            for a in out.actions:
+                if not (isinstance(a, Deliver) and a.client == uri and a.room == room) or not mine:
+                    continue
+                try:
+                    fm = W.FanoutMessage.decode(a.body)
+                except Exception:  # noqa: BLE001 - not ours to judge
+                    continue
+                for sh in mine:
+                    self._shadow_step(sh, fm, victim.core, room)
+
+        self._observe(victim.provider.domain, feed)
+        for ev in self._ticks(spec, f"compromise:{index}"):
+            if not isinstance(ev, int):
+                yield ev
+                continue
+            g = victim.core.group(room)
+            if g is None or not victim.core.is_member(room):
+                continue
+            leaf = g.tree.leaf(g.own_leaf)
+            assert leaf is not None
+            n = self._attempt("state_compromise", uri, uri, room,
+                              f"captures {uri}'s state at epoch {g.epoch} and reads the room's later traffic")
+            sh = _Shadow(n, copy.deepcopy(g), g.own_leaf, leaf.encryption_key, g.epoch)
+            mine.append(sh)
+            self.shadows.append(sh)
+
+    def _shadow_step(self, sh: _Shadow, fm: W.FanoutMessage, victim: ClientCore, room: str) -> None:
+        """One delivery to a captured copy: follow a commit, or decrypt an
+        application message (counted by whether the victim's leaf in the
+        copy's view is still the captured one)."""
+        if sh.locked_out is not None:
+            return
+        g = sh.group
+        ep = epoch_of(fm.message) if fm.kind in (W.MessageKind.commit, W.MessageKind.application) else None
+        if ep is None or ep < g.epoch:
+            return
+        if ep > g.epoch:
+            # A commit it never saw came before. The victim's provider does not
+            # hand a client its own commit back, so this is usually the
+            # victim's update: its leaf in the victim's view of the next epoch.
+            real = victim.group(room)
+            nxt = None
+            if real is not None:
+                nxt = real.tree if real.epoch == g.epoch + 1 else real.past_tree(g.epoch + 1)
+            leaf = nxt.leaf(sh.leaf) if nxt is not None and sh.leaf < nxt.n_leaves else None
+            sh.locked_out = g.epoch
+            sh.why = "update" if nxt is not None and (leaf is None or leaf.encryption_key != sh.key) else "gap"
+            return
+        own = False
+        if fm.kind == W.MessageKind.commit:
+            sender = fm.message.body.content.sender
+            own = sender.sender_type == SenderType.member and sender.leaf_index == sh.leaf
+        try:
+            res = g.process(fm.message)
+            if isinstance(res, StagedCommit):
+                g.merge(res)
+                return
+        except Exception:  # noqa: BLE001 - a failure to read is what the attacker gets
+            if fm.kind == W.MessageKind.commit:
+                sh.locked_out, sh.why = g.epoch, "update" if own else "commit"
+            return
+        if isinstance(res, ApplicationMessage):
+            leaf = g.tree.leaf(sh.leaf) if sh.leaf < g.tree.n_leaves else None
+            if leaf is not None and leaf.encryption_key == sh.key:
+                sh.read_before += 1
+            else:
+                sh.read_after += 1
 
     # ---------------------------------------------------------------- malformed bodies
 

@@ -53,7 +53,9 @@ KINDS: dict[str, str] = {
     "client.epoch": "a client's group moves to a new epoch",
     "client.retry": "a client retries after wrongEpoch",
     "client.drop": "a client ignores a stale or duplicate message",
-    "client.gap": "a client buffers a message that arrived ahead of a missing one",
+    "client.gap": ("a client is behind or the hub is: status empty (buffered ahead of a missing message), "
+                   "waitProposals, stuck, resync; restore / restored / restoreRefused (the client gives back its "
+                   "accepted commit to a hub that lost it in a lagging failover)"),
     "client.join": "a client joined a room (Welcome or external commit)",
     "client.leave": "a client asked to leave a room",
     "client.error": "a client could not process something it received",
@@ -69,9 +71,11 @@ KINDS: dict[str, str] = {
     "fault.effect": "at the end: whether a fault affected any exchange (status: bit | harmless)",
     # adversaries (mimisim.sim.adversary); req_id numbers the attempt, its outcome row has the same
     "adversary.attempt": "an adversary tries an attack (status: the attack's name)",
-    "adversary.rejected": "the target refused it (status: HTTP status or protocol code; withholding: detected)",
+    "adversary.rejected": ("the target refused it (status: HTTP status or protocol code; withholding: detected; "
+                           "an application message the hub took: refusedByMembers; a captured state: lockedOut)"),
     "adversary.accepted": "the target took it: a protocol failure (must never happen)",
-    "adversary.unanswered": "no answer (lost on the way, or the target was down)",
+    "adversary.unanswered": ("no answer (lost on the way, or the target was down); a captured state with "
+                             "nothing to judge: notUpdated, lostTrack:<why>"),
     # run
     "run.start": "the run begins",
     "run.end": "the run ends",

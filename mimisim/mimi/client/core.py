@@ -363,6 +363,14 @@ class ClientCore:
         if what == "left":
             return step.freeze()
         r = self._rooms.get(room)
+        if what == "restore":
+            if r is not None:
+                try:
+                    self.replies.on_restore_reply(r, reply, now_ms, step)
+                    self.engine.finish(r, now_ms, step)
+                except PROTOCOL_ERRORS as e:  # bytes a peer sent; a bug propagates
+                    step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
+            return step.freeze()
         op = r.queue[0] if r is not None and r.queue else None
         if r is None or op is None or op.id != op_id or op.request_id != reply.request_id:
             step.drop(room, None, "", "staleReply", f"{what} reply for an abandoned operation")

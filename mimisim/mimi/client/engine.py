@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from mimisim.mimi.client.core import ClientCore
 
 
+#: How long an operation refused by a hub behind the client waits per attempt
+#: before it is rebuilt (the hub is learning the lost commit back meanwhile).
+HUB_BEHIND_WAIT_MS = 500
+
+
 class OperationEngine:
     """Runs each room's queue of :class:`Op` s for one :class:`ClientCore`."""
 
@@ -201,12 +206,43 @@ class OperationEngine:
         op.wait_refs = list(refs) if after and refs else None
         op.wait_from_epoch = g.epoch if g is not None else -1
         delay = rs.wait_ms(op.attempts, self.core.uniform)
+        if hub_epoch is not None and hub_epoch < op.sent_epoch:
+            # The hub is behind us (a lagging failover lost a commit we
+            # processed): nothing we receive will say when it caught up, so
+            # wait a while for the commit's restore before rebuilding.
+            delay = max(delay, HUB_BEHIND_WAIT_MS * op.attempts)
         op.backoff_timer = self.timer(step, now_ms + delay, "retry", r.uri, op.id) if delay > 0 else None
         step.emit(E.ClientRetry(
             room=r.uri, epoch=hub_epoch if hub_epoch is not None else (g.epoch if g else None), msg_id=op.msg_id,
             status=why, peer=op.target, operation=op.kind.value, attempt=op.attempts + 1,
             max_attempts=rs.max_attempts, wait_epoch=op.wait_epoch,
             wait_proposals=len(op.wait_refs) if op.wait_refs else None, delay_ms=delay))
+
+    # ------------------------------------------------------------ lagging failover
+
+    def restore(self, r: Room, hub_epoch: int, now_ms: int, step: StepBuilder) -> None:
+        """The hub is at ``hub_epoch``, behind this client: a lagging standby
+        took over and lost the suffix that held the commit out of
+        ``hub_epoch``, which members had already processed. If that commit
+        was ours, send it again, unchanged: it is a valid commit for the
+        hub's epoch, so the hub validates and accepts it like any other and
+        fans it out again (members drop it as a duplicate), and the room
+        goes on on the branch every member is on. [P]/[P6] Fanout: a
+        ``success`` is "a commitment from the hub provider that the message
+        will eventually be distributed", and clients "need to be prepared to
+        receive the client's (effectively duplicate) message ... during
+        failover" (docs/mimi-choices.md, "Lagging failover"). One restore in
+        flight at a time (re-sent after a second without an answer)."""
+        g = r.group
+        if g is None or not g.active or r.removed or hub_epoch >= g.epoch or hub_epoch not in r.restorable:
+            return
+        if r.restoring is not None and r.restoring[0] == hub_epoch and now_ms - r.restoring[1] < 1000:
+            return
+        mid, body = r.restorable[hub_epoch]
+        r.restoring = (hub_epoch, now_ms)
+        self.request(step, ClientOp.update, r.uri, 0, "restore", body)
+        step.gap(r.uri, hub_epoch, mid, "restore",
+                 f"the hub is at epoch {hub_epoch}, we are at {g.epoch}: giving back our commit {mid}")
 
     # ------------------------------------------------------------ timers
 

@@ -20,8 +20,8 @@ from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
-from mimisim.mimi.client.content import ContentError, decode_mimi_content
-from mimisim.mimi.client.operations import MAX_BUFFERED, OpKind, Room, Stage
+from mimisim.mimi.client.content import ContentError, MimiContent, decode_mimi_content
+from mimisim.mimi.client.operations import MAX_BUFFERED, RESTORABLE, OpKind, Room, Stage
 from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
     client_of_leaf,
@@ -42,6 +42,14 @@ from mimisim.mls.structs import MLSMessage, RatchetTreeRepresentation
 if TYPE_CHECKING:
     from mimisim.mimi.client.core import ClientCore
     from mimisim.mimi.client.engine import OperationEngine
+
+
+def sender_matches(content: MimiContent, sender_user: str, room_uri: str) -> bool:
+    """[P6] "Receiver verification of frank": the content's senderUri must be
+    the user of the sender's leaf credential (the MLS signature says who
+    sent it) and its roomUri the room it arrived in; otherwise a member
+    could write in another's name with its own key."""
+    return content.sender_uri == sender_user and content.room_uri == room_uri
 
 
 class Inbound:
@@ -196,6 +204,12 @@ class Inbound:
             return
         step.emit(epoch_event(r, via, mid, operation=operation, committer=committer))
         r.own_commits = {k: v for k, v in r.own_commits.items() if v.epoch > g.epoch}
+        sent = r.commit_bodies.pop(mid, None)
+        if sent is not None and via in ("own_commit", "own_echo"):
+            r.restorable[sent[0]] = (mid, sent[1])
+            while len(r.restorable) > RESTORABLE:
+                del r.restorable[min(r.restorable)]
+        r.commit_bodies = {k: v for k, v in r.commit_bodies.items() if v[0] >= g.epoch}
         if external_proposals:
             # The hub's proposals for the new epoch, stapled to the commit ([P6] Fanout).
             self.on_proposals(r, list(external_proposals), mid, now_ms, step)
@@ -219,6 +233,8 @@ class Inbound:
             elif op.kind != OpKind.JOIN:
                 self.engine.fail(step, r, op, "removed from the room", "removed")
         r.own_commits.clear()
+        r.commit_bodies.clear()
+        r.restorable.clear()
         r.pending_timer = None
 
     def on_proposals(self, r: Room, messages: list[MLSMessage], mid: str, now_ms: int, step: StepBuilder) -> None:
@@ -278,7 +294,7 @@ class Inbound:
         except ContentError as e:
             step.drop(r.uri, ep, mid, "badContent", str(e)[:200], sender_client)
             return
-        if content.sender_uri != sender_user or content.room_uri != r.uri:
+        if not sender_matches(content, sender_user, r.uri):
             step.drop(r.uri, ep, mid, "senderMismatch",
                     f"content claims {content.sender_uri} in {content.room_uri}", sender_client)
             return

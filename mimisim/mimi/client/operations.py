@@ -123,6 +123,10 @@ class Op:
     staged: StagedCommit | None = None
     proposal_refs: list[bytes] = field(default_factory=list)
     merged: bool = False
+    # The epoch its last commit, proposals or message was built at: a hub
+    # that answers with an older current epoch has lost state (it cannot be
+    # behind an epoch it accepted a commit into), see OperationEngine.restore.
+    sent_epoch: int = -1
     # Retry conditions.
     wait_epoch: int | None = None
     wait_refs: list[bytes] | None = None
@@ -177,6 +181,15 @@ class Room:
     # Gap detection: the epoch the client was stuck at when the gap timer was armed.
     gap_timer: int | None = None
     gap_epoch: int = -1
+    # Lagging-failover recovery: the bodies of this client's commits in
+    # flight (msg id -> (epoch from, UpdateRequest body)), and of those the
+    # hub accepted (epoch from -> (msg id, body)), the last RESTORABLE of
+    # them. A hub that lost an accepted commit (its standby lagged) learns it
+    # back from them; see ``OperationEngine.restore``.
+    commit_bodies: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    restorable: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    # The epoch of the last restore sent, and when (one in flight at a time).
+    restoring: tuple[int, int] | None = None
 
     @property
     def member(self) -> bool:
@@ -243,6 +256,10 @@ class RetryStrategy:
 
 
 PENDING_STRATEGIES = ("immediate_commit", "random_delay")
+
+#: How many of its own accepted commits a client keeps to give back to a
+#: hub that lost them (a lagging failover loses a suffix of the hub's log).
+RESTORABLE = 8
 
 #: Deliveries a room may hold back (future epochs, or before the client has
 #: the group). Beyond that they are dropped: a gap that never fills must not

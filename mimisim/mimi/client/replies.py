@@ -124,6 +124,8 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
+            if resp.current_epoch < op.sent_epoch:
+                self.engine.restore(r, resp.current_epoch, now_ms, step)
             self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", refs=resp.invalid_proposals or [])
@@ -156,6 +158,8 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
+            if resp.current_epoch < op.sent_epoch:
+                self.engine.restore(r, resp.current_epoch, now_ms, step)
             self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", hub_epoch=g.epoch + 1)
@@ -172,7 +176,30 @@ class ReplyHandler:
         elif resp.status_code == W.SubmitResponseCode.epochTooOld:
             self.engine.retry(r, op, now_ms, step, "epochTooOld", hub_epoch=resp.current_epoch)
         else:
+            # notAllowed names no epoch, and one of its causes is "an MLS
+            # epoch more recent than the hub's" ([P] Submit a Message): a hub
+            # that lost our commit into this epoch. Give it back (harmless
+            # otherwise: the hub answers wrongEpoch or duplicate).
+            if r.group is not None and r.group.active:
+                self.engine.restore(r, r.group.epoch - 1, now_ms, step)
             self.engine.fail(step, r, op, "notAllowed", "notAllowed")
+
+    def on_restore_reply(self, r: Room, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        """The hub's answer to a commit given back (``OperationEngine.restore``):
+        on ``wrongEpoch`` naming an epoch still behind ours, or on success,
+        give back our commit out of the hub's epoch now, if we hold one."""
+        ep = r.restoring[0] if r.restoring is not None else None
+        r.restoring = None
+        resp = W.UpdateRoomResponse.decode(reply.body) if reply.status == 200 else None
+        code = resp.response_code if resp is not None else None
+        answer = W.UpdateResponseCode(code).name if code is not None else reply.code or str(reply.status)
+        mid = r.restorable[ep][0] if ep is not None and ep in r.restorable else ""
+        step.gap(r.uri, ep, mid, "restored" if code == W.UpdateResponseCode.success else "restoreRefused",
+                 f"the hub answered {answer} to our commit from epoch {ep} given back")
+        if resp is not None and code == W.UpdateResponseCode.wrongEpoch and resp.current_epoch != ep:
+            self.engine.restore(r, resp.current_epoch, now_ms, step)
+        elif code == W.UpdateResponseCode.success and ep is not None:
+            self.engine.restore(r, ep + 1, now_ms, step)  # the hub may have lost our next commit too
 
     def on_group_info_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
         if reply.status != 200:
@@ -245,6 +272,8 @@ class ReplyHandler:
             if op.resync:
                 r.held.clear()
                 r.gap_epoch = -1
+            r.commit_bodies.clear()  # commits of the group we replaced
+            r.restorable.clear()
             r.own_msgs.add(op.msg_id)  # its echo is still to come: recognise it
             step.emit(epoch_event(r, "external_commit", op.msg_id, "joined"))
             return

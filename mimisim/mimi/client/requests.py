@@ -148,8 +148,10 @@ class RequestBuilder:
         encoded = out.message.encode()
         mid = msg_id_of(encoded)
         r.own_commits[mid] = out.staged
+        r.commit_bodies[mid] = (g.epoch, body)
         op.msg_id, op.staged, op.merged = mid, out.staged, False
         op.attempts += 1
+        op.sent_epoch = g.epoch
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "commit", body)
         self.engine.submitted(op)
         oc = out.staged.outcome
@@ -189,6 +191,7 @@ class RequestBuilder:
         op.msg_id = ids[0]
         op.attempts += 1
         body = W.UpdateRequest(W.HandshakeBundle.proposals(msgs[0], msgs[1:])).encode()
+        op.sent_epoch = g.epoch
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
         self.engine.submitted(op)
         step.emit(E.ClientPropose(room=r.uri, epoch=g.epoch, msg_id=ids[0], peer=self.core.user_uri,
@@ -216,6 +219,7 @@ class RequestBuilder:
         op.msg_id = mid
         op.attempts += 1
         body = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(self.core.user_uri)).encode()
+        op.sent_epoch = g.epoch
         op.request_id = self.engine.request(step, ClientOp.submit_message, r.uri, op.id, "submit", body)
         self.engine.submitted(op)
         step.emit(E.ClientSubmit(room=r.uri, epoch=g.epoch, msg_id=mid, attempt=op.attempts,

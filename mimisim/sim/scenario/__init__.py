@@ -102,6 +102,7 @@ from mimisim.sim.scenario.faults import (
     RandomOffline,
     RandomPartition,
     RestartFault,
+    StateCompromise,
 )
 from mimisim.sim.scenario.fields import (
     Bandwidth,
@@ -174,7 +175,7 @@ __all__ = [
     "AccessProfile", "Adversaries", "Backoff", "Bernoulli", "ClientAdversary", "ClientAttack", "ClientSpec",
     "CommitActivity", "Constant", "CostModel", "CrashFault", "Dedup", "DegradeFault", "DeviceActivity",
     "Distribution", "Empirical", "Exponential", "FailoverFault", "Fault", "Faults", "FollowerAdversary",
-    "FollowerAttack", "GilbertElliott", "LinkOverride", "LinkSpec", "LogNormal", "Loss", "MalformedAdversary",
+    "FollowerAttack", "GilbertElliott", "LinkOverride", "LinkSpec", "LogNormal", "Loss", "MalformedAdversary", "StateCompromise",
     "MembershipActivity", "MessageActivity", "NetworkSpec", "NoLoss", "OfflineFault", "OfflineWindow",
     "Outages", "Outputs", "Pareto", "PartitionFault", "PendingProposals", "Protocol", "ProviderSpec",
     "RandomCrash", "RandomDegrade", "RandomFailover", "RandomFaults", "RandomOffline", "RandomPartition",

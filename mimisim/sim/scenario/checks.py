@@ -266,6 +266,11 @@ def check_adversaries(c: _Checker) -> None:
         c.before_end((*loc, "start"), a.start)
         c.client((*loc, "client"), a.client)
         c.room((*loc, "room"), a.room)
+    for i, s in enumerate(adv.compromises):
+        loc = ("adversaries", "compromises", i)
+        c.before_end((*loc, "start"), s.start)
+        c.client((*loc, "client"), s.client)
+        c.room((*loc, "room"), s.room)
     for i, m in enumerate(adv.malformed):
         loc = ("adversaries", "malformed", i)
         c.before_end((*loc, "start"), m.start)

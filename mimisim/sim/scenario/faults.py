@@ -176,7 +176,7 @@ class Faults(_Model):
 
 FollowerAttack = Literal["replay_notify", "spoof_from", "tamper", "withhold_fanout"]
 ClientAttack = Literal["non_member_submit", "forged_signature", "after_removal", "reuse_key_package",
-                       "stale_epoch"]
+                       "stale_epoch", "forge_sender", "replay_message", "old_epoch_state"]
 _FOLLOWER_ATTACKS: tuple[FollowerAttack, ...] = get_args(FollowerAttack)
 _CLIENT_ATTACKS: tuple[ClientAttack, ...] = get_args(ClientAttack)
 
@@ -202,7 +202,9 @@ class FollowerAdversary(_Attacker):
 
 class ClientAdversary(_Attacker):
     """A malicious client: submits to a room it is not in, forges signatures, acts after its
-    user was removed, republishes a used KeyPackage, commits on a stale epoch."""
+    user was removed, republishes a used KeyPackage, commits on a stale epoch, sends an
+    application message in another member's name (signed with its own key), replays another
+    member's application message, and sends with a kept old epoch's state."""
 
     client: str
     """``user/device``, a unique device name, or its URI."""
@@ -210,7 +212,20 @@ class ClientAdversary(_Attacker):
     """The room it attacks (a key of ``rooms``)."""
     attacks: list[ClientAttack] = Field(
         default_factory=lambda: list(_CLIENT_ATTACKS), min_length=1)
-    """The attacks to try, in turn (default all five)."""
+    """The attacks to try, in turn (default all eight)."""
+
+
+class StateCompromise(_Attacker):
+    """An actor that captures a member client's whole state (keys, group secrets) at each of
+    its attempts, then tries to read the room's later traffic that reaches the client's
+    provider: it follows the commits it can and decrypts what it can. Reading before the
+    client's own leaf is updated is expected; reading a message of an epoch after that
+    update breaks post-compromise security (``adversary.accepted``)."""
+
+    client: str
+    """The victim: ``user/device``, a unique device name, or its URI."""
+    room: Name
+    """The room whose traffic it tries to read (a key of ``rooms``)."""
 
 
 class MalformedAdversary(_Attacker):
@@ -231,9 +246,11 @@ class Adversaries(_Model):
     """Malicious clients; default none."""
     malformed: list[MalformedAdversary] = Field(default_factory=list)
     """Senders of malformed request bodies; default none."""
+    compromises: list[StateCompromise] = Field(default_factory=list)
+    """State-compromise actors (post-compromise security probes); default none."""
 
     def any(self) -> bool:
-        return bool(self.followers or self.clients or self.malformed)
+        return bool(self.followers or self.clients or self.malformed or self.compromises)
 
 
 # ====================================================================== protocol, outputs, sweep

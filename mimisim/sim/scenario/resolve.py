@@ -62,6 +62,8 @@ def resolve_references(sc: Scenario) -> None:
         step.client = resolve(step.client)
     for a in sc.adversaries.clients:
         a.client = resolve(a.client)
+    for s in sc.adversaries.compromises:
+        s.client = resolve(s.client)
     for f in sc.faults.schedule:
         if isinstance(f, PartitionFault):
             for group in f.groups:
