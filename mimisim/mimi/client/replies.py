@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING
 
 from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
+from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.operations import Op, OpEvent, Room
 from mimisim.mimi.client.output import StepBuilder
-from mimisim.mimi.client.roomstate import epoch_event, fork_rng
+from mimisim.mimi.client.roomstate import (
+    epoch_event,
+    fork_rng,
+    participants_of,
+    pending_removed_users,
+    room_policy,
+)
 from mimisim.mimi.hub import msg_id_of
 from mimisim.mimi.identity import group_id_of_room
 from mimisim.mimi.transport import ClientOp, ClientReply
@@ -180,9 +187,19 @@ class ReplyHandler:
             # epoch more recent than the hub's" ([P] Submit a Message): a hub
             # that lost our commit into this epoch. Give it back (harmless
             # otherwise: the hub answers wrongEpoch or duplicate).
-            if r.group is not None and r.group.active:
-                self.engine.restore(r, r.group.epoch - 1, now_ms, step)
+            g = r.group
+            if g is not None and g.active and self._may_send(r, g):
+                self.engine.restore(r, g.epoch - 1, now_ms, step)
             self.engine.fail(step, r, op, "notAllowed", "notAllowed")
+
+    def _may_send(self, r: Room, g: Group) -> bool:
+        """Whether, by the room state this client holds, its user may send
+        (listed with a role holding canSendMessage, not being removed): only
+        then can a notAllowed mean that the hub is behind."""
+        role = dict(participants_of(g.extensions)).get(self.core.user_uri)
+        if role is None or self.core.user_uri in pending_removed_users(g):
+            return False
+        return P.may_send_message(room_policy(g.extensions), role)
 
     def on_restore_reply(self, r: Room, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
         """The hub's answer to a commit given back (``OperationEngine.restore``):
