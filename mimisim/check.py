@@ -367,7 +367,7 @@ def load_matrix(path: str | Path, seeds: int | None = None, start: int = 1) -> l
             covers: [dedup none]
 
     and check that every scenario loads with its overrides."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     file = Path(path)
     try:
@@ -583,7 +583,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``check`` to the ``mimisim`` command's subparsers."""
     from mimisim.sim.scenario_cli import add_set_option
 
