@@ -350,6 +350,7 @@ class DSErrorCode(enum.IntEnum):
     no_key_package = 8
     epoch_unavailable = 9
     rate_limited = 10
+    malformed = 11
 
 
 class DSError(Struct):
@@ -488,6 +489,7 @@ class DSFanoutErrorCode(enum.IntEnum):
     invalid_token = 2
     rate_limited = 3
     blocked = 4
+    malformed = 5
 
 
 class DSFanoutError(Struct):

@@ -1,0 +1,329 @@
+"""The DS profile's sans-IO cores with real MLS groups: the hub
+(mimisim.mimi.ds.hub) authenticating, validating, keeping past trees for
+Welcome joiners and fanning out per guest DS; the guest DS
+(mimisim.mimi.ds.guest) checking version, recipients and FanoutAuthTokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from mimisim.mimi.ds import wire as D
+from mimisim.mimi.ds.client import anonymous_request, group_update, sign_request
+from mimisim.mimi.ds.guest import DSGuest
+from mimisim.mimi.ds.hub import DSHub, HubResult, fanout_extension
+from mimisim.mimi.ds.tokens import make_token
+from mimisim.mls.crypto import DeterministicRandom, get_suite
+from mimisim.mls.group import ApplicationMessage, Group, StagedCommit
+from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package, default_capabilities
+from mimisim.mls.structs import (
+    Add,
+    Credential,
+    Extension,
+    ExtensionType,
+    ExternalSender,
+    ExternalSenders,
+    KeyPackage,
+    Proposal,
+    Remove,
+)
+
+SUITE = get_suite(1)
+HUB = "a.example"
+
+
+def domain_of(cid: bytes) -> str:
+    return cid.split(b"@", 1)[1].decode()
+
+
+def caps():  # type: ignore[no-untyped-def]
+    c = default_capabilities(SUITE)
+    c.extensions = [*c.extensions, D.FANOUT_AUTH_EXTENSION]
+    return c
+
+
+@dataclass
+class C:
+    cid: bytes
+    sig: bytes
+    kp: KeyPackage
+    priv: KeyPackagePrivate
+    group: Group | None = None
+
+
+class Net:
+    """A hub, one DSGuest per domain, clients; fanouts are delivered through the guests."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.rng = DeterministicRandom(seed, "ds-test")
+        self.guests = {d: DSGuest(d, f"key-{d}".encode()) for d in (HUB, "b.example", "c.example")}
+        self.kps: dict[bytes, KeyPackage] = {}
+        self.hub = DSHub(HUB, domain_of, key_package_store=lambda cid: self.kps.pop(cid, None))
+        self.hub_sig, hub_pub = SUITE.generate_signature_key_pair(self.rng.fork("hub"))
+        self.hub_pub = hub_pub
+        self.clients: dict[bytes, C] = {}
+        self.inbox: dict[bytes, list] = {}  # type: ignore[type-arg]
+
+    def client(self, cid: bytes, token: bool = True) -> C:
+        guest = self.guests[domain_of(cid)]
+        guest.add_client(cid)
+        sig, _ = SUITE.generate_signature_key_pair(self.rng.fork("sig" + cid.decode()))
+        exts = [fanout_extension(guest.token(cid))] if token else []
+        kp, priv = create_key_package(SUITE, Credential.basic(cid), sig, self.rng.fork("kp" + cid.decode()), extensions=exts)
+        c = C(cid, sig, kp, priv)
+        self.clients[cid] = c
+        self.inbox[cid] = []
+        return c
+
+    def create(self, creator: C, gid: bytes = b"room") -> None:
+        ext = [Extension(ExtensionType.external_senders,
+                         ExternalSenders([ExternalSender(self.hub_pub, Credential.basic(HUB.encode()))]).encode())]
+        creator.group = Group.create(SUITE, gid, creator.kp, creator.priv, self.rng.fork("g" + creator.cid.decode()), extensions=ext)
+        self.hub.create_group(creator.group.group_info(with_tree=True), None, creator.kp)
+
+    def deliver(self, res: HubResult) -> None:
+        for f in res.fanout:
+            gres = self.guests[f.domain].handle_fanout(f.request.encode())
+            assert gres.ok, gres.response
+            for cid, msg in gres.deliveries:
+                self.inbox[cid].append(msg)
+
+    def commit(self, c: C, proposals: list[Proposal], **kw: object) -> tuple[HubResult, object]:
+        g = c.group
+        assert g is not None
+        out = g.commit(proposals, **kw)  # type: ignore[arg-type]
+        welcomes = [out.welcome] if out.welcome is not None else []
+        req = sign_request(SUITE, c.sig, D.CommitRequest([group_update(out.message, out.group_info)], welcomes), g.own_leaf)
+        res = self.hub.handle(req.encode())
+        if res.ok:
+            g.merge_pending_commit()
+        else:
+            g.discard_pending_commit()
+        return res, out
+
+    def catch_up(self, c: C) -> list[bytes]:
+        got = []
+        assert c.group is not None
+        for m in self.inbox[c.cid]:
+            r = c.group.process(m)
+            if isinstance(r, StagedCommit):
+                c.group.merge(r)
+            elif isinstance(r, ApplicationMessage):
+                got.append(r.data)
+        self.inbox[c.cid] = []
+        return got
+
+
+def code(res: HubResult) -> D.DSErrorCode | None:
+    e = res.response.error
+    return None if e is None else e.code
+
+
+def leaf_of(tree: list, c: C) -> int:  # type: ignore[type-arg]
+    for x in range(0, len(tree), 2):
+        n = tree[x]
+        if n is not None and n.leaf.signature_key == c.kp.leaf_node.signature_key:
+            return x >> 1
+    raise KeyError(c.cid)
+
+
+def welcome_join(net: Net, c: C, epoch: int) -> None:
+    assert net.inbox[c.cid], "no Welcome delivered"
+    welcome = net.inbox[c.cid].pop(0)
+    gid = b"room"
+    tree = net.hub.groups[gid].past[epoch].tree if epoch in net.hub.groups[gid].past else net.hub.groups[gid].observer.ratchet_tree()
+    idx = leaf_of(tree, c)
+    res = net.hub.handle(sign_request(SUITE, c.sig, D.WelcomeInfoRequest(gid, epoch), idx).encode())
+    assert res.ok, res.response
+    info = res.response.response_body.body
+    assert isinstance(info, D.WelcomeInfo)
+    c.group = Group.join(welcome, c.kp, c.priv, net.rng.fork("join" + c.cid.decode()), ratchet_tree=info.ratchet_tree)
+
+
+@pytest.fixture
+def room() -> tuple[Net, C, C, C]:
+    """alice@a creates; she adds bob@b and carol@b without the tree in the Welcome."""
+    net = Net()
+    alice, bob, carol = net.client(b"alice@a.example"), net.client(b"bob@b.example"), net.client(b"carol@b.example")
+    net.create(alice)
+    res, _ = net.commit(alice, [Proposal.of(Add(bob.kp)), Proposal.of(Add(carol.kp))], ratchet_tree_in_welcome=False)
+    assert res.ok, res.response
+    # exactly one fanout: the Welcome, to b.example, for exactly bob and carol
+    assert [(f.domain, f.request.recipient_ids) for f in res.fanout] == [("b.example", [bob.cid, carol.cid])]
+    assert res.fanout[0].request.fanout_auth_tokens == [net.guests["b.example"].token(x) for x in (bob.cid, carol.cid)]
+    net.deliver(res)
+    return net, alice, bob, carol
+
+
+def test_welcome_joiners_get_the_tree_of_their_epoch_after_the_group_moved_on(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    g = net.hub.groups[b"room"]
+    assert set(g.past) == {1} and net.hub.retained_bytes() > 0
+    welcome_join(net, bob, 1)
+    assert g.past[1].joiners and net.hub.retained_bytes() > 0  # carol has not joined
+    res, _ = net.commit(alice, [], path=True)  # the group moves to epoch 2
+    assert res.ok
+    # the commit goes to bob and carol (b.example), not back to alice
+    assert [(f.domain, f.request.recipient_ids) for f in res.fanout] == [("b.example", [bob.cid, carol.cid])]
+    net.deliver(res)
+    net.catch_up(bob)
+    welcome_join(net, carol, 1)  # epoch 1's tree, kept for her
+    assert not net.hub.groups[b"room"].past and net.hub.retained_bytes() == 0
+    net.catch_up(carol)
+    assert carol.group is not None and carol.group.epoch == alice.group.epoch == bob.group.epoch == 2  # type: ignore[union-attr]
+    # without the kept state the request is refused
+    res = net.hub.handle(sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(b"room", 1), 2).encode())
+    assert code(res) == D.DSErrorCode.epoch_unavailable
+
+
+def test_send_message_fans_out_per_domain_and_guests_deliver(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    welcome_join(net, bob, 1)
+    welcome_join(net, carol, 1)
+    assert bob.group is not None
+    msg = bob.group.protect(b"hi all")
+    res = net.hub.handle(sign_request(SUITE, bob.sig, D.SendMessageRequest([msg]), bob.group.own_leaf).encode())
+    assert res.ok
+    assert sorted((f.domain, tuple(f.request.recipient_ids)) for f in res.fanout) == [
+        ("a.example", (alice.cid,)), ("b.example", (carol.cid,))]
+    net.deliver(res)
+    assert net.catch_up(alice) == [b"hi all"] and net.catch_up(carol) == [b"hi all"]
+
+
+def test_client_signature_is_checked_against_the_leaf(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    welcome_join(net, bob, 1)
+    welcome_join(net, carol, 1)
+    assert bob.group is not None and carol.group is not None
+    msg = bob.group.protect(b"x")
+    # carol signs claiming bob's leaf: forged
+    forged = sign_request(SUITE, carol.sig, D.SendMessageRequest([msg]), bob.group.own_leaf)
+    assert code(net.hub.handle(forged.encode())) == D.DSErrorCode.authentication_failed
+    # anonymous send: refused
+    assert code(net.hub.handle(anonymous_request(D.SendMessageRequest([msg])))) == D.DSErrorCode.authentication_failed
+    # a leaf outside the tree
+    assert code(net.hub.handle(sign_request(SUITE, bob.sig, D.SendMessageRequest([msg]), 99))) == D.DSErrorCode.authentication_failed
+    # a commit by carol signed as bob (valid ClientSignature, other MLS sender)
+    out = carol.group.commit([], path=True)
+    req = sign_request(SUITE, bob.sig, D.CommitRequest([group_update(out.message, out.group_info)], []), bob.group.own_leaf)
+    assert code(net.hub.handle(req)) == D.DSErrorCode.authentication_failed
+    carol.group.discard_pending_commit()
+    # an unsupported version and garbage
+    good = sign_request(SUITE, bob.sig, D.SendMessageRequest([msg]), bob.group.own_leaf).encode()
+    assert code(net.hub.handle(b"\x00\x02" + good[2:])) == D.DSErrorCode.unsupported_version
+    assert code(net.hub.handle(good[:-3])) == D.DSErrorCode.malformed
+
+
+def test_joiner_without_fanout_auth_is_refused_and_nothing_changes(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, _bob, _carol = room
+    dave = net.client(b"dave@c.example", token=False)
+    epoch = net.hub.groups[b"room"].observer.epoch
+    res, _ = net.commit(alice, [Proposal.of(Add(dave.kp))])
+    assert code(res) == D.DSErrorCode.not_allowed and not res.fanout
+    assert net.hub.groups[b"room"].observer.epoch == epoch
+
+
+def test_stale_epoch_commit_is_wrong_epoch(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, _carol = room
+    welcome_join(net, bob, 1)
+    assert bob.group is not None and alice.group is not None
+    out_b = bob.group.commit([], path=True)
+    res, _ = net.commit(alice, [], path=True)
+    assert res.ok
+    req = sign_request(SUITE, bob.sig, D.CommitRequest([group_update(out_b.message, out_b.group_info)], []), bob.group.own_leaf)
+    assert code(net.hub.handle(req)) == D.DSErrorCode.wrong_epoch
+
+
+def test_self_remove_proposal_then_commit_by_reference(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    welcome_join(net, bob, 1)
+    welcome_join(net, carol, 1)
+    assert carol.group is not None and bob.group is not None
+    prop = carol.group.propose(Proposal.of(Remove(carol.group.own_leaf)))
+    res = net.hub.handle(sign_request(SUITE, carol.sig, D.ProposalRequest([prop]), carol.group.own_leaf))
+    assert res.ok
+    assert sorted((f.domain, tuple(f.request.recipient_ids)) for f in res.fanout) == [
+        ("a.example", (alice.cid,)), ("b.example", (bob.cid,))]
+    net.deliver(res)
+    net.catch_up(bob)
+    net.catch_up(alice)
+    res, _ = net.commit(bob, [])  # includes carol's proposal by reference
+    assert res.ok, res.response
+    assert net.hub.groups[b"room"].observer.tree.leaf(2) is None
+    # carol (removed) still receives the commit that removes her
+    assert any(carol.cid in f.request.recipient_ids for f in res.fanout)
+
+
+def test_external_commit_with_group_info_and_token(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, _bob, _carol = room
+    dave = net.client(b"dave@c.example")
+    res = net.hub.handle(anonymous_request(D.GroupInfoRequest(b"room")).encode())
+    assert res.ok
+    info = res.response.response_body.body
+    assert isinstance(info, D.ExternalCommitInfo)
+    # without a FanoutAuth leaf extension: refused
+    g0, msg0 = Group.external_join(info.group_info, Credential.basic(dave.cid), dave.sig, net.rng.fork("x0"),
+                                   ratchet_tree=info.ratchet_tree)
+    r0 = net.hub.handle(anonymous_request(D.CommitRequest([group_update(msg0, g0.group_info())], [])))
+    assert code(r0) == D.DSErrorCode.not_allowed
+    token = net.guests["c.example"].token(dave.cid)
+    g, msg = Group.external_join(info.group_info, Credential.basic(dave.cid), dave.sig, net.rng.fork("x1"),
+                                 ratchet_tree=info.ratchet_tree, leaf_extensions=[fanout_extension(token)], capabilities=caps())
+    r = net.hub.handle(anonymous_request(D.CommitRequest([group_update(msg, g.group_info())], [])))
+    assert r.ok, r.response
+    hg = net.hub.groups[b"room"]
+    assert hg.tokens[g.own_leaf] == token
+    # the commit reaches the old members (alice on a, bob and carol on b)
+    assert sorted(f.domain for f in r.fanout) == ["a.example", "b.example"]
+
+
+def test_delete_group_must_remove_every_other_member(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    assert alice.group is not None
+    out = alice.group.commit([Proposal.of(Remove(1))])
+    bad = sign_request(SUITE, alice.sig, D.DeleteGroupRequest(group_update(out.message, out.group_info)), 0)
+    assert code(net.hub.handle(bad)) == D.DSErrorCode.invalid_delete
+    alice.group.discard_pending_commit()
+    out = alice.group.commit([Proposal.of(Remove(1)), Proposal.of(Remove(2))])
+    res = net.hub.handle(sign_request(SUITE, alice.sig, D.DeleteGroupRequest(group_update(out.message, out.group_info)), 0))
+    assert res.ok and res.deleted and b"room" not in net.hub.groups
+    assert [(f.domain, f.request.recipient_ids) for f in res.fanout] == [("b.example", [bob.cid, carol.cid])]
+    assert code(net.hub.handle(anonymous_request(D.GroupInfoRequest(b"room")))) == D.DSErrorCode.unknown_group
+
+
+def test_key_packages_request() -> None:
+    net = Net()
+    erin = net.client(b"erin@a.example")
+    net.kps[erin.cid] = erin.kp
+    res = net.hub.handle(anonymous_request(D.KeyPackagesRequest([erin.cid])))
+    assert res.ok and res.response.response_body.body.key_packages == [erin.kp]
+    assert code(net.hub.handle(anonymous_request(D.KeyPackagesRequest([erin.cid])))) == D.DSErrorCode.no_key_package
+    assert code(net.hub.handle(anonymous_request(D.KeyPackagesRequest([b"x@b.example"])))) == D.DSErrorCode.unknown_client
+
+
+def test_guest_checks_version_recipients_and_tokens(room) -> None:  # type: ignore[no-untyped-def]
+    net, _alice, bob, carol = room
+    guest = net.guests["b.example"]
+    payload = net.inbox[bob.cid][0]  # the Welcome the room fixture delivered
+    t_bob, t_carol = guest.token(bob.cid), guest.token(carol.cid)
+
+    def ask(req: D.DSFanoutRequest) -> tuple[D.DSFanoutErrorCode | None, list[bytes]]:
+        r = guest.handle_fanout(req.encode())
+        e = r.response.response_body.error
+        return (None, [c for c, _ in r.deliveries]) if e is None else (e.code, e.recipient_ids)
+
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid, carol.cid], [t_bob, t_carol], payload)) == (None, [bob.cid, carol.cid])
+    assert ask(D.DSFanoutRequest(2, [bob.cid], [t_bob], payload))[0] == D.DSFanoutErrorCode.unsupported_version
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid, b"alice@a.example"], [t_bob, t_bob], payload)) == (
+        D.DSFanoutErrorCode.unknown_recipient, [b"alice@a.example"])
+    # carol's token for bob, a token from another DS's key, a truncated one
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [t_carol], payload)) == (D.DSFanoutErrorCode.invalid_token, [bob.cid])
+    other = make_token(b"key-c.example", bob.cid, 0)
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [other], payload))[0] == D.DSFanoutErrorCode.invalid_token
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [D.FanoutAuthToken(t_bob.token[:-1])], payload))[0] == D.DSFanoutErrorCode.invalid_token
+    # rotation revokes the old token
+    new = guest.rotate(bob.cid)
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [t_bob], payload))[0] == D.DSFanoutErrorCode.invalid_token
+    assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [new], payload)) == (None, [bob.cid])
+    assert guest.handle_fanout(b"\x00\x01\x05").response.response_body.error.code == D.DSFanoutErrorCode.malformed  # type: ignore[union-attr]
