@@ -128,17 +128,19 @@ def leaf_of(tree: list, c: C) -> int:  # type: ignore[type-arg]
     raise KeyError(c.cid)
 
 
-def welcome_join(net: Net, c: C, epoch: int) -> None:
+def welcome_join(net: Net, c: C) -> None:
+    """Join from the delivered Welcome with the tree the hub kept for the joiner."""
     assert net.inbox[c.cid], "no Welcome delivered"
     welcome = net.inbox[c.cid].pop(0)
-    gid = b"room"
-    tree = net.hub.groups[gid].past[epoch].tree if epoch in net.hub.groups[gid].past else net.hub.groups[gid].observer.ratchet_tree()
-    idx = leaf_of(tree, c)
-    res = net.hub.handle(sign_request(SUITE, c.sig, D.WelcomeInfoRequest(gid, epoch), idx).encode())
+    res = net.hub.handle(sign_request(SUITE, c.sig, D.WelcomeInfoRequest(ref(c)), D.JOINER_INDEX).encode())
     assert res.ok, res.response
     info = res.response.response_body.body
     assert isinstance(info, D.WelcomeInfo)
     c.group = Group.join(welcome, c.kp, c.priv, net.rng.fork("join" + c.cid.decode()), ratchet_tree=info.ratchet_tree)
+
+
+def ref(c: C) -> bytes:
+    return SUITE.make_key_package_ref(c.kp.encode())
 
 
 @pytest.fixture
@@ -160,7 +162,7 @@ def test_welcome_joiners_get_the_tree_of_their_epoch_after_the_group_moved_on(ro
     net, alice, bob, carol = room
     g = net.hub.groups[b"room"]
     assert set(g.past) == {1} and net.hub.retained_bytes() > 0
-    welcome_join(net, bob, 1)
+    welcome_join(net, bob)
     assert g.past[1].joiners and net.hub.retained_bytes() > 0  # carol has not joined
     res, _ = net.commit(alice, [], path=True)  # the group moves to epoch 2
     assert res.ok
@@ -168,19 +170,33 @@ def test_welcome_joiners_get_the_tree_of_their_epoch_after_the_group_moved_on(ro
     assert [(f.domain, f.request.recipient_ids) for f in res.fanout] == [("b.example", [bob.cid, carol.cid])]
     net.deliver(res)
     net.catch_up(bob)
-    welcome_join(net, carol, 1)  # epoch 1's tree, kept for her
+    welcome_join(net, carol)  # epoch 1's tree, kept for her
     assert not net.hub.groups[b"room"].past and net.hub.retained_bytes() == 0
     net.catch_up(carol)
     assert carol.group is not None and carol.group.epoch == alice.group.epoch == bob.group.epoch == 2  # type: ignore[union-attr]
     # without the kept state the request is refused
-    res = net.hub.handle(sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(b"room", 1), 2).encode())
+    res = net.hub.handle(sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(ref(carol)), D.JOINER_INDEX).encode())
     assert code(res) == D.DSErrorCode.epoch_unavailable
+
+
+def test_welcome_info_needs_the_joiners_own_signature(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    # bob asks for carol's tree (signing with his key), or signs with a leaf index
+    forged = sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(ref(carol)), D.JOINER_INDEX)
+    assert code(net.hub.handle(forged)) == D.DSErrorCode.authentication_failed
+    as_leaf = sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(ref(carol)), 2)
+    assert code(net.hub.handle(as_leaf)) == D.DSErrorCode.authentication_failed
+    assert code(net.hub.handle(anonymous_request(D.WelcomeInfoRequest(ref(carol))))) == D.DSErrorCode.authentication_failed
+    # a joiner removed before joining frees the kept state
+    res, _ = net.commit(alice, [Proposal.of(Remove(1)), Proposal.of(Remove(2))])
+    assert res.ok
+    assert not net.hub.groups[b"room"].past and not net.hub.joiners and net.hub.retained_bytes() == 0
 
 
 def test_send_message_fans_out_per_domain_and_guests_deliver(room) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, carol = room
-    welcome_join(net, bob, 1)
-    welcome_join(net, carol, 1)
+    welcome_join(net, bob)
+    welcome_join(net, carol)
     assert bob.group is not None
     msg = bob.group.protect(b"hi all")
     res = net.hub.handle(sign_request(SUITE, bob.sig, D.SendMessageRequest([msg]), bob.group.own_leaf).encode())
@@ -193,8 +209,8 @@ def test_send_message_fans_out_per_domain_and_guests_deliver(room) -> None:  # t
 
 def test_client_signature_is_checked_against_the_leaf(room) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, carol = room
-    welcome_join(net, bob, 1)
-    welcome_join(net, carol, 1)
+    welcome_join(net, bob)
+    welcome_join(net, carol)
     assert bob.group is not None and carol.group is not None
     msg = bob.group.protect(b"x")
     # carol signs claiming bob's leaf: forged
@@ -226,7 +242,7 @@ def test_joiner_without_fanout_auth_is_refused_and_nothing_changes(room) -> None
 
 def test_stale_epoch_commit_is_wrong_epoch(room) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, _carol = room
-    welcome_join(net, bob, 1)
+    welcome_join(net, bob)
     assert bob.group is not None and alice.group is not None
     out_b = bob.group.commit([], path=True)
     res, _ = net.commit(alice, [], path=True)
@@ -237,8 +253,8 @@ def test_stale_epoch_commit_is_wrong_epoch(room) -> None:  # type: ignore[no-unt
 
 def test_self_remove_proposal_then_commit_by_reference(room) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, carol = room
-    welcome_join(net, bob, 1)
-    welcome_join(net, carol, 1)
+    welcome_join(net, bob)
+    welcome_join(net, carol)
     assert carol.group is not None and bob.group is not None
     prop = carol.group.propose(Proposal.of(Remove(carol.group.own_leaf)))
     res = net.hub.handle(sign_request(SUITE, carol.sig, D.ProposalRequest([prop]), carol.group.own_leaf))

@@ -42,6 +42,7 @@ from mimisim.mimi.ds.wire import (
     CLIENT_SIGNATURE_LABEL,
     DS10,
     FANOUT_AUTH_EXTENSION,
+    JOINER_INDEX,
     SUPPORTED_VERSIONS,
     CommitRequest,
     DeleteGroupRequest,
@@ -117,6 +118,8 @@ class PastEpoch:
     tree: list[Node | None]
     #: leaf index -> signature key of each added client that has not joined yet
     joiners: dict[int, bytes]
+    #: leaf index -> KeyPackageRef of the same clients
+    refs: dict[int, bytes] = field(default_factory=dict)
 
     def size(self) -> int:
         out = bytearray()
@@ -178,6 +181,8 @@ class DSHub:
     #: takes one KeyPackage of one of this DS's clients, None when it has none left
     key_package_store: Callable[[bytes], KeyPackage | None] | None = None
     groups: dict[bytes, HubGroup] = field(default_factory=dict)
+    #: KeyPackageRef of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
+    joiners: dict[bytes, tuple[bytes, int, int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ groups
 
@@ -273,15 +278,22 @@ class DSHub:
             toks.append(token)
         return [Fanout(d, DSFanoutRequest(DS10, ids, toks, message)) for d, (ids, toks) in sorted(by_domain.items())]
 
+    def _forget(self, g: HubGroup, epoch: int, leaf: int) -> None:
+        """The joiner at ``leaf`` of ``epoch`` needs no kept state any more [C10]."""
+        p = g.past.get(epoch)
+        if p is None or leaf not in p.joiners:
+            return
+        del p.joiners[leaf]
+        self.joiners.pop(p.refs.pop(leaf), None)
+        if not p.joiners:
+            del g.past[epoch]
+
     def _joined(self, g: HubGroup, leaf: int) -> None:
-        """The client at ``leaf`` acted in the current epoch: it has joined [C10]."""
-        key = g.observer.tree.leaf(leaf)
+        """The client at ``leaf`` acted as a member: it has joined [C10]."""
+        node = g.observer.tree.leaf(leaf)
         for epoch in list(g.past):
-            p = g.past[epoch]
-            if key is not None and p.joiners.get(leaf) == key.signature_key:
-                del p.joiners[leaf]
-            if not p.joiners:
-                del g.past[epoch]
+            if node is not None and g.past[epoch].joiners.get(leaf) == node.signature_key:
+                self._forget(g, epoch, leaf)
 
     # ------------------------------------------------------------ operations
 
@@ -306,23 +318,21 @@ class DSHub:
         return HubResult(DSResponse(DS10, DSResponseBody.of(info)))
 
     def _welcome_info(self, request: DSRequest, body: WelcomeInfoRequest) -> HubResult:
-        g = (self._group(body.group_id))
-        obs = g.observer
-        if body.epoch == obs.epoch:
-            tree = obs.ratchet_tree()
-            sender = self._authenticate(request, g, obs.tree.leaf)
-        else:
-            p = g.past.get(body.epoch)
-            if p is None:
-                raise DSFailure(DSErrorCode.epoch_unavailable, f"no state kept for epoch {body.epoch}")
-            past_tree = _tree_leaves(p.tree)
-            sender = self._authenticate(request, g, past_tree.get)
-            tree = p.tree
-        p = g.past.get(body.epoch)
-        if p is not None:
-            p.joiners.pop(sender, None)
-            if not p.joiners:
-                del g.past[body.epoch]
+        found = self.joiners.get(body.key_package_ref)
+        if found is None:
+            raise DSFailure(DSErrorCode.epoch_unavailable, "no kept state for this KeyPackageRef")
+        gid, epoch, leaf = found
+        g = self._group(gid)
+        p = g.past[epoch]
+        auth = request.authentication_data
+        if auth.auth_type != DSAuthType.ClientSignature or auth.sender_index != JOINER_INDEX:
+            raise DSFailure(DSErrorCode.authentication_failed, "a Welcome joiner signs with sender_index 0xFFFFFFFF")
+        assert auth.signature is not None
+        tbs = request.tbs(JOINER_INDEX).encode()
+        if not g.observer.suite.verify_with_label(p.joiners[leaf], CLIENT_SIGNATURE_LABEL, tbs, auth.signature):
+            raise DSFailure(DSErrorCode.authentication_failed, "ClientSignature does not verify")
+        tree = p.tree
+        self._forget(g, epoch, leaf)
         return HubResult(DSResponse(DS10, DSResponseBody.of(WelcomeInfo(tree))))
 
     def _send(self, request: DSRequest, body: SendMessageRequest) -> HubResult:
@@ -383,18 +393,24 @@ class DSHub:
             raise DSFailure(DSErrorCode.invalid_message, "commits of several groups")
         gid = gids.pop()
         g = (self._group(gid))
-        work = copy.deepcopy(g)  # all or nothing
+        work = copy.deepcopy(g)  # all or nothing: the group and the joiner index
+        saved_joiners = dict(self.joiners)
         fan: list[Fanout] = []
         added_refs: dict[bytes, int] = {}
-        for u in updates:
-            fan += self._commit(request, work, u, added_refs, delete=delete)
-        for w in welcomes:
-            to = [added_refs[s.new_member] for s in w.body.secrets if s.new_member in added_refs]
-            if not to:
-                raise DSFailure(DSErrorCode.invalid_message, "a Welcome for nobody these commits add")
-            fan += self._fanout(work, w, to)
+        try:
+            for u in updates:
+                fan += self._commit(request, work, u, added_refs, delete=delete)
+            for w in welcomes:
+                to = [added_refs[s.new_member] for s in w.body.secrets if s.new_member in added_refs]
+                if not to:
+                    raise DSFailure(DSErrorCode.invalid_message, "a Welcome for nobody these commits add")
+                fan += self._fanout(work, w, to)
+        except DSFailure:
+            self.joiners = saved_joiners
+            raise
         if delete:
             del self.groups[gid]
+            self.joiners = {r: v for r, v in self.joiners.items() if v[0] != gid}
             return HubResult(DSResponse(DS10, DSResponseBody.ok()), tuple(fan), deleted=True)
         self.groups[gid] = work
         return HubResult(DSResponse(DS10, DSResponseBody.ok()), tuple(fan))
@@ -434,18 +450,19 @@ class DSHub:
         for i in out.removed:
             self._forget_joiner(g, i)
         if out.added:
-            g.past[obs.epoch] = PastEpoch(obs.ratchet_tree(), {i: kp.leaf_node.signature_key for i, kp in out.added})
-            for i, kp in out.added:
-                added_refs[obs.suite.make_key_package_ref(kp.encode())] = i
+            refs = {i: obs.suite.make_key_package_ref(kp.encode()) for i, kp in out.added}
+            keys = {i: kp.leaf_node.signature_key for i, kp in out.added}
+            g.past[obs.epoch] = PastEpoch(obs.ratchet_tree(), keys, refs)
+            for i, ref in refs.items():
+                added_refs[ref] = i
+                self.joiners[ref] = (obs.group_id, obs.epoch, i)
         if staged.sender_type == SenderType.member:
             self._joined(g, staged.committer)
         return fan
 
     def _forget_joiner(self, g: HubGroup, leaf: int) -> None:
         for epoch in list(g.past):
-            g.past[epoch].joiners.pop(leaf, None)
-            if not g.past[epoch].joiners:
-                del g.past[epoch]
+            self._forget(g, epoch, leaf)
 
     def _tokens(self, g: HubGroup, staged: ObservedCommit) -> dict[int, FanoutAuthToken]:
         """The FanoutAuthTokens this commit brings [C11]."""
@@ -466,13 +483,3 @@ class DSHub:
             elif staged.sender_type == SenderType.new_member_commit and i == staged.committer:
                 raise DSFailure(DSErrorCode.not_allowed, "external joiner's leaf has no FanoutAuth extension")
         return out
-
-
-def _tree_leaves(nodes: list[Node | None]) -> dict[int, LeafNode]:
-    out: dict[int, LeafNode] = {}
-    for x in range(0, len(nodes), 2):
-        n = nodes[x]
-        if n is not None and n.leaf is not None:
-            out[x >> 1] = n.leaf
-    return out
-

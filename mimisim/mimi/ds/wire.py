@@ -240,11 +240,17 @@ class WelcomeInfoRequest(Struct):
 
     The draft says Welcome joiners "can obtain a ratchet tree from the DS"
     and that the DS keeps past states until they join, but defines no request.
-    Authenticated by ClientSignature with the joiner's leaf in that epoch.
+    The joiner names itself by the KeyPackageRef its Welcome lists: it cannot
+    know its leaf index before it has the tree, so its ClientSignature carries
+    ``sender_index`` :data:`JOINER_INDEX` and is verified with the signature
+    key of that KeyPackage.
     """
 
-    group_id: bytes = field(opaque)
-    epoch: int = field(uint64)
+    key_package_ref: bytes = field(opaque)
+
+
+#: ``sender_index`` of a Welcome joiner's ClientSignature ([C4]): not a leaf yet.
+JOINER_INDEX = 0xFFFFFFFF
 
 
 _R = DSRequestType
@@ -563,4 +569,5 @@ __all__ += [
     "SendMessageRequest",
     "WelcomeInfo",
     "WelcomeInfoRequest",
+    "JOINER_INDEX",
 ]
