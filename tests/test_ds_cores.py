@@ -59,8 +59,9 @@ class Net:
         self.rng = DeterministicRandom(seed, "ds-test")
         self.guests = {d: DSGuest(d, f"key-{d}".encode()) for d in (HUB, "b.example", "c.example")}
         self.kps: dict[bytes, KeyPackage] = {}
-        self.hub = DSHub(HUB, domain_of, key_package_store=lambda cid: self.kps.pop(cid, None))
         self.hub_sig, hub_pub = SUITE.generate_signature_key_pair(self.rng.fork("hub"))
+        self.hub = DSHub(HUB, domain_of, key_package_store=lambda cid: self.kps.pop(cid, None),
+                         signature_priv=self.hub_sig)
         self.hub_pub = hub_pub
         self.clients: dict[bytes, C] = {}
         self.inbox: dict[bytes, list] = {}  # type: ignore[type-arg]
@@ -70,7 +71,8 @@ class Net:
         guest.add_client(cid)
         sig, _ = SUITE.generate_signature_key_pair(self.rng.fork("sig" + cid.decode()))
         exts = [fanout_extension(guest.token(cid))] if token else []
-        kp, priv = create_key_package(SUITE, Credential.basic(cid), sig, self.rng.fork("kp" + cid.decode()), extensions=exts)
+        kp, priv = create_key_package(SUITE, Credential.basic(cid), sig, self.rng.fork("kp" + cid.decode()),
+                                      extensions=exts, capabilities=caps())
         c = C(cid, sig, kp, priv)
         self.clients[cid] = c
         self.inbox[cid] = []
@@ -343,3 +345,52 @@ def test_guest_checks_version_recipients_and_tokens(room) -> None:  # type: igno
     assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [t_bob], payload))[0] == D.DSFanoutErrorCode.invalid_token
     assert ask(D.DSFanoutRequest(D.DS10, [bob.cid], [new], payload)) == (None, [bob.cid])
     assert guest.handle_fanout(b"\x00\x01\x05").response.response_body.error.code == D.DSFanoutErrorCode.malformed  # type: ignore[union-attr]
+
+
+def test_hub_proposes_a_removal_and_the_next_commit_includes_it(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    welcome_join(net, bob)
+    welcome_join(net, carol)
+    fan = net.hub.propose_remove(b"room", 2)
+    assert sorted((f.domain, tuple(f.request.recipient_ids)) for f in fan) == [
+        ("a.example", (alice.cid,)), ("b.example", (bob.cid, carol.cid))]
+    net.deliver(HubResult(res_ok(), fan))
+    net.catch_up(alice)
+    res, _ = net.commit(alice, [])  # the stored proposal, by reference
+    assert res.ok, res.response
+    assert net.hub.groups[b"room"].observer.tree.leaf(2) is None and 2 not in net.hub.groups[b"room"].tokens
+
+
+def test_an_update_rotates_the_fanout_token(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, _carol = room
+    welcome_join(net, bob)
+    assert bob.group is not None
+    guest = net.guests["b.example"]
+    old = guest.token(bob.cid)
+    new = guest.rotate(bob.cid)
+    prop = bob.group.propose_update(leaf_extensions=[fanout_extension(new)])
+    res = net.hub.handle(sign_request(SUITE, bob.sig, D.ProposalRequest([prop]), bob.group.own_leaf))
+    assert res.ok, res.response
+    net.deliver(res)
+    net.catch_up(alice)
+    res, _ = net.commit(alice, [])
+    assert res.ok, res.response
+    assert net.hub.groups[b"room"].tokens[bob.group.own_leaf] == new != old
+    net.deliver(res)  # the guest accepts the fanout to bob with the new token
+
+
+def res_ok() -> D.DSResponse:
+    return D.DSResponse(D.DS10, D.DSResponseBody.ok())
+
+
+def test_a_joiner_in_a_removed_members_leaf_does_not_lend_it_its_token(room) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, carol = room
+    welcome_join(net, bob)
+    welcome_join(net, carol)
+    dave = net.client(b"dave@c.example")
+    res, _ = net.commit(alice, [Proposal.of(Remove(1)), Proposal.of(Add(dave.kp))])
+    assert res.ok, res.response
+    assert net.hub.groups[b"room"].observer.tree.leaf(1).credential.identity == dave.cid  # type: ignore[union-attr]
+    to_b = [f.request for f in res.fanout if f.domain == "b.example"][0]
+    assert dict(zip(to_b.recipient_ids, to_b.fanout_auth_tokens, strict=True))[bob.cid] == net.guests["b.example"].token(bob.cid)
+    net.deliver(res)  # every guest accepts every token

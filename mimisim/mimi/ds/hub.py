@@ -66,7 +66,7 @@ from mimisim.mimi.ds.wire import (
     WelcomeInfoRequest,
 )
 from mimisim.mls.errors import MLSError, ValidationError, WrongEpochError
-from mimisim.mls.observer import GroupObserver, ObservedCommit
+from mimisim.mls.observer import GroupObserver, ObservedCommit, external_proposal
 from mimisim.mls.structs import (
     Extension,
     GroupInfo,
@@ -74,8 +74,10 @@ from mimisim.mls.structs import (
     LeafNode,
     MLSMessage,
     Node,
+    Proposal,
     RatchetTreeCodec,
     RatchetTreePresence,
+    Remove,
     SenderType,
 )
 from mimisim.mls.structs import PartialGroupInfo as MLSPartialGroupInfo
@@ -180,6 +182,10 @@ class DSHub:
     versions: frozenset[int] = SUPPORTED_VERSIONS
     #: takes one KeyPackage of one of this DS's clients, None when it has none left
     key_package_store: Callable[[bytes], KeyPackage | None] | None = None
+    #: the hub's signing key and its index in the groups' ``external_senders`` ([DS] Proposals
+    #: and DS-initiated operations); None: this hub proposes nothing
+    signature_priv: bytes | None = None
+    external_sender_index: int = 0
     groups: dict[bytes, HubGroup] = field(default_factory=dict)
     #: KeyPackageRef of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
     joiners: dict[bytes, tuple[bytes, int, int]] = field(default_factory=dict)
@@ -205,6 +211,23 @@ class DSHub:
     def retained_bytes(self) -> int:
         """Bytes of past trees kept for Welcome joiners (the memory issue 15 asks to report)."""
         return sum(p.size() for g in self.groups.values() for p in g.past.values())
+
+    def propose_remove(self, group_id: bytes, leaf: int) -> tuple[Fanout, ...]:
+        """A DS-initiated Remove ([DS] Proposals and DS-initiated operations), e.g.
+        of a client whose DS reports it deleted: cached like a member's proposal
+        and fanned out to every member; the next commit must include it."""
+        if self.signature_priv is None:
+            raise DSFailure(DSErrorCode.not_allowed, "this hub has no external sender key")
+        g = self._group(group_id)
+        obs = g.observer
+        if obs.tree.leaf(leaf) is None:
+            raise DSFailure(DSErrorCode.invalid_message, f"no member at leaf {leaf}")
+        msg = external_proposal(
+            obs.suite, obs.group_id, obs.epoch, self.external_sender_index, self.signature_priv,
+            Proposal.of(Remove(leaf)),
+        )
+        obs.process_proposal(msg)
+        return tuple(self._fanout(g, msg, obs.tree.leaf_indices()))
 
     # ------------------------------------------------------------ requests
 
@@ -262,15 +285,18 @@ class DSHub:
     def _member_leaf(self, g: HubGroup) -> Callable[[int], LeafNode | None]:
         return g.observer.tree.leaf
 
-    def _fanout(self, g: HubGroup, message: MLSMessage, leaves: Sequence[int]) -> list[Fanout]:
-        """One DSFanoutRequest per DS, for the clients at ``leaves`` (tree of ``g`` now)."""
+    def _fanout(
+        self, g: HubGroup, message: MLSMessage, leaves: Sequence[int], tokens: dict[int, FanoutAuthToken] | None = None
+    ) -> list[Fanout]:
+        """One DSFanoutRequest per DS, for the clients at ``leaves`` (tree of ``g`` now;
+        ``tokens`` overrides the stored ones, for a commit that rotates some)."""
         by_domain: dict[str, tuple[list[bytes], list[FanoutAuthToken]]] = {}
         for i in sorted(set(leaves)):
             leaf = g.observer.tree.leaf(i)
             if leaf is None:
                 continue
             cid = client_id(leaf)
-            token = g.tokens.get(i)
+            token = (tokens or {}).get(i) or g.tokens.get(i)
             if token is None:  # every member has one: create_group and _apply_tokens enforce it
                 raise AssertionError(f"no FanoutAuthToken for leaf {i}")
             ids, toks = by_domain.setdefault(self.domain_of(cid), ([], []))
@@ -438,8 +464,12 @@ class DSHub:
         new_tokens = self._tokens(g, staged)
         # the commit goes to every member of the old epoch but the committer
         # (removed ones included: they learn of their removal); built on the
-        # old tree and tokens, before the merge drops the removed leaves
-        fan = self._fanout(g, msg, [i for i in before if i != staged.committer])
+        # old tree, before the merge drops the removed leaves, and the tokens
+        # this commit installs (a rotation revokes the old token at once)
+        # (a joiner may take a leaf removed by the same commit: that leaf's
+        # recipient is the removed client, with its own old token)
+        rotated = {i: t for i, t in new_tokens.items() if i not in out.removed}
+        fan = self._fanout(g, msg, [i for i in before if i != staged.committer], rotated)
         try:
             obs.merge(staged, _mls_pgi(update.partial_group_info))
         except (MLSError, ValidationError) as e:
