@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ class Case:
     workload_wall_s: float
     maxrss_mib: float
     baseline_rss_mib: float
+    setup_cpu_s: float
+    workload_cpu_s: float
     counts: dict[str, int]
     profile: dict[str, Any] | None = None
 
@@ -125,19 +128,20 @@ def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
     def marker() -> Any:  # records no trace row and draws nothing: the run is unchanged
         yield world.env.timeout(setup_s * 1000.0)
         mark["wall"] = time.perf_counter()
+        mark["cpu"] = time.process_time()
         mark["events"] = len(world.trace)
 
     world.env.process(marker())
     if prof is not None:
         prof.enable()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     world.run(progress=False)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     if prof is not None:
         prof.disable()
-    at = mark.get("wall", t2)
+    at, cat = mark.get("wall", t2), mark.get("cpu", c2)
     return Case(n, p, sim_s, setup_s, setup, len(world.trace), int(mark.get("events", len(world.trace))), build,
-                at - t1, t2 - at, _maxrss_mib(), base, world.trace.counts())
+                at - t1, t2 - at, _maxrss_mib(), base, cat - c1, c2 - cat, world.trace.counts())
 
 
 def measure(n: int, p: int, sim_s: float, setup_s: float, setup: str | None, profile: bool) -> Case:
@@ -168,13 +172,15 @@ def _isolated(n: int, p: int, sim_s: float, setup_s: float, setup: str | None, p
 def report(cases: list[Case], isolate: bool) -> str:
     mem = "ru_maxrss of a fresh spawned process per case" if isolate else "ru_maxrss of this process"
     lines = [f"seed {SEED}; one room; {MSG_PER_MIN:g} msg/min ({MSG_SIZE} B), {UPDATES_PER_MIN:g} Updates/min; "
-             f"peak RSS = {mem}; wall = setup + workload (world building apart)", ""]
+             f"peak RSS = {mem}; wall = setup + workload (world building apart); cpu = process CPU time "
+             "(the steadier figure on a shared machine)", ""]
     lines.append(f"{'N/P':>10} {'setup':>11} {'sim s':>6} {'events':>8} {'build s':>8} {'setup s':>8} "
-                 f"{'work s':>8} {'wall s':>8} {'ev/s':>7} {'work ev/s':>9} {'peak MiB':>9} {'crypto%':>8}")
+                 f"{'work s':>8} {'wall s':>8} {'cpu set':>8} {'cpu work':>8} {'ev/s':>7} {'work ev/s':>9} {'peak MiB':>9} {'crypto%':>8}")
     for c in cases:
         crypto = f"{c.profile['share']['crypto'] * 100:.1f}" if c.profile else "-"
         lines.append(f"{f'{c.n}/{c.p}':>10} {c.setup or 'default':>11} {c.sim_s:>6g} {c.events:>8} {c.build_s:>8.2f} "
-                     f"{c.setup_wall_s:>8.2f} {c.workload_wall_s:>8.2f} {c.wall_s:>8.2f} {c.events_per_s:>7.0f} "
+                     f"{c.setup_wall_s:>8.2f} {c.workload_wall_s:>8.2f} {c.wall_s:>8.2f} {c.setup_cpu_s:>8.2f} "
+                     f"{c.workload_cpu_s:>8.2f} {c.events_per_s:>7.0f} "
                      f"{c.workload_events_per_s:>9.0f} {c.maxrss_mib:>9.0f} {crypto:>8}")
     lines.append("")
     for c in cases:
@@ -198,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--setup", choices=("incremental", "bulk"), default=None,
                     help="initial room setup (default: the scenario's default)")
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--sharing", action=argparse.BooleanOptionalAction, default=None,
+                    help="force sharing of pure work on/off (default: MIMISIM_SHARING, else on)")
     ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True)
     a = ap.parse_args(argv)
     try:
@@ -208,6 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench_room: bad --cases {a.cases!r} (expected N/P,...: N >= 2 members, 1 <= P <= N)",
               file=sys.stderr)
         sys.exit(2)
+    if a.sharing is not None:  # the spawned children read it from the environment
+        os.environ["MIMISIM_SHARING"] = "on" if a.sharing else "off"
+        from mimisim import sharing
+        sharing.enabled = a.sharing
     run = _isolated if a.isolate else measure
     out = []
     for n, p in cases:

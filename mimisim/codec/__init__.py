@@ -22,6 +22,14 @@ commits are hashed and verified several times). Assigning any field drops
 the cache; mutating a nested value in place is not tracked, so decoded
 objects of such classes are treated as immutable.
 
+A struct class that sets ``_share_decoded = True`` (a top-level message that
+many simulated members decode from the same bytes and treat as immutable)
+is decoded once per process for given bytes while :mod:`mimisim.sharing` is
+on: :meth:`Struct.decode` returns the same object for equal bytes from a
+bounded cache (by entries and by bytes held). Decode errors are not cached.
+Such objects must never be mutated by their users; the sharing-off test
+(``tests/test_sharing.py``) is the guard.
+
 Decoding is strict. Truncation, trailing bytes, non-minimal or too-large
 varints, unknown values of closed enums and malformed optionals all raise
 :class:`DecodeError`, whose message names the field path (``Commit.path.nodes[2]``).
@@ -31,8 +39,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
+
+from mimisim import sharing
 
 __all__ = [
     "DecodeError",
@@ -520,6 +531,29 @@ def field(codec: Any, **kwargs: Any) -> Any:
     return dataclasses.field(metadata={"codec": codec}, **kwargs)
 
 
+#: Shared decodes (see the module docstring): (class, bytes) -> object, least recently used first.
+_SHARED: OrderedDict[tuple[type, bytes], Any] = OrderedDict()
+_SHARED_MAX_ENTRIES = 2048
+_SHARED_MAX_BYTES = 64 << 20
+_shared_bytes = 0
+
+
+def _shared_decode(cls: type[Struct], data: bytes) -> Any:
+    global _shared_bytes
+    key = (cls, bytes(data))
+    hit = _SHARED.get(key)
+    if hit is not None:
+        _SHARED.move_to_end(key)
+        return hit
+    obj = cls._decode_strict(data)
+    _SHARED[key] = obj
+    _shared_bytes += len(data)
+    while len(_SHARED) > _SHARED_MAX_ENTRIES or _shared_bytes > _SHARED_MAX_BYTES:
+        (_, old), _ = _SHARED.popitem(last=False)
+        _shared_bytes -= len(old)
+    return obj
+
+
 def _setattr_dropping_wire(self: Any, name: str, value: Any) -> None:
     self.__dict__.pop("_wire", None)
     object.__setattr__(self, name, value)
@@ -543,6 +577,7 @@ class Struct:
 
     _codec: ClassVar[_StructCodec]
     _keep_wire: ClassVar[bool] = False
+    _share_decoded: ClassVar[bool] = False
 
     def __init_subclass__(
         cls, *, frozen: bool = False, eq: bool = True, order: bool = False, **kwargs: Any
@@ -565,6 +600,13 @@ class Struct:
     @classmethod
     def decode(cls, data: bytes) -> Self:
         """Decode ``data``, which must hold exactly one value (no trailing bytes)."""
+        if cls._share_decoded and sharing.enabled:
+            shared: Self = _shared_decode(cls, data)
+            return shared
+        return cls._decode_strict(data)
+
+    @classmethod
+    def _decode_strict(cls, data: bytes) -> Self:
         r = Reader(data)
         v: Self = cls._codec.decode(r, {})
         if r.pos != r.end:

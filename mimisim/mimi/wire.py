@@ -1004,8 +1004,12 @@ class FanoutMessage(Struct):
     as in the HandshakeBundle); commit -> external_proposals (the hub's
     replacement proposals stapled to an external commit). There is no
     protocol byte: the room's protocol (MLS 1.0) is implied.
+
+    Decoded once per process for the same bytes while sharing is on (every
+    member of a room receives the same /notify body): never mutate one.
     """
 
+    _share_decoded = True
     timestamp: int = field(uint64)
     message: MLSMessage = field(KindedMessage(*MessageKind))
     frank: Frank | None = field(

@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
+from mimisim import sharing
 from mimisim.mls import hpke
 from mimisim.mls.hpke import HPKEError, HPKESuite
 
@@ -293,6 +294,26 @@ def _load_sig_public(scheme_name: str, pub: bytes) -> _SigPub:
         raise CryptoError(f"{scheme_name}: bad public key: {exc}") from exc
 
 
+def _verify(scheme_name: str, pub: bytes, data: bytes, sig: bytes) -> bool:
+    try:
+        key = _load_sig_public(scheme_name, pub)
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            hash_algo = _SIG_SCHEMES[scheme_name].hash_algo
+            assert hash_algo is not None
+            key.verify(sig, data, ec.ECDSA(hash_algo))
+        else:
+            key.verify(sig, data)
+    except (InvalidSignature, CryptoError, ValueError, TypeError):
+        return False
+    return True
+
+
+#: Verification results shared by exact inputs (scheme, public key, signed bytes, signature):
+#: a pure function, so every simulated member that verifies the same signature gets the same
+#: answer it would have computed (see :mod:`mimisim.sharing`). Bounded LRU.
+_verify_shared = lru_cache(maxsize=_SIG_CACHE_SIZE)(_verify)
+
+
 @lru_cache(maxsize=_SIG_CACHE_SIZE)
 def _sig_public_from_private(scheme_name: str, priv: bytes) -> bytes:
     pub = _load_sig_private(scheme_name, priv).public_key()
@@ -406,19 +427,13 @@ class CipherSuite:
 
     def verify_with_label(self, pub: bytes, label: bytes | str, content: bytes, sig: bytes) -> bool:
         # Never raises: a malformed key or signature from a peer is just an
-        # invalid signature as far as the protocol is concerned.
+        # invalid signature as far as the protocol is concerned. Counted as
+        # one signature operation whether or not the result was shared.
         _count_signature()
-        try:
-            key = _load_sig_public(self._sig.name, bytes(pub))
-            data = self._sign_content(label, content)
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                assert self._sig.hash_algo is not None
-                key.verify(bytes(sig), data, ec.ECDSA(self._sig.hash_algo))
-            else:
-                key.verify(bytes(sig), data)
-        except (InvalidSignature, CryptoError, ValueError, TypeError):
-            return False
-        return True
+        data = self._sign_content(label, content)
+        if sharing.enabled:
+            return _verify_shared(self._sig.name, bytes(pub), data, bytes(sig))
+        return _verify(self._sig.name, bytes(pub), data, bytes(sig))
 
     def signature_public_key(self, priv: bytes) -> bytes:
         return _sig_public_from_private(self._sig.name, bytes(priv))
