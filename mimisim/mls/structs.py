@@ -166,6 +166,11 @@ class Lifetime(Struct):
 
 
 class LeafNode(Struct):
+    # Hashed into the tree hash and signed (TBS = the wire bytes without the
+    # trailing signature): keep the bytes of a decoded leaf rather than
+    # re-encode it at every tree hash and validation, by every member that
+    # shares the decoded message (see mimisim.sharing).
+    _keep_wire = True
     encryption_key: bytes = field(opaque)
     signature_key: bytes = field(opaque)
     credential: Credential = field(Credential)
@@ -178,7 +183,18 @@ class LeafNode(Struct):
 
     def tbs(self, group_id: bytes | None = None, leaf_index: int | None = None) -> bytes:
         """LeafNodeTBS: the signed part, plus group and leaf for update/commit leaves."""
-        body = LeafNodeTBSCore(
+        wire = self.__dict__.get("_wire")
+        if wire is not None:  # a decoded leaf: its TBS core is its bytes minus the last field, the signature
+            body = wire[: len(wire) - len(opaque_bytes(self.signature))]
+        else:
+            body = self._tbs_core()
+        if self.leaf_node_source == LeafNodeSource.key_package:
+            return body
+        assert group_id is not None and leaf_index is not None
+        return body + opaque_bytes(group_id) + leaf_index.to_bytes(4, "big")
+
+    def _tbs_core(self) -> bytes:
+        return LeafNodeTBSCore(
             self.encryption_key,
             self.signature_key,
             self.credential,
@@ -188,10 +204,6 @@ class LeafNode(Struct):
             self.parent_hash,
             self.extensions,
         ).encode()
-        if self.leaf_node_source == LeafNodeSource.key_package:
-            return body
-        assert group_id is not None and leaf_index is not None
-        return body + opaque_bytes(group_id) + leaf_index.to_bytes(4, "big")
 
     def extension(self, ext_type: int) -> bytes | None:
         return find_extension(self.extensions, ext_type)
