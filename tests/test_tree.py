@@ -301,3 +301,43 @@ def test_add_records_unmerged_leaves_on_non_blank_ancestors() -> None:
     assert tree.resolution(5) == [4, 6]
     assert tree.verify_parent_hashes()
     check_tree_invariants(tree)
+
+
+def _naive_member_conflict(tree: RatchetTree, leaf: LeafNode, replacing: int | None) -> bool:
+    """The member checks of ``validate_leaf_node`` as a plain scan: does any member fail?"""
+    for i, other in tree.members():
+        if i == replacing:
+            continue
+        if (other.credential.credential_type not in leaf.capabilities.credentials
+                or leaf.credential.credential_type not in other.capabilities.credentials
+                or other.signature_key == leaf.signature_key or other.encryption_key == leaf.encryption_key):
+            return True
+    return False
+
+
+def test_member_checks_by_index_never_miss_a_conflict() -> None:
+    """``validate_leaf_node`` skips the member scan when the tree's indexes say no
+    member can conflict: that must never hide a conflict the scan finds, under
+    adds, removes and updates (the profile index kept incrementally)."""
+    from mimisim.mls.validation import _may_conflict
+
+    tree = RatchetTree(SUITE, 1)
+    tree.set_leaf(0, fake_leaf(0))
+    tree.encryption_key_count(b"")  # indexes built early: kept up to date from here on
+    for tag in range(1, 12):
+        tree.add_leaf(fake_leaf(tag))
+    tree.remove_leaf(3)
+    tree.update_leaf(5, dataclasses.replace(fake_leaf(5), capabilities=Capabilities([1], [1], [], [], [1, 2])))
+    x509_only = dataclasses.replace(fake_leaf(100), capabilities=Capabilities([1], [1], [], [], [2]))
+    candidates = [fake_leaf(100), fake_leaf(2), fake_leaf(3), fake_leaf(5), x509_only,
+                  dataclasses.replace(fake_leaf(101), signature_key=b"sig" + (7).to_bytes(4, "big")),
+                  dataclasses.replace(fake_leaf(102), encryption_key=b"enc" + (9).to_bytes(4, "big"))]
+    rebuilt = RatchetTree.from_nodes(SUITE, tree.to_nodes())
+    assert rebuilt.leaf_profile_counts() == tree.leaf_profile_counts()
+    for leaf in candidates:
+        for replacing in (None, 2, 5, 7, 9):
+            if _naive_member_conflict(tree, leaf, replacing):
+                assert _may_conflict(tree, leaf, replacing), (leaf.signature_key, replacing)
+    assert not _may_conflict(tree, fake_leaf(100), None)  # the fast path is taken when nothing conflicts
+    assert _may_conflict(tree, fake_leaf(2), 5) and not _may_conflict(tree, fake_leaf(2), 2)
+    assert _may_conflict(tree, x509_only, None)

@@ -932,7 +932,7 @@ class Group:
                 validate_leaf_node(
                     suite, commit.path.leaf_node, LeafNodeSource.commit, group_id=st.context.group_id,
                     leaf_index=committer, group_extensions=outcome.extensions,
-                    members=tree.members(), replacing=committer, now_s=now_s,
+                    members=tree, replacing=committer, now_s=now_s,
                 )
             except ValidationError as e:
                 raise MLSError(f"commit path leaf: {e}", "invalidPath") from None

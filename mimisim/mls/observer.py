@@ -232,7 +232,7 @@ class GroupObserver:
                 validate_leaf_node(
                     self.suite, commit.path.leaf_node, LeafNodeSource.commit, group_id=self.group_id,
                     leaf_index=committer, group_extensions=outcome.extensions,
-                    members=tree.members(), replacing=committer, now_s=now_s,
+                    members=tree, replacing=committer, now_s=now_s,
                 )
                 apply_update_path_public(tree, committer, commit.path, {i for i, _ in outcome.added})
             except ValidationError as e:

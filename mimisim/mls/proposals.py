@@ -266,7 +266,7 @@ def apply_proposals(
         try:
             validate_leaf_node(
                 suite, leaf, LeafNodeSource.update, group_id=group_id, leaf_index=li,
-                group_extensions=outcome.extensions, members=members, replacing=li, now_s=now_s,
+                group_extensions=outcome.extensions, members=tree, replacing=li, now_s=now_s,
             )
         except ValidationError as e:
             raise ProposalError(f"Update for leaf {li}: {e}", _refs(rp)) from None
@@ -293,16 +293,18 @@ def apply_proposals(
         new_tree.remove_leaf(li)
         outcome.removed.append(li)
 
-    # --- Add
-    remaining = new_tree.members()
+    # --- Add: every KeyPackage is checked against the members left after the
+    # removes (not against the other Adds, whose duplicates are checked here),
+    # then all are added.
     seen_sig: set[bytes] = set()
+    adding: list[KeyPackage] = []
     for rp in by_type.get(ProposalType.add, []):
         kp = rp.proposal.body.key_package
         if rp.sender.sender_type == SenderType.new_member_proposal and rp.ref is None:
             raise ProposalError("new member Add must be by reference", _refs(rp))
         try:
             validate_key_package(
-                suite, kp, group_extensions=outcome.extensions, members=remaining, now_s=now_s
+                suite, kp, group_extensions=outcome.extensions, members=new_tree, now_s=now_s
             )
         except ValidationError as e:
             raise ProposalError(f"Add: {e}", _refs(rp)) from None
@@ -310,8 +312,9 @@ def apply_proposals(
         if sk in seen_sig:
             raise ProposalError("two Adds with the same signature key", _refs(rp))
         seen_sig.add(sk)
-        idx = new_tree.add_leaf(kp.leaf_node)
-        outcome.added.append((idx, kp))
+        adding.append(kp)
+    for kp in adding:
+        outcome.added.append((new_tree.add_leaf(kp.leaf_node), kp))
     # Adds within one commit must also have distinct encryption keys.
     enc = [kp.leaf_node.encryption_key for _, kp in outcome.added]
     if len(set(enc)) != len(enc):

@@ -72,6 +72,10 @@ def _stored_parent_hash(node: Node) -> bytes | None:
     return node.leaf.parent_hash if node.leaf.leaf_node_source == LeafNodeSource.commit else None
 
 
+def _profile(leaf: LeafNode) -> tuple[int, tuple[int, ...]]:
+    return int(leaf.credential.credential_type), tuple(leaf.capabilities.credentials)
+
+
 def _encode_parent(p: ParentNode) -> bytes:
     """ParentNode encoding without the generic codec (hot path)."""
     unmerged = b"".join(i.to_bytes(4, "big") for i in p.unmerged_leaves)
@@ -98,7 +102,7 @@ def _parent_step(x: int) -> int:
 class RatchetTree:
     """An RFC 9420 ratchet tree with cached tree hashes and resolutions."""
 
-    __slots__ = ("suite", "_nodes", "_n_leaves", "_root", "_hash", "_res", "_enc_index", "_sig_index")
+    __slots__ = ("suite", "_nodes", "_n_leaves", "_root", "_hash", "_res", "_enc_index", "_sig_index", "_prof_index")
 
     def __init__(self, suite: CipherSuite, n_leaves: int = 1) -> None:
         if n_leaves < 1 or n_leaves & (n_leaves - 1):
@@ -112,6 +116,7 @@ class RatchetTree:
         self._res: list[tuple[int, ...] | None] = [None] * width
         self._enc_index: dict[bytes, int] | None = None
         self._sig_index: dict[bytes, int] | None = None
+        self._prof_index: dict[tuple[int, tuple[int, ...]], int] | None = None
 
     # ------------------------------------------------------------ construction
 
@@ -158,6 +163,7 @@ class RatchetTree:
         t._res = self._res.copy()
         t._enc_index = None if self._enc_index is None else self._enc_index.copy()
         t._sig_index = None if self._sig_index is None else self._sig_index.copy()
+        t._prof_index = None if self._prof_index is None else self._prof_index.copy()
         return t
 
     def __eq__(self, other: object) -> bool:
@@ -274,6 +280,18 @@ class RatchetTree:
             if node is not None:
                 k = node.leaf.signature_key  # type: ignore[union-attr]
                 sidx[k] = sidx.get(k, 0) + 1
+        if self._prof_index is not None and x % 2 == 0:
+            pidx = self._prof_index
+            if old is not None:
+                pk = _profile(old.leaf)  # type: ignore[arg-type]
+                c = pidx.get(pk, 0) - 1
+                if c > 0:
+                    pidx[pk] = c
+                else:
+                    pidx.pop(pk, None)
+            if node is not None:
+                pk = _profile(node.leaf)  # type: ignore[arg-type]
+                pidx[pk] = pidx.get(pk, 0) + 1
         self._invalidate(x)
 
     def _invalidate(self, x: int) -> None:
@@ -554,6 +572,7 @@ class RatchetTree:
     def _build_indexes(self) -> None:
         enc: dict[bytes, int] = {}
         sig: dict[bytes, int] = {}
+        prof: dict[tuple[int, tuple[int, ...]], int] = {}
         for x, n in enumerate(self._nodes):
             if n is None:
                 continue
@@ -562,8 +581,11 @@ class RatchetTree:
             if x % 2 == 0:
                 s = n.leaf.signature_key  # type: ignore[union-attr]
                 sig[s] = sig.get(s, 0) + 1
+                pk = _profile(n.leaf)  # type: ignore[arg-type]
+                prof[pk] = prof.get(pk, 0) + 1
         self._enc_index = enc
         self._sig_index = sig
+        self._prof_index = prof
 
     def encryption_key_count(self, key: bytes) -> int:
         """How many non-blank nodes (leaves and parents) use this HPKE key."""
@@ -578,6 +600,15 @@ class RatchetTree:
             self._build_indexes()
         assert self._sig_index is not None
         return self._sig_index.get(key, 0)
+
+    def leaf_profile_counts(self) -> dict[tuple[int, tuple[int, ...]], int]:
+        """How many non-blank leaves have each (credential type, supported credential types)
+        profile: what the credential compatibility checks of s.7.3 look at, so that they cost
+        one test per distinct profile (usually one) instead of one per member."""
+        if self._prof_index is None:
+            self._build_indexes()
+        assert self._prof_index is not None
+        return self._prof_index
 
     # ------------------------------------------------------------ validation (s.12.4.3.1)
 

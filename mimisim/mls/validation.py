@@ -23,6 +23,7 @@ from mimisim.mls.structs import (
     LeafNodeSource,
     RequiredCapabilities,
 )
+from mimisim.mls.tree import RatchetTree
 
 
 def required_capabilities(extensions: Iterable) -> RequiredCapabilities | None:
@@ -70,7 +71,7 @@ def validate_leaf_node(
     group_id: bytes | None = None,
     leaf_index: int | None = None,
     group_extensions: Iterable = (),
-    members: Iterable[tuple[int, LeafNode]] = (),
+    members: Iterable[tuple[int, LeafNode]] | RatchetTree = (),
     replacing: int | None = None,
     now_s: int | None = None,
 ) -> None:
@@ -79,7 +80,10 @@ def validate_leaf_node(
     ``members`` are the group's current (index, leaf) pairs, used for the
     credential-type compatibility and key-uniqueness checks; ``replacing`` is
     the index of a leaf this one replaces (an Update or a commit path), whose
-    own keys do not count as duplicates.
+    own keys do not count as duplicates. Given the tree itself, those checks
+    first consult its incremental indexes (key counts, credential profiles)
+    and scan the members, for the exact error, only when the indexes say a
+    check may fail: the same outcome in time independent of the group size.
     """
     if leaf.leaf_node_source != source:
         raise ValidationError(f"leaf_node_source is {leaf.leaf_node_source.name}, expected {source.name}")
@@ -106,6 +110,10 @@ def validate_leaf_node(
         assert lt is not None
         if not lt.not_before <= now_s <= lt.not_after:
             raise ValidationError("leaf lifetime does not cover the current time")
+    if isinstance(members, RatchetTree):
+        if not _may_conflict(members, leaf, replacing):
+            return
+        members = members.members()
     for i, other in members:
         if i == replacing:
             continue
@@ -119,12 +127,31 @@ def validate_leaf_node(
             raise ValidationError(f"encryption key duplicates member {i}")
 
 
+def _may_conflict(tree: RatchetTree, leaf: LeafNode, replacing: int | None) -> bool:
+    """Whether a member other than ``replacing`` may fail the member checks of
+    :func:`validate_leaf_node` (False: none can). Conservative: the encryption
+    key count includes parent nodes, which the member scan then rules out."""
+    old = tree.leaf(replacing) if replacing is not None and replacing < tree.n_leaves else None
+    if tree.signature_key_count(leaf.signature_key) - (old is not None and old.signature_key == leaf.signature_key) > 0:
+        return True
+    if tree.encryption_key_count(leaf.encryption_key) - (old is not None and old.encryption_key == leaf.encryption_key) > 0:
+        return True
+    own = None if old is None else (int(old.credential.credential_type), tuple(old.capabilities.credentials))
+    ct, supported = leaf.credential.credential_type, leaf.capabilities.credentials
+    for (other_ct, other_supported), count in tree.leaf_profile_counts().items():
+        if count - ((other_ct, other_supported) == own) <= 0:
+            continue
+        if other_ct not in supported or ct not in other_supported:
+            return True
+    return False
+
+
 def validate_key_package(
     suite: CipherSuite,
     kp: KeyPackage,
     *,
     group_extensions: Iterable = (),
-    members: Iterable[tuple[int, LeafNode]] = (),
+    members: Iterable[tuple[int, LeafNode]] | RatchetTree = (),
     now_s: int | None = None,
 ) -> None:
     """Validate a KeyPackage for an Add (RFC 9420 s.10.1, s.12.1.1)."""
