@@ -1,7 +1,7 @@
 """Single-room benchmark: one room of N members over P providers (issue 14).
 
 Run: ``python benchmarks/bench_room.py [--cases 100/10,300/20] [--sim-s 60] [--setup-s 30]
-[--setup incremental|bulk] [--profile/--no-profile] [--isolate/--no-isolate]``
+[--sharing/--no-sharing] [--profile/--no-profile] [--isolate/--no-isolate]``
 (larger cases such as ``1000/50`` or ``10000/100`` are parameters; they take long).
 
 Why a separate benchmark from :mod:`benchmarks.bench_sim`: the whole-world
@@ -201,8 +201,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", default="100/10,300/20", help="comma-separated N/P (members/providers)")
     ap.add_argument("--sim-s", type=float, default=60.0)
     ap.add_argument("--setup-s", type=float, default=30.0, help="simulated second the workload starts")
-    ap.add_argument("--setup", choices=("incremental", "bulk"), default=None,
-                    help="initial room setup (default: the scenario's default)")
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--sharing", action=argparse.BooleanOptionalAction, default=None,
                     help="force sharing of pure work on/off (default: MIMISIM_SHARING, else on)")
@@ -223,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     run = _isolated if a.isolate else measure
     out = []
     for n, p in cases:
-        out.append(run(n, p, a.sim_s, a.setup_s, a.setup, a.profile))
+        out.append(run(n, p, a.sim_s, a.setup_s, None, a.profile))
         print(report(out[-1:], a.isolate), flush=True)
     print("\n" + report(out, a.isolate))
 
