@@ -223,8 +223,8 @@ class Adversaries:
             env.process(self._client(c, i))
         for i, m in enumerate(adv.malformed):
             env.process(self._malformed(m, i))
-        for i, c in enumerate(adv.compromises):
-            env.process(self._compromise(c, i))
+        for i, comp in enumerate(adv.compromises):
+            env.process(self._compromise(comp, i))
 
     def finish(self) -> None:
         """Judge the withheld commits; everything still in flight is unanswered."""

@@ -131,9 +131,11 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
-            if resp.current_epoch < op.sent_epoch:
-                self.engine.restore(r, resp.current_epoch, now_ms, step)
-            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
+            hub_epoch = resp.current_epoch
+            assert hub_epoch is not None  # wrongEpoch carries current_epoch (a Select on response_code)
+            if hub_epoch < op.sent_epoch:
+                self.engine.restore(r, hub_epoch, now_ms, step)
+            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=hub_epoch)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", refs=resp.invalid_proposals or [])
         else:
@@ -165,9 +167,11 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
-            if resp.current_epoch < op.sent_epoch:
-                self.engine.restore(r, resp.current_epoch, now_ms, step)
-            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=resp.current_epoch)
+            hub_epoch = resp.current_epoch
+            assert hub_epoch is not None  # wrongEpoch carries current_epoch (a Select on response_code)
+            if hub_epoch < op.sent_epoch:
+                self.engine.restore(r, hub_epoch, now_ms, step)
+            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=hub_epoch)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", hub_epoch=g.epoch + 1)
         else:
@@ -213,7 +217,8 @@ class ReplyHandler:
         mid = r.restorable[ep][0] if ep is not None and ep in r.restorable else ""
         step.gap(r.uri, ep, mid, "restored" if code == W.UpdateResponseCode.success else "restoreRefused",
                  f"the hub answered {answer} to our commit from epoch {ep} given back")
-        if resp is not None and code == W.UpdateResponseCode.wrongEpoch and resp.current_epoch != ep:
+        if (resp is not None and code == W.UpdateResponseCode.wrongEpoch and resp.current_epoch is not None
+                and resp.current_epoch != ep):  # wrongEpoch always carries current_epoch
             self.engine.restore(r, resp.current_epoch, now_ms, step)
         elif code == W.UpdateResponseCode.success and ep is not None:
             self.engine.restore(r, ep + 1, now_ms, step)  # the hub may have lost our next commit too
