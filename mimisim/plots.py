@@ -1,11 +1,17 @@
 """``mimisim plot``: a sweep's standard figures, with 95% confidence bands.
 
-One figure per metric the study lists (``FIGURES`` in its module), as PNG
-and SVG in ``RESULTS/figures/``: the first grid parameter (or, for fanout,
-the room's members) on the x axis, one line per combination of the other
-parameters, the mean over seeds with its Student-t 95% band, and the
-model's prediction dashed when the study has one. Axis labels carry units;
-the title names the scenario. Matplotlib's Agg backend: no display needed.
+One figure per metric the study lists (``FIGURES`` in its module), as PNG,
+SVG and PDF in ``RESULTS/figures/``, sized for a single paper column
+(3.5 in wide, 7 pt text; nothing clipped: saved with a tight bounding box):
+the first numeric grid parameter (or, for fanout, the room's members) on
+the x axis, one series per combination of the other parameters (colour,
+line style and marker all vary, so more than ten series stay distinct),
+the mean with its 95% band, and each model column of the study drawn as an
+open-marker line of the same colour. A categorical x axis (standby
+settings, fault kinds) is drawn as points with error bars, never joined
+lines. The legend sits outside the data, below the axes; the title names
+the interval drawn and the fixed slice (grid keys with one value, e.g.
+after ``--where``). Matplotlib's Agg backend: no display needed.
 """
 
 from __future__ import annotations
@@ -63,19 +69,47 @@ def _short(key: str) -> str:
     return ".".join(parts[-2:]) if len(parts) > 1 else key
 
 
+_STYLES = ["-", "--", "-.", ":"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+_MODEL_STYLE = (0, (1, 1))
+
+
+def _style(i: int) -> tuple[str, Any, str]:
+    """Colour, line style and marker of series ``i``: the colour cycles over
+    ten, the line style and marker change with each cycle."""
+    return f"C{i % 10}", _STYLES[(i // 10) % len(_STYLES)], _MARKERS[(i // 10 + i) % len(_MARKERS)]
+
+
+def interval_name(summary: pd.DataFrame, metric: str) -> str:
+    """What the band of ``metric`` is (the ``interval`` column of summary.csv, per kind)."""
+    if f"{metric}_pooled" in summary.columns:
+        return "pooled ratio, 95% cluster-robust t over runs"
+    return "mean, 95% Student-t over runs"
+
+
 def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str, ylabel: str,
-                model: str | None = None) -> None:
-    """Draw one metric of a sweep summary on a Matplotlib axis: a line per
-    combination of the non-x keys, its 95% band, the model dashed."""
+                model: str | Sequence[str] | None = None) -> None:
+    """Draw one metric of a sweep summary on a Matplotlib axis: a series per
+    combination of the non-x keys with its 95% band (error bars on a
+    categorical axis), the model column(s) in the series' colour."""
     xkey, line_keys = _axis(summary, keys)
     groups = summary.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), summary)]
+    models = [model] if isinstance(model, str) else list(model or [])
     unit = ""
+    categorical = False
     x: list[float]
+    ticks: tuple[list[float], list[str]] | None = None
+    short: dict[str, dict[str, str]] = {}
+    for k in line_keys:
+        vals = [str(v) for v in dict.fromkeys(summary[k].astype(str))]
+        short[k] = dict(zip(vals, _distinct_labels(vals), strict=True))
     for i, (gk, g) in enumerate(groups):
         gk = gk if isinstance(gk, tuple) else (gk,)
-        lab = ", ".join(f"{_short(k)}={v}" for k, v in zip(line_keys, gk, strict=True)) or metric
+        lab = ", ".join(f"{_short(k)}={short[k].get(str(v), v)}" for k, v in zip(line_keys, gk, strict=True)) \
+            or metric
         if xkey is None:
             x = [float(j) for j in range(len(g))]
+            categorical = True
         else:
             parsed = [numeric(v) for v in g[xkey]]
             known = [p for p in parsed if p is not None]
@@ -83,29 +117,61 @@ def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str
                 x = [p[0] for p in known]
                 unit = known[0][1] if known else ""
             else:
-                x = [float(j) for j in range(len(g))]
-                ax.set_xticks(x, _distinct_labels([str(v) for v in g[xkey]]), fontsize=7, rotation=10)
+                categorical = True
+                cats = list(dict.fromkeys(str(v) for v in summary[xkey]))
+                x = [float(cats.index(str(v))) for v in g[xkey]]
+                ticks = ([float(j) for j in range(len(cats))], _distinct_labels(cats))
         order = sorted(range(len(x)), key=lambda j: x[j])
         xs = [x[j] for j in order]
-        # A pooled proportion gets its Wilson interval; other metrics the t interval over
-        # seeds, clipped at 0 (every study metric is a count, a time or a probability).
         col = f"{metric}_pooled" if f"{metric}_pooled" in g.columns else metric
-        mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy()[order]
-        lo = g[f"{col}_low"].to_numpy()[order].clip(min=0)
-        hi = g[f"{col}_high"].to_numpy()[order]
-        color = f"C{i % 10}"
-        ax.plot(xs, mean, marker="o", color=color, label=lab)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
-        if model and f"{model}_mean" in g.columns:
-            mm = g[f"{model}_mean"].to_numpy()[order]
-            if not all(math.isnan(v) for v in mm):
-                ax.plot(xs, mm, linestyle="--", color=color, alpha=0.9,
-                        label=f"model ({lab})" if line_keys else "model")
+        mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy(dtype=float)[order]
+        lo = g[f"{col}_low"].to_numpy(dtype=float)[order].clip(min=0)
+        hi = g[f"{col}_high"].to_numpy(dtype=float)[order]
+        color, ls, mk = _style(i)
+        n_series = len(groups) if line_keys else 1
+        if categorical:
+            off = 0.6 * (i / max(1, n_series - 1) - 0.5) if n_series > 1 else 0.0
+            xo = [v + off for v in xs]
+            yerr = [[max(0.0, m - lo_) if lo_ == lo_ else 0.0 for m, lo_ in zip(mean, lo, strict=True)],
+                    [max(0.0, hi_ - m) if hi_ == hi_ else 0.0 for m, hi_ in zip(mean, hi, strict=True)]]
+            ax.errorbar(xo, mean, yerr=yerr, fmt=mk, color=color, markersize=4, capsize=2, linewidth=0.8,
+                        label=lab)
+        else:
+            xo = xs
+            ax.plot(xs, mean, marker=mk, linestyle=ls, color=color, markersize=3.5, linewidth=1.0, label=lab)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
+        for mi, mcol in enumerate(models):
+            if f"{mcol}_mean" not in g.columns:
+                continue
+            mm = g[f"{mcol}_mean"].to_numpy(dtype=float)[order]
+            if all(math.isnan(v) for v in mm):
+                continue
+            mlab = f"model {mcol} ({lab})" if line_keys else f"model {mcol}"
+            if categorical:
+                ax.plot(xo, mm, linestyle="none", marker="_" if mi == 0 else "x", markersize=9, color=color,
+                        label=mlab)
+            else:
+                ax.plot(xs, mm, linestyle=_MODEL_STYLE if mi == 0 else (0, (4, 2)), marker="o" if mi == 0 else "x",
+                        markerfacecolor="none", markersize=3.5, color=color, linewidth=1.0, alpha=0.9, label=mlab)
+    if ticks is not None:
+        ax.set_xticks(ticks[0], ticks[1], fontsize=6, rotation=20, ha="right")
     xl = _short(xkey) if xkey else "grid point"
-    ax.set_xlabel(f"{xl} ({unit})" if unit else xl)
-    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_xlabel(f"{xl} ({unit})" if unit else xl, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ncol = 1 if len(handles) <= 4 else 2
+        ax.legend(handles, labels, fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.28 if ticks else -0.2),
+                  ncol=ncol, frameon=False)
+
+
+def fixed_slice(summary: pd.DataFrame, grid: Sequence[str]) -> str:
+    """The grid keys that take one value in ``summary`` (the slice a figure
+    shows), as ``key=value`` text."""
+    parts = [f"{_short(k)}={summary[k].iloc[0]}" for k in grid if k in summary.columns and summary[k].nunique() == 1]
+    return ", ".join(parts)
 
 
 def where_mask(summary: pd.DataFrame, where: Sequence[str], meta: dict[str, Any],
@@ -136,9 +202,10 @@ def where_mask(summary: pd.DataFrame, where: Sequence[str], meta: dict[str, Any]
 
 
 def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str | None = None,
-               where: Sequence[str] = (), dpi: int = 110, size: tuple[float, float] = (6.4, 4.0)) -> list[Path]:
-    """Draw the study's figures for a sweep folder; returns the files written.
-    ``where``: ``key=value`` filters on the grid (a slice of a large grid)."""
+               where: Sequence[str] = (), dpi: int = 200, size: tuple[float, float] = (3.5, 2.6)) -> list[Path]:
+    """Draw the study's figures for a sweep folder (PNG, SVG and PDF);
+    returns the files written. ``where``: ``key=value`` filters on the grid
+    (a slice of a large grid; the slice is named in the title)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,17 +229,21 @@ def plot_sweep(results: str | Path, *, out: str | Path | None = None, study: str
     target = Path(out) if out is not None else folder / "figures"
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    fixed = fixed_slice(summary, meta["grid"])
+    runs = int(summary["n"].max()) if "n" in summary.columns and len(summary) else 0
     for metric, ylabel, model in mod.FIGURES:
         if f"{metric}_mean" not in summary.columns:
             continue
         fig, ax = plt.subplots(figsize=size)
         draw_metric(ax, summary, keys, metric, ylabel, model)
-        ax.set_title(f"{meta['scenario']}: {metric} (mean, 95% CI over {len(meta.get('seeds') or [])} seeds)",
-                     fontsize=9)
-        fig.tight_layout()
-        for ext in ("png", "svg"):
+        title = f"{meta['scenario']}: {metric}\n{interval_name(summary, metric)}, n={runs} runs/point"
+        if fixed:
+            title += f"\n{fixed}"
+        ax.set_title(title, fontsize=6.5)
+        for ext in ("png", "svg", "pdf"):
             p = target / f"{meta['scenario']}-{metric}.{ext}"
-            fig.savefig(p, dpi=dpi, metadata={"Date": None} if ext == "svg" else None)
+            fig.savefig(p, dpi=dpi, bbox_inches="tight",
+                        metadata={"Date": None} if ext == "svg" else {"CreationDate": None} if ext == "pdf" else None)
             written.append(p)
         plt.close(fig)
     return written

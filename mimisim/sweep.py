@@ -13,10 +13,16 @@ through :func:`mimisim.parallel.run_tasks`, and writes to
 - ``runs.parquet`` / ``runs.csv``: the merged table, one row per run (per
   room for fanout) in expansion order, with the grid parameters (columns
   named by their key path) and the seed as columns, then the study's metrics;
-- ``summary.csv``: per grid point, each metric's mean with its 95%
-  Student-t interval over the seeds (``<metric>_mean/_low/_high``, ``n``),
-  and for pooled proportions the Wilson interval over all trials
-  (``<metric>_pooled/_pooled_low/_pooled_high``);
+- ``summary.csv``: per grid point, ``n`` (runs), each metric's mean with
+  its 95% Student-t interval over the runs (``<metric>_mean/_low/_high``)
+  and ``<metric>_n``, the runs where it is defined (a mean over fewer runs
+  than ``n`` says so here and in the printed summary); for pooled
+  proportions the ratio over all trials with its cluster-robust t interval
+  (``<metric>_pooled/_pooled_low/_pooled_high``, the run as the cluster),
+  ``<metric>_trials`` and, for reference, the Wilson interval
+  (``<metric>_wilson_low/_high``, valid only for independent trials); the
+  ``interval`` column names the intervals. Fewer than two runs: NaN bounds
+  and a warning;
 - ``sweep.json``: scenario, source, studies, grid keys and values, seeds,
   run count, wall times (the only file that differs between two identical
   sweeps).
@@ -44,6 +50,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from mimisim import cliargs
-from mimisim.analysis.stats import mean_ci, wilson
+from mimisim.analysis.stats import mean_ci, ratio_ci, wilson
 from mimisim.analysis.studies import STUDIES, study_for
 from mimisim.parallel import run_tasks
 from mimisim.sim.scenario import Scenario, ScenarioError, expand_sweep, load_scenario, resolved_hash
@@ -175,29 +182,47 @@ def merge(sweep: Sweep, study: str | None = None) -> pd.DataFrame:
     return df
 
 
+#: The ``interval`` column of summary.csv: what ``_low``/``_high`` are.
+INTERVAL_TEXT = "95% Student-t over runs (means); 95% cluster-robust t over runs (pooled proportions)"
+
+
 def summarise(runs: pd.DataFrame, keys: Sequence[str], study: str) -> pd.DataFrame:
-    """Per grid point (and the study's group keys): each numeric metric's mean
-    with its 95% Student-t interval over the runs, and the pooled Wilson
-    interval of the study's proportions."""
+    """Per grid point (and the study's group keys): ``n`` (runs), each numeric
+    metric's mean with its 95% Student-t interval over the runs and
+    ``<m>_n`` (runs where it is finite), and the study's pooled proportions
+    with a cluster-robust interval (:func:`~mimisim.analysis.stats.ratio_ci`)
+    and the Wilson interval for reference. A point with fewer than two runs
+    gets NaN bounds and a :class:`UserWarning`."""
     mod = STUDIES[study]
     group = [k for k in [*keys, *mod.GROUP_KEYS] if k in runs.columns]
     skip = {*group, "seed"}
     metrics = [c for c in runs.columns if c not in skip and pd.api.types.is_numeric_dtype(runs[c])
                and not pd.api.types.is_bool_dtype(runs[c])]
     out = []
+    thin = []
     groups = runs.groupby(group, sort=False, dropna=False) if group else [((), runs)]
     for gkey, g in groups:
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
         row: dict[str, Any] = dict(zip(group, gkey, strict=True))
         row["n"] = len(g)
+        row["interval"] = INTERVAL_TEXT
+        if len(g) < 2:
+            thin.append(", ".join(f"{k}={v}" for k, v in row.items() if k in group) or "(one point)")
         for m in metrics:
-            mean, lo, hi, _ = mean_ci(g[m].astype(float))
-            row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"] = mean, lo, hi
+            mean, lo, hi, k = mean_ci(g[m].astype(float))
+            row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"], row[f"{m}_n"] = mean, lo, hi, k
         for m, (succ, trials) in mod.POOLED.items():
             if succ in g.columns and trials in g.columns:
-                p, lo, hi = wilson(int(g[succ].sum()), int(g[trials].sum()))
+                s_, t_ = g[succ].astype(float), g[trials].astype(float)
+                p, lo, hi, _ = ratio_ci(s_, t_)
                 row[f"{m}_pooled"], row[f"{m}_pooled_low"], row[f"{m}_pooled_high"] = p, lo, hi
+                row[f"{m}_trials"] = int(t_.fillna(0).sum())
+                _, wlo, whi = wilson(int(s_.fillna(0).sum()), int(t_.fillna(0).sum()))
+                row[f"{m}_wilson_low"], row[f"{m}_wilson_high"] = wlo, whi
         out.append(row)
+    if thin:
+        warnings.warn(f"{len(thin)} grid point(s) with fewer than 2 runs: no interval (NaN bounds): "
+                      + "; ".join(thin[:5]), stacklevel=2)
     return pd.DataFrame(out)
 
 
@@ -252,18 +277,34 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
 
 
 def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> str:
-    """The headline of a sweep: each figure metric as ``mean [low, high]`` per point."""
+    """The headline of a sweep: each figure metric as ``mean [low, high]`` per
+    point, ``(k of n runs)`` when it is defined in fewer runs than the point
+    has, and every ``never_*`` count (runs or operations that never
+    recovered or completed) that is not zero."""
     mod = STUDIES[study]
     group = [k for k in [*keys, *mod.GROUP_KEYS] if k in summary.columns]
     cols = [m for m, _, _ in mod.FIGURES if f"{m}_mean" in summary.columns]
+    never = [c[:-5] for c in summary.columns if c.startswith("never_") and c.endswith("_mean")]
     lines = []
     for _, r in summary.iterrows():
         point = ", ".join(f"{k.rsplit('.', 1)[-1]}={r[k]}" for k in group) or "(one point)"
-        vals = "; ".join(
-            f"{m} {r[f'{m}_pooled']:.4g} [{r[f'{m}_pooled_low']:.4g}, {r[f'{m}_pooled_high']:.4g}] (pooled)"
-            if f"{m}_pooled" in r else f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]"
-            for m in cols)
-        lines.append(f"  {point} (n={int(r['n'])}): {vals}")
+        n = int(r["n"])
+        parts = []
+        for m in cols:
+            if f"{m}_pooled" in r:
+                txt = (f"{m} {r[f'{m}_pooled']:.4g} [{r[f'{m}_pooled_low']:.4g}, {r[f'{m}_pooled_high']:.4g}] "
+                       f"(pooled, {int(r.get(f'{m}_trials', 0))} trials)")
+            else:
+                txt = f"{m} {r[f'{m}_mean']:.4g} [{r[f'{m}_low']:.4g}, {r[f'{m}_high']:.4g}]"
+            k = r.get(f"{m}_n")
+            if k is not None and not pd.isna(k) and int(k) < n:
+                txt += f" (over {int(k)} of {n} runs)"
+            parts.append(txt)
+        for c in never:
+            total = r[f"{c}_mean"] * r.get(f"{c}_n", n)
+            if total and not pd.isna(total):
+                parts.append(f"{c} {total:.4g} in {n} runs")
+        lines.append(f"  {point} (n={n}): {'; '.join(parts)}")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mimisim.analysis import conflicts, dedup, failover, fanout, leave
-from mimisim.analysis.stats import mean_ci, t975, wilson
+from mimisim.analysis.stats import mean_ci, ratio_ci, t975, wilson
 from mimisim.api import run
 from mimisim.cli import main
 from mimisim.parallel import run_tasks
@@ -32,7 +32,14 @@ def test_confidence_intervals() -> None:
     assert t975(1) == pytest.approx(12.706) and t975(1000) == pytest.approx(1.962, abs=1e-3)
     m, lo, hi, n = mean_ci([1.0, 2.0, 3.0, math.nan])
     assert (m, n) == (2.0, 3) and lo == pytest.approx(2 - 4.303 / math.sqrt(3)) and hi > m
-    assert mean_ci([5.0])[:3] == (5.0, 5.0, 5.0)
+    m, lo, hi, n = mean_ci([5.0])  # one run: no spread, no interval (never a zero-width band)
+    assert m == 5.0 and n == 1 and math.isnan(lo) and math.isnan(hi)
+    # the cluster interval widens with the spread between runs; Wilson would not
+    p, lo, hi, k = ratio_ci([10, 10], [100, 100])
+    assert p == 0.1 and k == 2 and lo == hi == 0.1
+    p, lo2, hi2, _ = ratio_ci([2, 18], [100, 100])
+    assert p == 0.1 and lo2 < 0.1 < hi2 and hi2 - lo2 > 0.5
+    assert math.isnan(ratio_ci([3], [10])[1])
     p, lo, hi = wilson(0, 20)
     assert p == 0 and lo == 0 and 0.1 < hi < 0.2
     p, lo, hi = wilson(10, 20)
@@ -70,6 +77,24 @@ def test_conflict_metrics_chain_retries_into_operations() -> None:
     # (4 x 70 + 4 x (70 + 3 x 120)) / 25 = 80 ms; the measurement adds processing costs.
     assert conflicts.window_from_scenario(scn) == pytest.approx(80.0)
     assert row["W_scenario_ms"] == pytest.approx(80.0) and abs(row["W_ms"] - 80.0) < 5
+    # offered vs carried: every requested Update is built, queued or still waiting; every built one
+    # is accepted, given up or still in flight (nothing dropped silently)
+    assert row["requested"] == row["operations"] + row["not_built"]
+    assert row["operations"] == row["accepted"] + row["gave_up"] + row["in_flight"]
+    assert row["abandoned"] == row["gave_up"] + row["in_flight"]
+    assert row["queued"] > 0 and row["fresh"] + row["queued"] == row["operations"]
+    assert (upd.t_first >= upd.t_request).all() and (upd.queued == (upd.t_first > upd.t_request + 0.5)).all()
+    assert row["gave_up"] == tr[(tr.kind == "client.fail") & (tr.operation == "update")].shape[0]
+    assert 0 < row["p_model_queue"] < 1 and 0 < row["queued_frac_model"] < 1
+
+
+def test_queue_model_reduces_to_the_light_load_model() -> None:
+    """At light load nobody queues, and the queue model agrees with 1 - exp(-lambda W)."""
+    paths = ((10.0, 10.0), (60.0, 60.0), (60.0, 60.0), (60.0, 60.0), (60.0, 60.0))
+    q = conflicts.model_queue(paths, 0.25, 200_000.0)
+    w = sum(u + d for i, (u, _) in enumerate(paths) for j, (_, d) in enumerate(paths) if i != j) / 25
+    assert q["queued_frac"] < 0.05
+    assert q["p_conflict"] == pytest.approx(conflicts.model_p_conflict(0.25, w), abs=0.01)
 
 
 def _dedup_run(strategy: str, entries: int = 4096) -> pd.DataFrame:
@@ -243,9 +268,11 @@ def test_conflict_probability_follows_the_poisson_model(tmp_path: Path, duration
     runs, summary = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path), workers=2,
                               progress=False)
     for _, r in summary.iterrows():
-        assert r["p_conflict_pooled_low"] <= r["p_model_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
-        # and so does the model with W computed from the scenario alone
-        assert r["p_conflict_pooled_low"] <= r["p_model_scenario_mean"] <= r["p_conflict_pooled_high"]
+        # the queue model, from the scenario alone, holds at every point
+        assert r["p_conflict_pooled_low"] <= r["p_model_queue_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
+        if r["offered_lambda_w_mean"] < 0.35:  # the light-load model only where the load is light
+            assert r["p_conflict_pooled_low"] <= r["p_model_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
+        assert r["n"] == 2 and r["p_conflict_n"] == 2 and r["p_conflict_trials"] == r["operations_mean"] * 2
     # and the probability grows with the rate and the latency, as the model says
     p = summary.set_index(["workload.updates.rate", "network.default.latency.value"])["p_conflict_pooled"]
     assert p[("2/s", "150ms")] > p[("0.5/s", "150ms")] and p[("2/s", "150ms")] > p[("2/s", "50ms")]

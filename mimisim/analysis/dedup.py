@@ -16,8 +16,12 @@ request (``window=<entries> entries <bytes> B``), so the study can tell:
 - **duplicates reaching clients**: ``client.drop`` with status ``duplicate``
   (the client recognised the same message id again) plus repeated
   ``client.deliver`` of one message to one client;
-- **messages the hub accepted twice** (a retried ``/submit``): duplicates
-  no notify strategy can remove, since each acceptance is a new notify;
+- **retried submits**: a follower's ``/submitMessage`` retried after its
+  response was lost; the hub answers it as a duplicate (``hub.accept``
+  with ``duplicate``) and does not fan it out again (``submit_retried``);
+- **messages the hub accepted twice** with a second fanout
+  (``hub_accepted_twice``): should stay 0 now that ``/submitMessage`` is
+  idempotent; a non-zero count is a regression;
 - **legitimate repeats wrongly dropped**: a ``notify.dedup`` of a txn the
   follower never processed (a distinct notify whose body collided);
 - **window memory**: entries and bytes held, per follower over time.
@@ -87,6 +91,7 @@ def summary(trace: pd.DataFrame) -> dict[str, Any]:
         "dup_to_clients": len(drops) + repeat_delivers,
         "wrongly_dropped": int(df["wrongly_dropped"].sum()),
         "hub_accepted_twice": hub_accepted_twice(trace),
+        "submit_retried": submit_retried(trace),
         "window_entries_max": int(df["window_entries"].max()) if len(df) else 0,
         "window_bytes_max": int(df["window_bytes"].max()) if len(df) else 0,
         "window_bytes_mean": float(df["window_bytes"].mean()) if len(df) else math.nan,
@@ -99,14 +104,24 @@ def is_notify_request(trace: pd.DataFrame) -> pd.Series:
 
 
 def hub_accepted_twice(trace: pd.DataFrame) -> int:
-    """Application messages the hub accepted (and fanned out) more than once:
-    a follower's ``/submit`` whose response was lost is retried, and the hub,
-    which deduplicates nothing but ``/notify`` at followers, accepts the same
-    ciphertext again under a new notify id. Clients then drop it by message
-    id, so it counts in ``dup_to_clients`` whatever the notify strategy."""
+    """Application messages the hub accepted **and fanned out** more than
+    once (acceptances not marked ``duplicate``). ``/submitMessage`` is
+    idempotent: a retried submit is answered as a duplicate without a new
+    fanout (:func:`submit_retried`), so this is 0 unless that regresses."""
     sub = set(trace.loc[trace["kind"] == "client.submit", "msg_id"])
     acc = trace[(trace["kind"] == "hub.accept") & trace["msg_id"].isin(sub)]
+    if "duplicate" in acc.columns:
+        acc = acc[~acc["duplicate"].fillna(False).astype(bool)]
     return int(acc["msg_id"].duplicated().sum())
+
+
+def submit_retried(trace: pd.DataFrame) -> int:
+    """Retried submits the hub recognised and acknowledged again without a
+    second fanout (``hub.accept`` with ``duplicate``)."""
+    acc = trace[trace["kind"] == "hub.accept"]
+    if "duplicate" not in acc.columns:
+        return 0
+    return int(acc["duplicate"].fillna(False).astype(bool).sum())
 
 
 def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:

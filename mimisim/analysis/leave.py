@@ -1,29 +1,38 @@
 """The leave-latency study, from the trace.
 
 A leaving client can only propose its own removal (``client.propose`` with
-``operation`` leave); the hub caches the proposals and the next
-commit must include them. Per leave:
+``operation`` leave); the hub caches the proposals and the next commit must
+include them. A refused or lost proposal is proposed again. One row per
+**user request** (``workload.action`` leave; a request with no workload
+row, e.g. a hand-made trace, starts at its first proposal):
 
-- ``t_request``: the ``client.propose`` row;
-- the **removing commit**: the commit the leaving user's clients process
-  with status ``removed`` (``client.epoch``), or, when none of them saw it,
-  the first commit accepted in the room after the request that removes
-  someone;
-- ``latency_accept_ms``: request -> the hub accepts that commit;
-- ``latency_all_ms``: request -> the last remaining member processes it;
-- a leave whose commit never came is **never completed** (NaN latencies),
-  unless it was requested in the run's last 15 s (``at_end``).
+- ``t_request``: the workload's request; ``t_propose``: the first
+  ``client.propose`` after it; ``proposals``: how many the client sent for
+  this request (``retries`` = proposals - 1: re-proposals belong to the
+  same leave, never start a new one);
+- the **removing commit**: the commit the leaver's client processes as
+  ``removed`` (``client.epoch`` via removed), else the first commit the hub
+  accepted after the request whose participant-list changes remove the
+  leaving user (``role_changes`` to role 0); never "any removal";
+- ``outcome``: ``completed`` (removed), ``gave_up`` (a ``client.fail`` of
+  the leave came first: a failed leave, whatever happens later),
+  ``in_progress`` (requested in the run's last ``tail_ms``) or
+  ``never_completed``;
+- ``latency_accept_ms``: first proposal -> the hub accepts the removing
+  commit; ``latency_all_ms``: first proposal -> the last remaining member
+  processes it; ``committer``: who committed it.
 
 Model (docs/studies.md): ``E[latency_all] ~ h + E[wait] + c`` where ``h`` is
-the path of the proposals to the member that commits them, ``wait`` the
-time until a member commits them (the minimum of the next workload commit,
-Poisson at rate lambda, and the room strategy's delay: none for
-``immediate_commit``, the minimum of k uniform draws in [min, max] for
+the path of the proposals from the leaver to **the member that commits
+them**, ``wait`` the time until that member commits (the minimum of the next
+workload commit, Poisson at rate lambda, and the room strategy's delay: none
+for ``immediate_commit``, the minimum of k uniform draws in [min, max] for
 ``random_delay``), and ``c`` the path of that commit to the last member.
-``h`` and ``c`` are measured on the run's own Update commits
-(:func:`mimisim.analysis.conflicts.vulnerable_window`): ``h`` = the mean
-member-to-member delay (``d_min`` for ``immediate_commit``, where the
-first member to hear commits), ``c`` = the mean delay to the last member.
+``h`` and ``c`` are measured on the run's own first-attempt commits,
+between the providers of the leaver, the actual committer of each leave
+and the remaining members (:func:`path_terms`): under ``immediate_commit``
+the member on the hub's provider usually wins, and its commit travels one
+inter-provider hop less than an average member's.
 """
 
 from __future__ import annotations
@@ -34,10 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mimisim.analysis.conflicts import vulnerable_window
-
-LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "commit", "t_accept", "t_all", "remaining",
-                 "latency_accept_ms", "latency_all_ms", "completed"]
+LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "t_propose", "proposals", "retries", "commit", "committer",
+                 "t_accept", "t_all", "remaining", "latency_accept_ms", "latency_all_ms", "completed", "gave_up",
+                 "outcome"]
 
 
 def _device_prefix(user_uri: str) -> str:
@@ -45,36 +53,111 @@ def _device_prefix(user_uri: str) -> str:
     return user_uri.replace("/u/", "/d/", 1) + "/"
 
 
+def _user_of(client_uri: str) -> str:
+    # mimi://b.example/d/bob/B1 -> mimi://b.example/u/bob
+    return client_uri.rsplit("/", 1)[0].replace("/d/", "/u/", 1)
+
+
+def _domain(uri: str) -> str:
+    return uri.split("//", 1)[-1].split("/", 1)[0]
+
+
+def _removes(changes: Any, user: str) -> bool:
+    if changes is None or (isinstance(changes, float) and math.isnan(changes)):
+        return False
+    return any(c.get("user") == user and not c.get("new") for c in changes)
+
+
 def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
     """One row per leave request (see the module docstring for the columns);
-    ``at_end``: not completed but requested in the run's last ``tail_ms``
-    (still in progress when the run stopped, so not counted as never completed)."""
+    ``at_end``: not completed but requested in the run's last ``tail_ms``."""
     p = trace[(trace["kind"] == "client.propose") & (trace["operation"] == "leave")]
+    w = trace[(trace["kind"] == "workload.action") & (trace["action"] == "leave")]
     epochs = trace[trace["kind"] == "client.epoch"]
     acc = trace[(trace["kind"] == "hub.accept") & (trace["msg_id"] != "")]
     acc_t = acc.groupby("msg_id")["t_ms"].min()
+    acc_by = acc.drop_duplicates("msg_id").set_index("msg_id")["committer"]
     removing = acc[acc["removed"].fillna(0).astype(int) > 0]
+    fails = trace[(trace["kind"] == "client.fail") & (trace["operation"] == "leave")]
+    end = float(trace["t_ms"].max()) if len(trace) else 0.0
+    # The requests: the workload's, else (no workload row for that client) its first proposal.
+    reqs = [(r.room, r.node, float(r.t_ms)) for r in w.itertuples(index=False)]
+    have = {(room, node) for room, node, _ in reqs}
+    for r in p.drop_duplicates(["room", "node"]).itertuples(index=False):
+        if (r.room, r.node) not in have:
+            reqs.append((r.room, r.node, float(r.t_ms)))
+    reqs.sort(key=lambda x: x[2])
     out = []
-    for row in p.itertuples(index=False):
-        prefix = _device_prefix(row.peer) if row.peer else row.node.rsplit("/", 1)[0] + "/"
-        mine = epochs[(epochs["room"] == row.room) & (epochs["t_ms"] >= row.t_ms)
+    for idx, (room, node, t_req) in enumerate(reqs):
+        nxt = min([t for rm, nd, t in reqs[idx + 1:] if rm == room and nd == node] or [math.inf])
+        mine_p = p[(p["room"] == room) & (p["node"] == node) & (p["t_ms"] >= t_req) & (p["t_ms"] < nxt)]
+        user = str(mine_p["peer"].iloc[0]) if len(mine_p) and mine_p["peer"].iloc[0] else _user_of(node)
+        prefix = _device_prefix(user)
+        t_prop = float(mine_p["t_ms"].iloc[0]) if len(mine_p) else math.nan
+        mine = epochs[(epochs["room"] == room) & (epochs["t_ms"] >= t_req) & (epochs["t_ms"] < nxt)
                       & (epochs["status"] == "removed") & epochs["node"].str.startswith(prefix)]
-        commit = mine["msg_id"].iloc[0] if len(mine) else ""
+        commit = str(mine["msg_id"].iloc[0]) if len(mine) else ""
         if not commit:
-            cand = removing[(removing["room"] == row.room) & (removing["t_ms"] >= row.t_ms)]
-            commit = cand["msg_id"].iloc[0] if len(cand) else ""
+            cand = removing[(removing["room"] == room) & (removing["t_ms"] >= t_req) & (removing["t_ms"] < nxt)]
+            cand = cand[[_removes(c, user) for c in cand["role_changes"]]] if "role_changes" in cand else cand.iloc[0:0]
+            commit = str(cand["msg_id"].iloc[0]) if len(cand) else ""
         t_accept = float(acc_t.get(commit, math.nan)) if commit else math.nan
+        f = fails[(fails["room"] == room) & (fails["node"] == node) & (fails["t_ms"] >= t_req) & (fails["t_ms"] < nxt)]
+        gave_up = bool(len(f)) and (math.isnan(t_accept) or float(f["t_ms"].iloc[0]) < t_accept)
+        if gave_up:
+            commit, t_accept = "", math.nan
         others = epochs[(epochs["msg_id"] == commit) & (epochs["status"] != "removed")
                         & ~epochs["node"].str.startswith(prefix)] if commit else epochs.iloc[0:0]
         t_all = float(others["t_ms"].max()) if len(others) else math.nan
-        out.append({"room": row.room, "leaver": row.node, "user": row.peer, "t_request": row.t_ms,
-                    "commit": commit, "t_accept": t_accept, "t_all": t_all, "remaining": others["node"].nunique(),
-                    "latency_accept_ms": t_accept - row.t_ms, "latency_all_ms": t_all - row.t_ms,
-                    "completed": not math.isnan(t_all)})
+        done = not math.isnan(t_all)
+        outcome = ("completed" if done else "gave_up" if gave_up
+                   else "in_progress" if t_req > end - tail_ms else "never_completed")
+        out.append({"room": room, "leaver": node, "user": user, "t_request": t_req, "t_propose": t_prop,
+                    "proposals": len(mine_p), "retries": max(0, len(mine_p) - 1), "commit": commit,
+                    "committer": str(acc_by.get(commit, "")) if commit else "", "t_accept": t_accept,
+                    "t_all": t_all, "remaining": others["node"].nunique(),
+                    "latency_accept_ms": t_accept - t_prop, "latency_all_ms": t_all - t_prop,
+                    "completed": done, "gave_up": gave_up, "outcome": outcome})
     df = pd.DataFrame(out, columns=LEAVE_COLUMNS)
-    end = float(trace["t_ms"].max()) if len(trace) else 0.0
-    df["at_end"] = ~df["completed"] & (df["t_request"] > end - tail_ms)
+    df["at_end"] = df["outcome"] == "in_progress"
     return df
+
+
+def commit_delays(trace: pd.DataFrame) -> pd.DataFrame:
+    """Per (accepted first-attempt commit, other member processing it):
+    ``msg_id, creator, receiver, d`` (ms from creation to processing)."""
+    c = trace[trace["kind"] == "client.commit"]
+    c = c[(c["attempt"] == 1).fillna(False) & ~c["external"].fillna(False).astype(bool)][["msg_id", "node", "t_ms"]]
+    e = trace[(trace["kind"] == "client.epoch") & trace["msg_id"].isin(c["msg_id"])
+              & (trace["status"] != "removed")][["msg_id", "node", "t_ms"]]
+    j = e.merge(c, on="msg_id", suffixes=("", "_c"))
+    j = j[j["node"] != j["node_c"]]
+    return pd.DataFrame({"msg_id": j["msg_id"].to_numpy(), "creator": j["node_c"].to_numpy(),
+                         "receiver": j["node"].to_numpy(), "d": (j["t_ms"] - j["t_ms_c"]).to_numpy()})
+
+
+def path_terms(trace: pd.DataFrame, lv: pd.DataFrame) -> tuple[float, float]:
+    """The model's ``(h, c)`` for the completed leaves of ``lv``: ``h`` = the
+    mean delay of a commit from the leaver's provider to the actual
+    committer's provider, ``c`` = the mean over commits created on the
+    committer's provider of the delay to their last receiver. Both by
+    provider (latencies are set per provider pair), from the run's own
+    commits, averaged over the leaves. NaN when the run has no such commit."""
+    d = commit_delays(trace)
+    done = lv[lv["completed"] & (lv["committer"] != "")]
+    if d.empty or done.empty:
+        return math.nan, math.nan
+    d = d.assign(cp=d["creator"].map(_domain), rp=d["receiver"].map(_domain))
+    pair = d.groupby(["cp", "rp"])["d"].mean()
+    last = d.groupby("msg_id").agg(cp=("cp", "first"), dmax=("d", "max")).groupby("cp")["dmax"].mean()
+    hs, cs = [], []
+    for r in done.itertuples(index=False):
+        lp, cp = _domain(r.leaver), _domain(r.committer)
+        hs.append(0.0 if r.committer == r.leaver else float(pair.get((lp, cp), math.nan)))
+        cs.append(float(last.get(cp, math.nan)))
+    h, c = np.array(hs), np.array(cs)
+    return (float(np.nanmean(h)) if np.isfinite(h).any() else math.nan,
+            float(np.nanmean(c)) if np.isfinite(c).any() else math.nan)
 
 
 def expected_wait_ms(rate_per_s: float, strategy: str, min_delay_ms: float = 0.0, max_delay_ms: float = 0.0,
@@ -118,30 +201,40 @@ def pending_strategy(scenario: Any) -> tuple[str, float, float]:
     return pp.strategy, float(pp.min_delay), float(pp.max_delay)
 
 
-def model_latency_ms(trace: pd.DataFrame, scenario: Any, committers: float | None = None) -> dict[str, float]:
-    """The model's ``h``, ``wait``, ``c`` and their sum ``model_all_ms``."""
-    w = vulnerable_window(trace)
+def model_latency_ms(trace: pd.DataFrame, scenario: Any, committers: float | None = None,
+                     lv: pd.DataFrame | None = None) -> dict[str, float]:
+    """The model's ``h``, ``wait``, ``c`` and their sum ``model_all_ms``
+    (``h`` and ``c`` for the member that actually committed each leave:
+    :func:`path_terms`)."""
+    lv = leaves(trace) if lv is None else lv
     strategy, lo, hi = pending_strategy(scenario)
-    k = committers if committers is not None else max(1.0, (w["members"] or 2) - 1)
-    k = 1.0 if math.isnan(k) else k
-    wait = expected_wait_ms(commit_rate(scenario), strategy, lo, hi, int(round(k)))
-    h = w["d_min_ms"] if strategy == "immediate_commit" else w["d_mean_ms"]
-    return {"h_ms": h, "wait_ms": wait, "c_ms": w["d_max_ms"], "model_all_ms": h + wait + w["d_max_ms"]}
+    k = committers if committers is not None and not math.isnan(committers) else 1.0
+    wait = expected_wait_ms(commit_rate(scenario), strategy, lo, hi, max(1, int(round(k))))
+    h, c = path_terms(trace, lv)
+    return {"h_ms": h, "wait_ms": wait, "c_ms": c, "model_all_ms": h + wait + c}
 
 
 def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
-    """The sweep row of one run: counts, latency means and p95, the model."""
+    """The sweep row of one run: leave requests and their outcomes
+    (``leaves`` = requests, ``completed``, ``gave_up``, ``in_progress``,
+    ``never_completed``; ``proposals``, ``retries``), latency means and
+    p95 over the completed leaves (``completed`` says over how many), the
+    model."""
     lv = leaves(trace)
     done = lv[lv["completed"]]
     r: dict[str, Any] = {
-        "leaves": len(lv), "completed": len(done), "never_completed": int((~lv["completed"] & ~lv["at_end"]).sum()),
+        "leaves": len(lv), "completed": len(done), "gave_up": int(lv["gave_up"].sum()),
+        "in_progress": int((lv["outcome"] == "in_progress").sum()),
+        "never_completed": int((lv["outcome"] == "never_completed").sum()),
+        "failed": int(lv["outcome"].isin(["gave_up", "never_completed"]).sum()),
+        "proposals": int(lv["proposals"].sum()), "retries": int(lv["retries"].sum()),
         "latency_accept_mean_ms": float(done["latency_accept_ms"].mean()) if len(done) else math.nan,
         "latency_all_mean_ms": float(done["latency_all_ms"].mean()) if len(done) else math.nan,
         "latency_all_p95_ms": float(done["latency_all_ms"].quantile(0.95)) if len(done) else math.nan,
         "remaining_mean": float(done["remaining"].mean()) if len(done) else math.nan,
     }
     r["commit_rate_per_s"] = commit_rate(scenario)
-    r.update(model_latency_ms(trace, scenario, r["remaining_mean"]))
+    r.update(model_latency_ms(trace, scenario, r["remaining_mean"], lv))
     return [r]
 
 
@@ -150,5 +243,5 @@ POOLED: dict[str, tuple[str, str]] = {}
 FIGURES = [
     ("latency_all_mean_ms", "leave latency to the last remaining member, mean (ms)", "model_all_ms"),
     ("latency_accept_mean_ms", "leave latency to the hub's acceptance, mean (ms)", None),
-    ("never_completed", "leaves never completed (count per run)", None),
+    ("failed", "leaves gave up or never completed (count per run)", None),
 ]

@@ -1,10 +1,17 @@
 """Confidence intervals for the studies, without SciPy.
 
-Why these two: a sweep repeats each grid point over a few seeds, so the
-mean of a per-run metric gets a Student-t interval (the runs are
+Why these: a sweep repeats each grid point over a few seeds, so the mean of
+a per-run metric gets a Student-t interval over the runs (the runs are
 independent; with 3-10 seeds the normal 1.96 would be too narrow). A
-probability pooled over many trials (conflicts out of commit attempts) gets
-a Wilson score interval, which stays inside [0, 1] and behaves at 0 and 1.
+proportion pooled over the trials of several runs (conflicted first
+attempts out of all first attempts) is a ratio of sums whose trials are
+**not** independent: within a run they share one history (a queue, a
+failover), so the spread between seeds is larger than a binomial one. It
+gets a cluster (ratio-estimator) Student-t interval with the run as the
+cluster (:func:`ratio_ci`). The Wilson score interval (:func:`wilson`) is
+kept for trials that are independent (within one run, for reference).
+With fewer than two runs there is no spread to measure: the bounds are NaN,
+never a zero-width band.
 """
 
 from __future__ import annotations
@@ -32,15 +39,16 @@ def t975(df: int) -> float:
 
 
 def mean_ci(values: Iterable[float]) -> tuple[float, float, float, int]:
-    """``(mean, low, high, n)``: the mean of the finite values and its 95%
-    Student-t interval (low = high = mean for a single value; NaN if none)."""
+    """``(mean, low, high, n)``: the mean of the finite values, its 95%
+    Student-t interval and how many finite values there were (NaN bounds
+    for fewer than two: one run says nothing about the spread)."""
     x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     n = len(x)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
     m = float(x.mean())
     if n == 1:
-        return m, m, m, 1
+        return m, math.nan, math.nan, 1
     half = t975(n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return m, m - half, m + half, n
 
@@ -54,3 +62,25 @@ def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, flo
     c = (p + z * z / (2 * trials)) / d
     h = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / d
     return p, max(0.0, c - h), min(1.0, c + h)
+
+
+def ratio_ci(successes: Iterable[float], trials: Iterable[float]) -> tuple[float, float, float, int]:
+    """``(p, low, high, k)``: the pooled proportion ``sum(s) / sum(n)`` over
+    ``k`` runs (clusters) with trials, and its 95% cluster-robust Student-t
+    interval (ratio estimator: ``se^2 = k/(k-1) sum (s_i - p n_i)^2 /
+    (sum n)^2``, t with k-1 degrees of freedom), clipped to [0, 1]. It
+    widens with the spread between runs, which a pooled Wilson interval
+    ignores. NaN bounds when fewer than two runs have trials."""
+    pairs = [(float(a), float(b)) for a, b in zip(successes, trials, strict=True)
+             if np.isfinite(a) and np.isfinite(b) and b > 0]
+    k = len(pairs)
+    if k == 0:
+        return math.nan, math.nan, math.nan, 0
+    s = np.array([a for a, _ in pairs])
+    n = np.array([b for _, b in pairs])
+    p = float(s.sum() / n.sum())
+    if k < 2:
+        return p, math.nan, math.nan, k
+    se = math.sqrt(k / (k - 1) * float(((s - p * n) ** 2).sum())) / float(n.sum())
+    half = t975(k - 1) * se
+    return p, max(0.0, p - half), min(1.0, p + half), k
