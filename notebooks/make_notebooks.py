@@ -63,13 +63,14 @@ print(f"{{len(sw.points)}} runs of study {{sw.study!r}}; grid: {{sw.keys}}")
 runs.head()'''
 
 
-def figure_cell(metrics: list[tuple[str, str, str | None]], keys_expr: str = "sw.keys") -> str:
+def figure_cell(metrics: list[tuple[str, str, str | tuple[str, ...] | None]], keys_expr: str = "sw.keys") -> str:
     n = len(metrics)
     lines = [f"fig, axes = plt.subplots(1, {n}, figsize=({5 * n}, 3.6))",
              "axes = axes if hasattr(axes, '__len__') else [axes]"]
     for i, (m, label, model) in enumerate(metrics):
         lines.append(f"draw_metric(axes[{i}], summary, {keys_expr}, {m!r}, {label!r}, {model!r})")
-    lines += ['fig.suptitle(f"{sw.scenario.name}: mean and 95% CI over {runs.seed.nunique()} seed(s)")',
+    lines += ['fig.suptitle(f"{sw.scenario.name}: 95% intervals over {runs.seed.nunique()} seed(s) (t over runs; '
+              'cluster-robust t for pooled proportions; none with one seed)")',
               "fig.tight_layout()"]
     return "\n".join(lines)
 
@@ -92,24 +93,28 @@ NOTEBOOKS = {
         ("md", "# Epoch conflicts\n\nTwo members commit against the same epoch: the hub accepts the first and "
                "answers `wrongEpoch` to the other, who catches up and retries. This notebook sweeps the Update "
                "rate, the inter-provider latency and the retry mode (`scenarios/epoch-conflicts.yaml`), and "
-               "compares the conflict probability with the model `1 - exp(-lambda W)` (docs/studies.md), where "
-               "W is the vulnerable window measured from the run's own commits.\n\n"
+               "compares the conflict probability with two models (docs/studies.md): the light-load model "
+               "`1 - exp(-lambda W)`, W the vulnerable window measured from the run's own commits, and the "
+               "queue model (one operation per member per room, from the scenario alone), which holds where "
+               "Updates queue (lambda W beyond ~0.35).\n\n"
                "Command line: `mimisim sweep scenarios/epoch-conflicts.yaml` then "
                "`mimisim plot results/epoch-conflicts/sweep`."),
         ("code", SETUP),
         ("code", sweep_cell("epoch-conflicts", [
             "duration=20s", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], "
-            "network.default.latency.value: [50ms, 150ms], workload.retry.mode: [rebuild]}"])),
+            "network.default.latency.value: [50ms, 150ms], workload.retry.mode: [rebuild]}"], small_seeds=2)),
         ("md", "## Simulation and model side by side\n\n`p_conflict_pooled` is conflicted first attempts over "
-               "all first attempts of the point's runs, with its 95% Wilson interval; `p_model_mean` is the "
-               "model at the measured window `W_ms_mean`, `p_model_scenario_mean` the model at the window "
-               "computed from the scenario's latencies alone."),
+               "all first attempts of the point's runs, with its 95% cluster-robust interval over the runs "
+               "(trials within a run are not independent); `p_model_queue_mean` is the queue model, "
+               "`p_model_mean` the light-load model at the measured window `W_ms_mean`. `requested`, "
+               "`operations`, `not_built`, `gave_up` and `in_flight` say what the proportion is computed from."),
         ("code", 'cols = [*sw.keys, "n", "p_conflict_pooled", "p_conflict_pooled_low", "p_conflict_pooled_high",\n'
-                 '        "p_model_mean", "W_ms_mean", "p_model_scenario_mean", "W_scenario_ms_mean"]\n'
+                 '        "p_model_queue_mean", "p_model_mean", "offered_lambda_w_mean", "requested_mean", '
+                 '"operations_mean",\n        "not_built_mean", "gave_up_mean", "in_flight_mean"]\n'
                  'side = summary[cols].copy()\n'
-                 'side["model inside CI"] = (side.p_conflict_pooled_low <= side.p_model_mean) & '
-                 '(side.p_model_mean <= side.p_conflict_pooled_high)\nside'),
-        ("code", figure_cell([("p_conflict", "conflict probability", "p_model"),
+                 'side["queue model inside"] = (side.p_conflict_pooled_low <= side.p_model_queue_mean) & '
+                 '(side.p_model_queue_mean <= side.p_conflict_pooled_high)\nside'),
+        ("code", figure_cell([("p_conflict", "conflict probability", ("p_model_queue", "p_model")),
                               ("retries_per_op", "retries per Update (count)", None),
                               ("tta_mean_ms", "time to accepted commit (ms)", None)],
                              '[k for k in sw.keys if summary[k].nunique() > 1]')),
@@ -169,7 +174,7 @@ NOTEBOOKS = {
             "duration=60s", "sweep.grid={workload.updates.rate: [0.05/s, 1/s], protocol.pending_proposals: "
             "[{strategy: immediate_commit}, {strategy: random_delay, min_delay: 0s, max_delay: 5s}]}"])),
         ("code", 'cols = [*sw.keys, "n", "latency_all_mean_ms_mean", "latency_all_mean_ms_low", '
-                 '"latency_all_mean_ms_high",\n        "model_all_ms_mean", "wait_ms_mean", "never_completed_mean"]\n'
+                 '"latency_all_mean_ms_high",\n        "model_all_ms_mean", "wait_ms_mean", "leaves_mean", "completed_mean",\n        "gave_up_mean", "never_completed_mean", "retries_mean"]\n'
                  'summary[cols]'),
         ("code", figure_cell([("latency_all_mean_ms", "leave latency to last member (ms)", "model_all_ms"),
                               ("latency_accept_mean_ms", "leave latency to hub accept (ms)", None)])),
@@ -190,10 +195,11 @@ NOTEBOOKS = {
             "duration=40s", "sweep.grid={providers.a.example.standby: [{replication: sync, takeover: 500ms}, "
             "{replication: lag, lag: {kind: exponential, mean: 1s}, takeover: 500ms}], "
             "protocol.requests.timeout: [1s]}"])),
-        ("code", 'cols = [*sw.keys, "n", "hub_lost_mean", "undelivered_mean", "delayed_mean", '
-                 '"dup_at_follower_mean",\n        "resyncs_mean", "service_ms_mean", "recover_ms_mean"]\n'
-                 'summary[cols]'),
-        ("code", figure_cell([("undelivered", "accepted, not delivered to all (count)", None),
+        ("code", 'cols = [*sw.keys, "n", "hub_lost_mean", "hub_lost_model_mean", "undelivered_mean", "refused_mean",\n'
+                 '        "delayed_mean", "resyncs_mean", "service_ms_mean", "recover_ms_mean", "recover_ms_n", '
+                 '"never_recovered_mean"]\nsummary[cols]'),
+        ("code", figure_cell([("hub_lost", "accepted inputs lost (count)", "hub_lost_model"),
+                              ("undelivered", "accepted, not delivered to all (count)", None),
                               ("recover_ms", "time to recover (ms)", None)])),
         ("md", "**What it shows.** A synchronous standby loses nothing the hub accepted; followers see "
                "a gap as long as the takeover plus their request timeout (a request sent to the dead primary "
@@ -209,10 +215,12 @@ NOTEBOOKS = {
         ("code", SETUP),
         ("code", sweep_cell("fanout", ["duration=30s", "sweep.grid={workload.messages.size: [1000B]}"])),
         ("code", 'summary[["members", "providers", *sw.keys, "n", "requests_per_msg_mean", "bytes_per_msg_mean",\n'
-                 '         "bytes_per_follower_mean", "welcome_bytes_mean", "groupinfo_bytes_mean"]]'),
+                 '         "bytes_per_msg_model_mean", "requests_per_msg_model_mean", "bytes_per_follower_mean",\n'
+                 '         "welcome_bytes_mean", "groupinfo_bytes_mean"]]'),
         ("code", 'one = summary[summary[sw.keys[0]] == summary[sw.keys[0]].iloc[0]]\n'
                  'fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))\n'
-                 'draw_metric(axes[0], one, ["members", "providers"], "bytes_per_msg", "/notify bytes per message")\n'
+                 'draw_metric(axes[0], one, ["members", "providers"], "bytes_per_msg", "/notify bytes per message",\n'
+                 '            "bytes_per_msg_model")\n'
                  'draw_metric(axes[1], one, ["members"], "welcome_bytes", "Welcome size (bytes)")\n'
                  'fig.tight_layout()'),
         ("md", "**What it shows.** The hub sends one `/notify` per follower provider, not per member: the "

@@ -53,6 +53,7 @@ def requests(trace: pd.DataFrame, op: str = "update") -> pd.DataFrame:
     w = trace[(trace["kind"] == "workload.action") & (trace["action"] == op)]
     if "setup" in w.columns:
         w = w[~w["setup"].fillna(False).astype(bool)]
+    w = w[(w["status"] != "skipped") & (w["node"] != "")]  # a skipped request asked nothing of a client
     return pd.DataFrame({"room": w["room"].to_numpy(), "client": w["node"].to_numpy(),
                          "t_request": w["t_ms"].to_numpy(dtype=float)})
 

@@ -6,7 +6,8 @@ include them. A refused or lost proposal is proposed again. One row per
 **user request** (``workload.action`` leave; a request with no workload
 row, e.g. a hand-made trace, starts at its first proposal):
 
-- ``t_request``: the workload's request; ``t_propose``: the first
+- ``t_request``: the workload's request (a request the workload skipped,
+  "no user could leave", asked nothing of a client and is not a leave); ``t_propose``: the first
   ``client.propose`` after it; ``proposals``: how many the client sent for
   this request (``retries`` = proposals - 1: re-proposals belong to the
   same leave, never start a new one);
@@ -73,6 +74,7 @@ def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
     ``at_end``: not completed but requested in the run's last ``tail_ms``."""
     p = trace[(trace["kind"] == "client.propose") & (trace["operation"] == "leave")]
     w = trace[(trace["kind"] == "workload.action") & (trace["action"] == "leave")]
+    w = w[(w["status"] != "skipped") & (w["node"] != "")]  # "no user could leave": nothing was asked of a client
     epochs = trace[trace["kind"] == "client.epoch"]
     acc = trace[(trace["kind"] == "hub.accept") & (trace["msg_id"] != "")]
     acc_t = acc.groupby("msg_id")["t_ms"].min()
