@@ -394,3 +394,65 @@ def test_a_joiner_in_a_removed_members_leaf_does_not_lend_it_its_token(room) -> 
     to_b = [f.request for f in res.fanout if f.domain == "b.example"][0]
     assert dict(zip(to_b.recipient_ids, to_b.fanout_auth_tokens, strict=True))[bob.cid] == net.guests["b.example"].token(bob.cid)
     net.deliver(res)  # every guest accepts every token
+
+
+# ---------------------------------------------------------------- rate limiting
+
+
+def test_token_buckets_admit_refill_and_report_retry_after() -> None:
+    from mimisim.mimi.ds.ratelimit import Limiter, Rate
+
+    lim = Limiter({"client": Rate(2.0, burst=2), "group": Rate(100.0, burst=100)})
+    keys = [("client", "x"), ("group", "g"), ("ds", "unlimited")]
+    assert lim.admit(keys, 0) == 0 and lim.admit(keys, 0) == 0
+    assert lim.admit(keys, 0) == 500  # one token per 500 ms
+    assert lim.buckets["group"].state["g"] == (98.0, 0)  # the refusal took nothing from the group
+    assert lim.admit(keys, 499) == 1
+    assert lim.admit(keys, 500) == 0
+    assert lim.admit([("client", "y")], 500) == 0  # another client has its own bucket
+    with pytest.raises(ValueError):
+        Rate(0.0)
+
+
+def test_hub_answers_rate_limited_with_retry_after_per_client(room) -> None:  # type: ignore[no-untyped-def]
+    from mimisim.mimi.ds.ratelimit import Limiter, Rate
+
+    net, alice, bob, carol = room
+    welcome_join(net, bob)
+    welcome_join(net, carol)
+    net.hub.limiter = Limiter({"client": Rate(1.0, burst=1), "ds": Rate(1.0, burst=3)})
+    assert bob.group is not None and carol.group is not None
+
+    def send(c: C, t: float) -> HubResult:
+        assert c.group is not None
+        return net.hub.handle(sign_request(SUITE, c.sig, D.SendMessageRequest([c.group.protect(b"m")]), c.group.own_leaf),
+                              now_ms=t, from_ds="b.example")
+
+    assert send(bob, 0).ok
+    r = send(bob, 100)
+    err = r.response.error
+    assert err is not None and err.code == D.DSErrorCode.rate_limited and err.retry_after_ms == 900 and not r.fanout
+    assert send(carol, 100).ok  # carol is another client
+    assert send(bob, 1000).ok  # Retry-After honoured
+    assert send(carol, 1100).ok
+    assert send(bob, 2000).ok
+    # each client is within its own rate, but b.example's (burst 3, 1/s) is spent
+    r = send(carol, 2100)
+    err = r.response.error
+    assert err is not None and err.code == D.DSErrorCode.rate_limited and err.retry_after_ms == 900
+    with pytest.raises(ValueError):
+        net.hub.handle(sign_request(SUITE, bob.sig, D.SendMessageRequest([bob.group.protect(b"m")]), bob.group.own_leaf))
+
+
+def test_guest_limits_fanout_per_sending_ds(room) -> None:  # type: ignore[no-untyped-def]
+    from mimisim.mimi.ds.ratelimit import Limiter, Rate
+
+    net, _alice, bob, _carol = room
+    guest = net.guests["b.example"]
+    guest.limiter = Limiter({"ds": Rate(1.0, burst=1)})
+    req = D.DSFanoutRequest(D.DS10, [bob.cid], [guest.token(bob.cid)], net.inbox[bob.cid][0])
+    assert guest.handle_fanout(req, now_ms=0, from_ds=HUB).ok
+    r = guest.handle_fanout(req, now_ms=10, from_ds=HUB)
+    e = r.response.response_body.error
+    assert e is not None and e.code == D.DSFanoutErrorCode.rate_limited and e.retry_after_ms == 990 and not r.deliveries
+    assert guest.handle_fanout(req, now_ms=10, from_ds="c.example").ok  # another hub

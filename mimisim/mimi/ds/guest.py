@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mimisim.codec import DecodeError
+from mimisim.mimi.ds.ratelimit import Limiter
 from mimisim.mimi.ds.tokens import make_token, token_generation
 from mimisim.mimi.ds.wire import (
     DS10,
@@ -31,7 +32,7 @@ from mimisim.mimi.ds.wire import (
     DSFanoutResponseBody,
     FanoutAuthToken,
 )
-from mimisim.mls.structs import MLSMessage
+from mimisim.mls.structs import MLSMessage, WireFormat
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class DSGuest:
     versions: frozenset[int] = SUPPORTED_VERSIONS
     #: per client, the lowest token generation still accepted (rotation revokes)
     min_generation: dict[bytes, int] = field(default_factory=dict)
+    #: fanout rate limits per sending "ds" and per "group"; None: unlimited
+    limiter: Limiter | None = None
 
     def add_client(self, client_id: bytes) -> None:
         self.clients.add(client_id)
@@ -79,13 +82,27 @@ class DSGuest:
         err = DSFanoutError(code, None, list(ids), reason)
         return GuestResult(DSFanoutResponse(DS10, DSFanoutResponseBody.fail(err)))
 
-    def handle_fanout(self, request: DSFanoutRequest | bytes) -> GuestResult:
-        """Check a fanout from a hub and say whom to deliver to."""
+    def handle_fanout(
+        self, request: DSFanoutRequest | bytes, *, now_ms: float | None = None, from_ds: str | None = None
+    ) -> GuestResult:
+        """Check a fanout from a hub (``from_ds``, authenticated by the transport, C8)
+        and say whom to deliver to."""
         if isinstance(request, bytes):
             try:
                 request = DSFanoutRequest.decode(request)
             except DecodeError as e:
                 return self._error(DSFanoutErrorCode.malformed, (), str(e))
+        if self.limiter is not None:
+            if now_ms is None:
+                raise ValueError("a rate-limited guest needs now_ms")
+            keys: list[tuple[str, object]] = [] if from_ds is None else [("ds", from_ds)]
+            gid = _group_id(request.mls_message)
+            if gid is not None:
+                keys.append(("group", gid))
+            wait = self.limiter.admit(keys, now_ms)
+            if wait:
+                err = DSFanoutError(DSFanoutErrorCode.rate_limited, wait, [], "rate limited")
+                return GuestResult(DSFanoutResponse(DS10, DSFanoutResponseBody.fail(err)))
         if request.protocol_version not in self.versions:
             return self._error(
                 DSFanoutErrorCode.unsupported_version, (), f"version {request.protocol_version} not supported"
@@ -101,3 +118,14 @@ class DSGuest:
             DSFanoutResponse(DS10, DSFanoutResponseBody.ok()),
             tuple((r, msg) for r in request.recipient_ids),
         )
+
+
+def _group_id(msg: MLSMessage) -> bytes | None:
+    """The group of a fanned-out message (a Welcome names none in the clear)."""
+    if msg.wire_format == WireFormat.public_message:
+        gid: bytes = msg.body.content.group_id
+        return gid
+    if msg.wire_format == WireFormat.private_message:
+        pgid: bytes = msg.body.group_id
+        return pgid
+    return None

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mimisim.codec import DecodeError
+from mimisim.mimi.ds.ratelimit import Limiter
 from mimisim.mimi.ds.wire import (
     CLIENT_SIGNATURE_LABEL,
     DS10,
@@ -186,6 +187,9 @@ class DSHub:
     #: and DS-initiated operations); None: this hub proposes nothing
     signature_priv: bytes | None = None
     external_sender_index: int = 0
+    #: rate limits of DSRequests per "client" (group, sender_index), "ds" (the
+    #: sending or proxying DS) and "group"; None: unlimited
+    limiter: Limiter | None = None
     groups: dict[bytes, HubGroup] = field(default_factory=dict)
     #: KeyPackageRef of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
     joiners: dict[bytes, tuple[bytes, int, int]] = field(default_factory=dict)
@@ -231,8 +235,12 @@ class DSHub:
 
     # ------------------------------------------------------------ requests
 
-    def handle(self, request: DSRequest | bytes) -> HubResult:
-        """Answer one DSRequest; refusals are DSError responses, never exceptions."""
+    def handle(self, request: DSRequest | bytes, *, now_ms: float | None = None, from_ds: str | None = None) -> HubResult:
+        """Answer one DSRequest; refusals are DSError responses, never exceptions.
+
+        ``from_ds``: the DS the request came from (the client's own DS, when it
+        proxies, or the client's domain); ``now_ms`` is needed with a limiter.
+        """
         if isinstance(request, bytes):
             try:
                 request = DSRequest.decode(request)
@@ -241,6 +249,13 @@ class DSHub:
         if request.version not in self.versions:
             return _error(DSErrorCode.unsupported_version, f"version {request.version} not supported")
         body = request.request_body.body
+        if self.limiter is not None:
+            if now_ms is None:
+                raise ValueError("a rate-limited hub needs now_ms")
+            wait = self.limiter.admit(self._limit_keys(request, from_ds), now_ms)
+            if wait:
+                err = DSError(DSErrorCode.rate_limited, wait, "rate limited")
+                return HubResult(DSResponse(DS10, DSResponseBody.of(err)))
         try:
             if isinstance(body, KeyPackagesRequest):
                 return self._key_packages(body)
@@ -261,6 +276,32 @@ class DSHub:
         raise AssertionError(f"unhandled request body {type(body).__name__}")  # decoding admits no other
 
     # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _limit_keys(request: DSRequest, from_ds: str | None) -> list[tuple[str, object]]:
+        """The buckets a request draws from (before authentication, so that a
+        flood of forged requests is limited too)."""
+        body = request.request_body.body
+        gid: bytes | None = None
+        if isinstance(body, SendMessageRequest):
+            gid = body.application_messages[0].body.group_id
+        elif isinstance(body, ProposalRequest):
+            gid = body.proposals[0].body.content.group_id
+        elif isinstance(body, CommitRequest):
+            gid = body.group_updates[0].commit.body.content.group_id
+        elif isinstance(body, DeleteGroupRequest):
+            gid = body.group_update.commit.body.content.group_id
+        elif isinstance(body, GroupInfoRequest):
+            gid = body.group_id
+        keys: list[tuple[str, object]] = []
+        if gid is not None:
+            keys.append(("group", gid))
+            auth = request.authentication_data
+            if auth.auth_type == DSAuthType.ClientSignature:
+                keys.append(("client", (gid, auth.sender_index)))
+        if from_ds is not None:
+            keys.append(("ds", from_ds))
+        return keys
 
     def _group(self, gid: bytes) -> HubGroup:
         g = self.groups.get(gid)
