@@ -811,12 +811,15 @@ class WorkloadAction(TraceEvent):
     action: str | None = _col("what the workload asks: send, update, add_user, remove_user, leave, new_device, "
                               "create_room, or a script step's action", "string")
     setup: bool | None = _col("part of the scenario's initial room setup", "bool")
+    step: int | None = _col("index of the scenario's script step this action runs (null: not scripted)", "int64")
     target_user: str | None = _target_user()
     text: str = _text_field()
 
     @property
     def detail(self) -> str:
         d = str(self.action) + (" (setup)" if self.setup else "")
+        if self.step is not None:
+            d += f" script[{self.step}]"
         arg = self.target_user if self.target_user is not None else self.text
         return d + (f" {arg}" if arg else "")
 

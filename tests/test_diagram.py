@@ -100,15 +100,16 @@ def test_lanes_grouped_by_provider_first_actor_first(club: Path) -> None:
     assert all(a.mimi for a in provs.arrows) and not any(ln.is_client for ln in provs.lanes)
 
 
-def test_a_trace_without_typed_columns_draws_the_same(club: Path) -> None:
-    """Results folders written before the typed columns existed: the labels come from detail."""
+def test_a_trace_without_typed_columns_is_refused_in_one_line(club: Path) -> None:
+    """Results folders written before the typed columns existed: detail is
+    never parsed, so such a trace is refused with a clear message."""
     tr, _ = D.load_trace(club)
     old = tr[["t_ms", "seq", "kind", "node", "peer", "room", "epoch", "msg_id", "req_id", "bytes", "status",
               "detail"]]
-    for f in D.flows(tr):
-        a = D.build(tr, t_from=f.t0, t_to=f.t1)
-        b = D.build(old, t_from=f.t0, t_to=f.t1)
-        assert _labels(a) == _labels(b) and [n.text for n in a.notes] == [n.text for n in b.notes]
+    with pytest.raises(D.DiagramError, match="no typed columns"):
+        D.build(old)
+    with pytest.raises(D.DiagramError, match="no typed columns"):
+        D.flows(old)
 
 
 def test_collapsed_lanes_like_the_draft(club: Path) -> None:

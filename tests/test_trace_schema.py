@@ -121,16 +121,12 @@ def test_researchers_query() -> None:
 
 def test_the_analysis_does_not_parse_detail() -> None:
     """No regular expression or string method over ``detail`` in
-    mimisim/analysis/: the studies and invariants read typed columns.
-    (diagram.py is left out: it keeps a fallback for trace files written
-    before the typed columns existed; docs/teaching.md says so.)"""
+    mimisim/analysis/: the studies, invariants and diagrams read typed columns."""
     import re
 
     suspicious = re.compile(r"detail[\"'\]]*\)?\.(str\b|split|startswith|partition|rpartition)|"
                             r"\.(search|match|findall|fullmatch)\([^)]*detail")
     for path in sorted((F.ROOT / "mimisim" / "analysis").glob("*.py")):
-        if path.name == "diagram.py":
-            continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             assert not suspicious.search(line), f"{path.name}:{n} parses detail: {line.strip()}"
     assert suspicious.search('x = r.detail.split(" ", 1)[0]')

@@ -38,11 +38,10 @@ client with that client's oldest unanswered request. What a message *is*
 ``client.submit``, ``hub.accept`` and ``hub.fanout`` rows of the same
 ``msg_id``, read from the typed columns of :mod:`mimisim.events` (method,
 path, stream_item, response, reason, operation, added, removed, message,
-role_changes, proposal_types, committer, attempt). A trace written before
-those columns existed has only ``detail``; :func:`_parse_detail` reads the
-same facts from it, and is used for such traces only. The one fact with no
-typed column is which ``workload.action`` rows are scripted steps
-(:func:`flows` looks for ``script[i]`` in their detail).
+role_changes, proposal_types, committer, attempt), and the scripted steps
+from ``workload.action``'s ``step``. ``detail`` is only ever shown, never
+parsed; a trace written before the typed columns existed is refused with a
+one-line :class:`DiagramError` (re-run the scenario).
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import re
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -202,65 +200,12 @@ def _short(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1] if uri else uri
 
 
-_ENDPOINT = re.compile(r"^(?:response to )?([A-Z]+) (/[A-Za-z]+)")
-_COMMIT = re.compile(r"^(\w+) attempt (\d+): \+(\d+) -(\d+)")
-_CHANGE = re.compile(r"(mimi://\S+?):(\d+)>(\d+)")
-_PROPS = re.compile(r"proposals \[([^\]]*)\]")
-_EPOCHS = re.compile(r"epoch (\d+)->(\d+)")
-_ATTEMPT = re.compile(r"attempt (\d+)")
 _PROPOSAL_NAMES = {"app_data_update": "AppSync", "remove": "Remove", "add": "Add", "update": "Update",
                    "self_remove": "SelfRemove", "external_init": "ExternalInit", "psk": "PSK"}
 
 
-def _parse_detail(kind: str, detail: str) -> dict[str, Any]:
-    """The typed fields the trace does not have yet, read from ``detail``.
-
-    The only place in this module that parses text (see the module
-    docstring); it returns {} for anything it does not recognise, so a
-    reworded detail degrades a label, never the diagram."""
-    out: dict[str, Any] = {}
-    if kind in ("http.request", "http.retry", "net.send", "net.deliver", "net.duplicate", "hub.fanout"):
-        m = _ENDPOINT.match(detail)
-        if m:
-            out["method"], out["endpoint"] = m.group(1), m.group(2)
-        if kind == "http.retry":
-            a = _ATTEMPT.search(detail)
-            if a:
-                out["attempt"] = int(a.group(1))
-    elif kind == "client.commit":
-        m = _COMMIT.match(detail)
-        if m:
-            out.update(operation=m.group(1), attempt=int(m.group(2)), added=int(m.group(3)),
-                       removed=int(m.group(4)))
-        elif detail.startswith("join"):
-            out["operation"] = "join"
-    elif kind == "hub.accept":
-        if detail.startswith("commit"):
-            out["what"] = "commit"
-            out["external"] = " external " in f" {detail} "
-            e = _EPOCHS.search(detail)
-            if e:
-                out["epoch_from"], out["epoch_to"] = int(e.group(1)), int(e.group(2))
-            out["changes"] = [(u, int(a), int(b)) for u, a, b in _CHANGE.findall(detail)]
-            c = re.match(r"commit by (\S+)", detail)
-            if c:
-                out["committer"] = c.group(1)
-            ro = re.search(r" role=(\d+)", detail)
-            if ro:
-                out["role"] = int(ro.group(1))
-        elif detail.startswith("application"):
-            out["what"] = "application"
-        elif detail.startswith("proposals"):
-            out["what"] = "proposals"
-            m = _PROPS.search(detail)
-            out["proposals"] = [p.strip() for p in m.group(1).split(",") if p.strip()] if m else []
-        elif detail.startswith("groupInfo"):
-            out["what"] = "groupInfo"
-    elif kind == "client.retry":
-        a = re.search(r"attempt (\d+)/(\d+)", detail)
-        if a:
-            out["attempt"], out["max_attempts"] = int(a.group(1)), int(a.group(2))
-    return out
+_UNTYPED = ("this trace has no typed columns (it was written before mimisim.events): "
+            "re-run the scenario to draw it")
 
 
 def _typed(r: Any, name: str) -> Any:
@@ -276,11 +221,9 @@ def _typed(r: Any, name: str) -> Any:
 
 
 def _fields(kind: str, r: Any) -> dict[str, Any]:
-    """What :func:`_parse_detail` reads, taken from the typed columns where
-    the trace has them (the events of :mod:`mimisim.events`), from ``detail``
-    where it does not yet."""
-    # A trace with the typed columns (every run since mimisim.events) is read from them alone.
-    out = {} if hasattr(r, "method") else _parse_detail(kind, str(r.detail))
+    """The facts an element's label needs, from the typed columns of
+    :mod:`mimisim.events` (never from ``detail``)."""
+    out: dict[str, Any] = {}
     method, path = _typed(r, "method"), _typed(r, "path")
     if method and path:
         out["method"], out["endpoint"] = method, "/" + str(path).strip("/").split("/", 1)[0]
@@ -329,16 +272,13 @@ def _item(r: Any) -> str:
 
 def _is_response(r: Any) -> bool:
     v = _typed(r, "response")
-    return bool(v) if v is not None else str(r.detail).startswith("response")
+    return bool(v)
 
 
 def _request_line(r: Any) -> str:
     """``POST /notify/a.example/r/clubhouse``: the request an HTTP row belongs to."""
     method, path = _typed(r, "method"), _typed(r, "path")
-    if method and path:
-        return f"{method} {path}"
-    d = str(r.detail)
-    return d[len("response to "):] if d.startswith("response to ") else d
+    return f"{method} {path}" if method and path else ""
 
 
 def _drop_reason(r: Any) -> str:
@@ -541,6 +481,8 @@ def build(
     missing = need - set(trace.columns)
     if missing:
         raise DiagramError(f"not a mimisim trace: missing columns {sorted(missing)}")
+    if "method" not in trace.columns:
+        raise DiagramError(_UNTYPED)
     if lanes not in ("clients", "providers", "both"):
         raise DiagramError(f"--lanes must be clients, providers or both, not {lanes!r}")
     tr = trace.sort_values("seq", kind="stable").reset_index(drop=True)
@@ -848,7 +790,8 @@ def _elements(tr: pd.DataFrame, msgs: dict[str, _Msg]) -> tuple[list[Arrow], lis
             changes.append(LaneChange(r.node, r.t_ms, f"standby takes over {r.node}", int(r.seq)))
         elif k in ("fault.partition", "fault.offline", "fault.degrade"):
             kind = k.split(".")[1]
-            desc = r.detail.split(" ", 2)[-1] if r.detail else kind
+            # shown, not parsed: the fault's description without its id and kind, which the period's style shows
+            desc = str(r.detail).removeprefix(f"{_typed(r, 'fault_id')} {_typed(r, 'fault_kind')} ") or kind
             key2 = (kind, str(_typed(r, "fault_id") or r.detail))
             if r.status == "start":
                 lanes_: tuple[str, ...] = (r.node,) if r.node and kind == "offline" else ()
@@ -1005,17 +948,18 @@ class Flow:
 
 
 def flows(trace: pd.DataFrame) -> list[Flow]:
-    """The scripted steps (``workload.action`` rows from ``script[i]``), each
+    """The scripted steps (``workload.action`` rows with a ``step``), each
     up to the next one or the end of the run."""
-    rows = trace[(trace.kind == "workload.action") & trace.detail.fillna("").str.contains(r"script\[")]
+    if "step" not in trace.columns:
+        raise DiagramError(_UNTYPED)
+    rows = trace[(trace.kind == "workload.action") & trace["step"].notna()]
     end = float(trace.t_ms.max())
     out: list[Flow] = []
     items = list(rows.itertuples(index=False))
     for i, r in enumerate(items):
         t1 = float(items[i + 1].t_ms) if i + 1 < len(items) else end
-        parts = str(r.detail).split(" ")
-        rest = " ".join(parts[2:]) if len(parts) > 2 else ""
-        out.append(Flow(i, parts[0], str(r.node), rest, float(r.t_ms), t1 - 1e-6))
+        user = _typed(r, "target_user")
+        out.append(Flow(i, str(r.action), str(r.node), _short(str(user)) if user else "", float(r.t_ms), t1 - 1e-6))
     return out
 
 

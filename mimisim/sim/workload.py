@@ -50,10 +50,10 @@ class Workload:
     # ---------------------------------------------------------------- helpers
 
     def _record(self, node: str, room: str, action: str, status: str = "", detail: str = "",
-                user: str | None = None) -> None:
+                user: str | None = None, step: int | None = None) -> None:
         w = self.world
         w.trace.record(w.env.now, E.WorkloadAction(room=room, status=status, action=action, target_user=user,
-                                                   text=detail), node)
+                                                   step=step, text=detail), node)
 
     def online_members(self, room: str) -> list[ClientNode]:
         w = self.world
@@ -270,8 +270,7 @@ class Workload:
         core: ClientCore = node.core
         room = self.scn.room_uri(step.room)
         now = node.now
-        detail = step.user or ""
-        self._record(uri, room, step.action, detail=f"script[{index}] {detail}".strip())
+        self._record(uri, room, step.action, user=self.scn.user_uri(step.user) if step.user else None, step=index)
         if step.action == "create_room":
             w.add_candidates(room, core.user_uri, client=uri)
             node.apply(w.create_room_step(node, step.room, step.role))
