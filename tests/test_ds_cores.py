@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mimisim.mimi.ds import wire as D
 from mimisim.mimi.ds.client import anonymous_request, group_update, sign_request
@@ -456,3 +458,45 @@ def test_guest_limits_fanout_per_sending_ds(room) -> None:  # type: ignore[no-un
     e = r.response.response_body.error
     assert e is not None and e.code == D.DSFanoutErrorCode.rate_limited and e.retry_after_ms == 990 and not r.deliveries
     assert guest.handle_fanout(req, now_ms=10, from_ds="c.example").ok  # another hub
+
+
+# ---------------------------------------------------------------- the hub never raises on bad input
+
+
+def _hub_requests() -> tuple[Net, list[bytes]]:
+    net = Net(5)
+    alice, bob = net.client(b"alice@a.example"), net.client(b"bob@b.example")
+    net.create(alice)
+    res, _ = net.commit(alice, [Proposal.of(Add(bob.kp))], ratchet_tree_in_welcome=False)
+    net.deliver(res)
+    assert alice.group is not None
+    reqs = [
+        sign_request(SUITE, alice.sig, D.SendMessageRequest([alice.group.protect(b"hi")]), 0),
+        sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(ref(bob)), D.JOINER_INDEX),
+        anonymous_request(D.GroupInfoRequest(b"room")),
+    ]
+    out = alice.group.commit([], path=True)
+    reqs.append(sign_request(SUITE, alice.sig, D.CommitRequest([group_update(out.message, out.group_info)], []), 0))
+    alice.group.discard_pending_commit()
+    out = alice.group.commit([Proposal.of(Remove(1))])
+    reqs.append(sign_request(SUITE, alice.sig, D.DeleteGroupRequest(group_update(out.message, out.group_info)), 0))
+    alice.group.discard_pending_commit()
+    reqs.append(sign_request(SUITE, alice.sig, D.ProposalRequest([alice.group.propose(Proposal.of(Remove(1)))]), 0))
+    return net, [r.encode() for r in reqs]
+
+
+HUB_NET, HUB_REQS = _hub_requests()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_hub_answers_every_mutated_request_without_raising(data: st.DataObject) -> None:
+    buf = bytearray(data.draw(st.sampled_from(HUB_REQS)))
+    for _ in range(data.draw(st.integers(1, 2))):
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] ^= 1 << data.draw(st.integers(0, 7))
+    before = HUB_NET.hub.groups[b"room"].observer.epoch if b"room" in HUB_NET.hub.groups else None
+    res = HUB_NET.hub.handle(bytes(buf))
+    assert isinstance(res.response, D.DSResponse)
+    if not res.ok and b"room" in HUB_NET.hub.groups:
+        assert HUB_NET.hub.groups[b"room"].observer.epoch == before
