@@ -39,9 +39,11 @@ Choices where the drafts are silent or disagree are listed in
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+from mimisim import sharing
 from mimisim.codec import DecodeError
 from mimisim.mimi.policy_presets import (
     POLICY_ENFORCER,
@@ -534,13 +536,25 @@ def apply_participant_list_update(current: bytes | None, updates: list[bytes]) -
     with the component's data and the commit's updates, in proposal order.
 
     Pure and deterministic. Raises ``ValueError`` (ParticipantListError or
-    DecodeError) on an update that does not decode or cannot apply.
+    DecodeError) on an update that does not decode or cannot apply. Every
+    member of a room applies the same update to the same list: with
+    :mod:`mimisim.sharing` on, the result is memoised by the exact input bytes
+    (errors are not memoised, they are raised again).
     """
+    if sharing.enabled:
+        return _apply_participant_list_shared(current, tuple(updates))
+    return _apply_participant_list_update(current, updates)
+
+
+def _apply_participant_list_update(current: bytes | None, updates: Sequence[bytes]) -> bytes:
     data = decode_participant_list(current)
     decoded = [ParticipantListUpdate.decode(u) for u in updates]
     if not decoded:
         return data.encode()
     return apply_participant_update(data, merge_participant_updates(data, decoded)).encode()
+
+
+_apply_participant_list_shared = functools.lru_cache(maxsize=1024)(_apply_participant_list_update)
 
 
 def _single(updates: list[bytes], what: str) -> bytes:

@@ -1390,8 +1390,12 @@ class ParticipantListData(Struct):
 
     Each user appears once ("each user is assigned exactly one role") and
     never with role 0, which [RP] reserves for "not in the list".
+
+    Decoded once per process for the same bytes while sharing is on (every
+    member reads the same list): never mutate one.
     """
 
+    _share_decoded = True
     participants: list[UserRolePair] = field(Vector(UserRolePair))
 
     def _check(self) -> str | None:
