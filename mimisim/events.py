@@ -581,14 +581,15 @@ class ClientEpoch(TraceEvent):
 class ClientRetry(TraceEvent):
     operation: str | None = _operation()
     attempt: int | None = _attempt()
-    max_attempts: int | None = _col("the retry policy's attempt limit", "int64")
+    max_attempts: int | None = _col("the retry policy's attempt limit (null: none, a leave the room refused for moving on)", "int64")
     wait_epoch: int | None = _col("the epoch the retry waits for, if any", "int64", "epoch")
     wait_proposals: int | None = _col("proposals the retry waits for, if any", "int64", "proposals")
     delay_ms: int | None = _col("backoff before the retry, if any", "int64", "ms")
 
     @property
     def detail(self) -> str:
-        d = f"{self.operation} attempt {self.attempt}/{self.max_attempts}"
+        limit = f"/{self.max_attempts}" if self.max_attempts is not None else " (a leave: no limit while the hub answers)"
+        d = f"{self.operation} attempt {self.attempt}{limit}"
         waits = []
         if self.wait_epoch is not None:
             waits.append(f"epoch {self.wait_epoch}")

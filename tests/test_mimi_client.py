@@ -555,6 +555,39 @@ def test_leave_with_immediate_commit() -> None:
     assert not net.kinds(B1, "client.fail") and not net.kinds(B2, "client.fail")
 
 
+def test_a_leave_refused_for_a_moving_room_is_retried_past_max_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: under commit contention a leave whose proposals were refused
+    wrongEpoch five times was abandoned and the user stayed. A leave refused
+    because the room moved on is retried while the hub answers; the other
+    operations still stop at max_attempts."""
+    net, alice = room_with_alice()
+    b1, c1 = with_users(net, [B1, C1])
+    net.do(A1, alice.add_user(ROOM, BOB, net.now))
+    net.do(A1, alice.add_user(ROOM, CATHY, net.now))
+    real = FakeHub.update
+    refusals = {"n": 0}
+
+    def contended(self: FakeHub, m: ClientMessage, ts: int) -> list[ClientReply | Deliver]:
+        bundle = W.UpdateRequest.decode(m.body).bundle
+        if bundle.kind == W.MessageKind.proposal and refusals["n"] < 7:
+            refusals["n"] += 1  # another member's commit always got in first
+            assert self.observer is not None
+            return [self.update_reply(m, W.UpdateRoomResponse.wrong_epoch(self.observer.epoch))]
+        return real(self, m, ts)
+
+    monkeypatch.setattr(FakeHub, "update", contended)
+    net.do(B1, b1.leave(ROOM, net.now))
+    assert refusals["n"] == 7 and b1.rooms() == []
+    assert len(net.kinds(B1, "client.retry")) == 7 and not net.kinds(B1, "client.fail")
+    assert alice.participants(ROOM) == {ALICE: 3, CATHY: 2}
+    # A leave that cannot reach the hub still fails, reported.
+    c1_before = len(net.kinds(C1, "client.fail"))
+    monkeypatch.setattr(FakeHub, "update", lambda self, m, ts: [self.reply(m, 503, b"", "Service Unavailable")])
+    net.do(C1, c1.leave(ROOM, net.now))
+    fails = net.kinds(C1, "client.fail")[c1_before:]
+    assert len(fails) == 1 and fails[0].operation == "leave" and "gave up after 5" in fails[0].reason
+
+
 def test_leave_with_random_delay_commits_once_after_a_timer() -> None:
     net = Net()
     kw: dict[str, Any] = {"pending_proposals": "random_delay", "pending_delay_ms": (100, 2000)}

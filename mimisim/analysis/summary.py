@@ -71,6 +71,16 @@ def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFram
         ("faults injected", len(f), "faults"),
         ("faults that bit", int(f["bit"].sum()) if len(f) else 0, "faults"),
     ]
+    asked = trace[(trace["kind"] == "workload.action") & (trace["action"] == "leave")
+                  & (trace["status"] != "skipped")] if "action" in trace.columns else trace.iloc[:0]
+    if len(asked):  # only in runs whose workload leaves rooms
+        left = fails[trace.loc[trace["kind"] == "client.fail", "operation"] == "leave"]
+        rows += [
+            ("leaves asked", len(asked), "leaves"),
+            # A leave is retried while the hub answers; one that fails could
+            # not reach the hub, or was refused (notAllowed): the user stays.
+            ("leaves failed (the user stays in the room)", int((~left.isin(SKIPPED_STATUSES)).sum()), "leaves"),
+        ]
     if n("adversary.attempt"):  # only in runs with adversaries (mimisim.sim.adversary)
         rows += [
             ("attacks tried", n("adversary.attempt"), "attacks"),

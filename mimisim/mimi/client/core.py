@@ -27,7 +27,7 @@ from mimisim.mimi import wire as W
 from mimisim.mimi.client.engine import OperationEngine
 from mimisim.mimi.client.errors import PROTOCOL_ERRORS
 from mimisim.mimi.client.inbound import Inbound
-from mimisim.mimi.client.operations import PENDING_STRATEGIES, OpKind, RetryStrategy, Room
+from mimisim.mimi.client.operations import PENDING_STRATEGIES, OpKind, RetryStrategy, Room, Stage
 from mimisim.mimi.client.output import ClientStep, StepBuilder
 from mimisim.mimi.client.replies import ReplyHandler
 from mimisim.mimi.client.requests import RequestBuilder
@@ -309,8 +309,23 @@ class ClientCore:
         """Leave: propose (not commit) Removes of all this user's clients and
         the user's removal from the participant list ([P] "Bob Leaves the
         Room"); another member commits them. The client re-proposes if an
-        epoch passes without them (an external commit cannot carry them)."""
-        return self._api(room_uri, OpKind.LEAVE, now_ms, target=self.user_uri)
+        epoch passes without them (an external commit cannot carry them).
+        The leave goes ahead of the room's queued operations that have no
+        request in flight."""
+        step = StepBuilder()
+        r = self.room(room_uri)
+        op = self.engine.enqueue(room_uri, OpKind.LEAVE, now_ms, target=self.user_uri)
+        # The leave goes ahead of the room's operations that have no request
+        # in flight: under commit contention a queue of Update commits, each
+        # retried up to max_attempts, held a leave back for tens of seconds
+        # (chaos-leave-contention seed 1), and what waits behind a leave
+        # fails anyway once the user is out.
+        r.queue.remove(op)
+        head = r.queue[0] if r.queue else None
+        busy = head is not None and head.stage in (Stage.SUBMITTED, Stage.FETCHING)
+        r.queue.insert(1 if busy else 0, op)
+        self.engine.finish(r, now_ms, step)
+        return step.freeze()
 
     def send_message(self, room_uri: str, text: str, now_ms: int) -> ClientStep:
         """Send ``text`` as franked MIMI content (see the module docstring)."""

@@ -194,14 +194,24 @@ class OperationEngine:
         """Schedule the rebuild of ``op`` after a refusal (see RetryStrategy)."""
         rs = self.core.retry
         g = r.group
-        if op.attempts >= rs.max_attempts:
+        # A leave refused because the room moved on is retried for as long as
+        # the hub keeps answering: the user asked to leave, and the hub
+        # "guarantees the leaving client that they will be removed as soon as
+        # possible" ([P] Bob Leaves the Room), which cannot hold if the client
+        # gives up under commit contention. Transport failures still count:
+        # a leave that cannot reach the hub fails, reported (client.fail).
+        contended = op.kind == OpKind.LEAVE and why in ("wrongEpoch", "invalidProposal")
+        if op.attempts >= rs.max_attempts and not contended:
             self.fail(step, r, op, f"gave up after {op.attempts} attempt(s), last: {why}", why)
             return
         if rs.mode == "abandon" and op.kind == OpKind.UPDATE:
             self.fail(step, r, op, f"abandoned after {why}", why)
             return
         op.advance(OpEvent.WAIT)
-        after = rs.mode == "after_commit" and op.kind != OpKind.JOIN
+        # A leave retried without limit always waits for the epoch the hub
+        # named (rebuilding at once against a lagging state would only be
+        # refused again, and would keep a queued resync from ever running).
+        after = (rs.mode == "after_commit" or contended) and op.kind != OpKind.JOIN
         op.wait_epoch = hub_epoch if after else None
         op.wait_refs = list(refs) if after and refs else None
         op.wait_from_epoch = g.epoch if g is not None else -1
@@ -215,7 +225,7 @@ class OperationEngine:
         step.emit(E.ClientRetry(
             room=r.uri, epoch=hub_epoch if hub_epoch is not None else (g.epoch if g else None), msg_id=op.msg_id,
             status=why, peer=op.target, operation=op.kind.value, attempt=op.attempts + 1,
-            max_attempts=rs.max_attempts, wait_epoch=op.wait_epoch,
+            max_attempts=None if contended else rs.max_attempts, wait_epoch=op.wait_epoch,
             wait_proposals=len(op.wait_refs) if op.wait_refs else None, delay_ms=delay))
 
     # ------------------------------------------------------------ lagging failover
