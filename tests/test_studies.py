@@ -319,3 +319,18 @@ def test_grid_values_as_cells_and_axes() -> None:
     assert numeric("1KiB") == (1024.0, "bytes") and numeric("rebuild") is None and numeric(True) is None
     assert _distinct_labels(["replication=sync takeover=1s", "replication=lag takeover=1s"]) == [
         "replication=sync", "replication=lag"]
+
+
+@pytest.mark.slow
+def test_queue_model_holds_on_the_held_out_grid(tmp_path: Path) -> None:
+    """The held-out conflict grid (7 members over 6 providers, lambda W to ~1.6):
+    the queue model lies inside the cluster-robust interval at every point, and
+    the light-load model over-predicts where Updates queue (docs/studies.md)."""
+    sw = plan(SCN / "heldout" / "epoch-conflicts-heldout.yaml", ["duration=40s"], seeds=3, out=tmp_path,
+              study="conflicts")
+    _, summary = run_sweep(sw, workers=2, progress=False)
+    assert len(summary) == 9
+    for _, r in summary.iterrows():
+        assert r["p_conflict_pooled_low"] <= r["p_model_queue_mean"] <= r["p_conflict_pooled_high"], r.to_dict()
+    worst = summary.sort_values("offered_lambda_w_mean").iloc[-1]
+    assert worst["offered_lambda_w_mean"] >= 1.5 and worst["p_model_mean"] > worst["p_conflict_pooled_high"]
