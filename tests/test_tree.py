@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mimisim.mls import tree_validation
 from mimisim.mls import treemath as tm
 from mimisim.mls.crypto import get_suite
 from mimisim.mls.structs import (
@@ -90,26 +91,26 @@ def _first_parent(tree: RatchetTree) -> int:
 
 def test_validate_detects_broken_parent_hash() -> None:
     tree, gid = _vector_tree(3)
-    assert tree.validate(gid) == []
+    assert tree_validation.validate(tree, gid) == []
     x = _first_parent(tree)
     p = tree.parent_node(x)
     assert p is not None
     tree._set(x, parent_node(ParentNode(p.encryption_key, bytes(len(p.parent_hash)), p.unmerged_leaves)))
-    assert not tree.verify_parent_hashes()
-    assert any("parent-hash valid" in m for m in tree.validate(gid))
+    assert not tree_validation.verify_parent_hashes(tree)
+    assert any("parent-hash valid" in m for m in tree_validation.validate(tree, gid))
     with pytest.raises(TreeError):
-        tree.check_valid(gid)
+        tree_validation.check_valid(tree, gid)
 
 
 def test_validate_detects_bad_leaf_signature_and_wrong_group() -> None:
     tree, gid = _vector_tree(3)
-    assert tree.leaf_signature_problems(b"other group") != []
+    assert tree_validation.leaf_signature_problems(tree, b"other group") != []
     leaf = tree.leaf(0)
     assert leaf is not None
     sig = bytearray(leaf.signature)
     sig[0] ^= 1
     tree._set(0, Node(1, dataclasses.replace(leaf, signature=bytes(sig)), None))  # type: ignore[arg-type]
-    assert "leaf 0 has an invalid signature" in tree.validate(gid)
+    assert "leaf 0 has an invalid signature" in tree_validation.validate(tree, gid)
 
 
 def test_validate_detects_duplicate_keys_and_tree_hash_mismatch() -> None:
@@ -117,7 +118,7 @@ def test_validate_detects_duplicate_keys_and_tree_hash_mismatch() -> None:
     a, b = tree.leaf(0), tree.leaf(1)
     assert a is not None and b is not None
     tree._set(2, Node(1, dataclasses.replace(b, encryption_key=a.encryption_key), None))  # type: ignore[arg-type]
-    problems = tree.validate(gid, tree_hash=b"\x00" * 32)
+    problems = tree_validation.validate(tree, gid, tree_hash=b"\x00" * 32)
     assert "tree hash does not match" in problems
     assert any("share an encryption key" in m for m in problems)
     assert tree.encryption_key_count(a.encryption_key) == 2
@@ -130,7 +131,7 @@ def test_validate_detects_inconsistent_unmerged_leaves() -> None:
     assert p is not None
     outside = next(i for i in range(tree.n_leaves) if i not in tree.subtree_leaves(x))
     tree._set(x, parent_node(ParentNode(p.encryption_key, p.parent_hash, [outside])))
-    assert any("not below it" in m for m in tree.unmerged_leaves_problems())
+    assert any("not below it" in m for m in tree_validation.unmerged_leaves_problems(tree))
 
 
 def test_from_nodes_rejects_malformed_lists() -> None:
@@ -198,10 +199,10 @@ def check_tree_invariants(tree: RatchetTree) -> None:
         assert all(tree.node(r) is not None for r in res), "resolution holds a blank node"
         if tree.node(x) is not None:
             assert res[0] == x
-    assert tree.unmerged_leaves_problems() == []
+    assert tree_validation.unmerged_leaves_problems(tree) == []
     # Only Add/Update/Remove and well-formed path merges happened, so every
     # parent node must still be parent-hash valid (s.7.9.2).
-    assert tree.parent_hash_problems() == []
+    assert tree_validation.parent_hash_problems(tree) == []
     counts: dict[bytes, int] = {}
     for x in range(tree.width):
         n = tree.node(x)
@@ -292,14 +293,14 @@ def test_add_records_unmerged_leaves_on_non_blank_ancestors() -> None:
         tree.add_leaf(fake_leaf(t))
     ph = tree.set_path(0, [b"k1", b"k3"])
     tree.set_leaf(0, dataclasses.replace(fake_leaf(10, LeafNodeSource.commit), parent_hash=ph))
-    assert tree.verify_parent_hashes()
+    assert tree_validation.verify_parent_hashes(tree)
     i = tree.add_leaf(fake_leaf(20))
     assert i == 3
     assert tree.parent_node(3).unmerged_leaves == [3]  # type: ignore[union-attr]
     assert tree.parent_node(5) is None
     assert tree.resolution(3) == [3, 6]
     assert tree.resolution(5) == [4, 6]
-    assert tree.verify_parent_hashes()
+    assert tree_validation.verify_parent_hashes(tree)
     check_tree_invariants(tree)
 
 

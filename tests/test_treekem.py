@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mimisim.mls import tree_validation
 from mimisim.mls.crypto import CipherSuite, DeterministicRandom, get_suite
 from mimisim.mls.structs import (
     MLS10,
@@ -237,9 +238,9 @@ class Group:
     def _advance(self, committed: RatchetTree) -> None:
         self.tree = committed
         self.epoch += 1
-        assert self.tree.parent_hash_problems() == []
-        assert self.tree.unmerged_leaves_problems() == []
-        assert self.tree.key_uniqueness_problems() == []
+        assert tree_validation.parent_hash_problems(self.tree) == []
+        assert tree_validation.unmerged_leaves_problems(self.tree) == []
+        assert tree_validation.key_uniqueness_problems(self.tree) == []
         assert RatchetTree.from_nodes(self.suite, self.tree.to_nodes()).tree_hash() == self.tree.tree_hash()
         assert sorted(self.privs) == self.tree.leaf_indices()
         for m, priv in self.privs.items():
@@ -404,4 +405,4 @@ def test_ratchet_tree_extension_roundtrip_after_commits() -> None:
     again = RatchetTree.from_nodes(g.suite, nodes)
     assert again == g.tree
     assert again.tree_hash() == g.tree.tree_hash()
-    assert again.verify_parent_hashes()
+    assert tree_validation.verify_parent_hashes(again)

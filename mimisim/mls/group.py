@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from mimisim.mls import framing
+from mimisim.mls import framing, tree_validation
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, ValidationError, WrongEpochError
 from mimisim.mls.keypackage import (
@@ -393,7 +393,7 @@ class Group:
             raise ValidationError("invalid GroupInfo signature")
         if tree.tree_hash() != ctx.tree_hash:
             raise ValidationError("ratchet tree does not match the GroupContext tree hash")
-        problems = tree.validate(ctx.group_id)
+        problems = tree_validation.validate(tree, ctx.group_id)
         if problems:
             raise ValidationError(f"invalid ratchet tree: {problems[0]}")
         own = tree.find_leaf(lambda leaf: leaf.encode() == key_package.leaf_node.encode())

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from mimisim.mls import framing
+from mimisim.mls import framing, tree_validation
 from mimisim.mls.crypto import CipherSuite, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, ValidationError, WrongEpochError
 from mimisim.mls.keypackage import tree_from_group_info, verify_group_info
@@ -119,7 +119,7 @@ class GroupObserver:
             raise ValidationError("invalid GroupInfo signature")
         if tree.tree_hash() != gi.group_context.tree_hash:
             raise ValidationError("ratchet tree does not match the GroupContext tree hash")
-        problems = tree.validate(gi.group_context.group_id)
+        problems = tree_validation.validate(tree, gi.group_context.group_id)
         if problems:
             raise ValidationError(f"invalid ratchet tree: {problems[0]}")
         ctx = gi.group_context

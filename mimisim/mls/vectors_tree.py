@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from mimisim.mls import tree_validation
 from mimisim.mls.crypto import CipherSuite, DeterministicRandom, get_suite
 from mimisim.mls.structs import (
     MLS10,
@@ -69,14 +70,14 @@ def check_tree_validation(case: Case) -> None:
         _eq(f"resolutions[{x}]", tree.resolution(x), list(want))
     for x, want in enumerate(case["tree_hashes"]):
         _eq(f"tree_hashes[{x}]", tree.node_hash(x), _hex(want))
-    problems = tree.parent_hash_problems()
+    problems = tree_validation.parent_hash_problems(tree)
     if problems:
         raise AssertionError(f"parent hashes: {problems}")
     group_id = _hex(case["group_id"])
-    problems = tree.leaf_signature_problems(group_id)
+    problems = tree_validation.leaf_signature_problems(tree, group_id)
     if problems:
         raise AssertionError(f"leaf signatures: {problems}")
-    problems = tree.validate(group_id, tree.tree_hash())
+    problems = tree_validation.validate(tree, group_id, tree.tree_hash())
     if problems:
         raise AssertionError(f"validate: {problems}")
 
@@ -172,7 +173,7 @@ def check_treekem(case: Case) -> None:
         public = base.copy()
         apply_update_path_public(public, sender, update_path, excluded_leaves=())
         _eq(f"{where} tree_hash_after", public.tree_hash(), tree_hash_after)
-        problems = public.parent_hash_problems()
+        problems = tree_validation.parent_hash_problems(public)
         if problems:
             raise AssertionError(f"{where}: merged tree not parent-hash valid: {problems}")
 
@@ -201,9 +202,9 @@ def check_treekem(case: Case) -> None:
             created, s_priv, sender, _leaf_builder(suite, old_leaf, sig_priv, group_id, sender), ctx, (), rng
         )
         _eq(f"{where} new path re-encodes", UpdatePath.decode(new_path.encode()), new_path)
-        if not created.verify_leaf_signature(sender, group_id):
+        if not tree_validation.verify_leaf_signature(created, sender, group_id):
             raise AssertionError(f"{where}: new leaf signature invalid")
-        problems = created.parent_hash_problems() + new_priv.consistency_problems(suite, created)
+        problems = tree_validation.parent_hash_problems(created) + new_priv.consistency_problems(suite, created)
         if problems:
             raise AssertionError(f"{where}: created tree/private state invalid: {problems}")
         _eq(f"{where} new path length", len(new_path.nodes), len(path_secrets))
