@@ -8,6 +8,11 @@ reader can put a simulated flow beside the draft's figure and compare, and
 see what faults (drops, duplicates, retries, crashes, partitions, failover)
 did to it.
 
+Why one module of ~1,400 lines: the layout model (lanes, arrows paired from
+send to receipt, notes, shaded periods) and its three renderers (SVG, text,
+HTML) share one set of small helpers and label rules; the explorer page
+(:mod:`mimisim.explore`) is apart.
+
 Two steps, kept apart so every renderer draws the same thing:
 
 1. :func:`build` turns the trace into a :class:`Diagram`, a layout model of

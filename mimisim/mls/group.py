@@ -11,6 +11,15 @@ caller merges it. That gives the two properties the simulator relies on:
 
 Randomness is injected (``rng``), time is an argument (``now_s``). The group
 holds no I/O and owns no clock.
+
+Why ~1,200 lines and a 47-method :class:`Group`: RFC 9420's member
+operations (create, join by Welcome or external commit, every proposal type,
+commit, process, the secret tree's protect/unprotect, exporters, past
+epochs) all read and stage the same EpochState; they are kept on one class
+so that the validate-stage-merge discipline lives in one place. The parts
+that do not need the member's state are elsewhere: proposal validation
+(:mod:`~mimisim.mls.proposals`), tree validation
+(:mod:`~mimisim.mls.tree_validation`), framing, the key schedule and TreeKEM.
 """
 
 from __future__ import annotations

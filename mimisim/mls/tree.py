@@ -100,7 +100,14 @@ def _parent_step(x: int) -> int:
 
 
 class RatchetTree:
-    """An RFC 9420 ratchet tree with cached tree hashes and resolutions."""
+    """An RFC 9420 ratchet tree with cached tree hashes and resolutions.
+
+    47 methods, each one operation of RFC 9420 s.4, s.7.8-s.7.9 (structure,
+    direct paths and resolutions, add/update/remove/blank, tree and parent
+    hashes, the incremental key indexes they invalidate): the caches are the
+    reason they stay together (every mutation invalidates exactly the hashes
+    and resolutions above it). Whole-tree validation is in
+    :mod:`mimisim.mls.tree_validation`."""
 
     __slots__ = ("suite", "_nodes", "_n_leaves", "_root", "_hash", "_res", "_enc_index", "_sig_index", "_prof_index")
 
