@@ -25,7 +25,10 @@ class SchedulerUnreachable(ConnectionError):
     user error: the CLI prints the one line and exits 2)."""
 
 
-def _connect(address: str) -> Any:
+def connect(address: str) -> Any:
+    """A ``distributed.Client`` for ``address``, or :class:`SchedulerUnreachable`
+    with a one-line reason (a command connects before it prints anything, so a
+    bad address gives exactly one line)."""
     from dask.distributed import Client
 
     try:
@@ -70,7 +73,7 @@ def run_tasks(
             from dask.distributed import Client
             from dask.distributed import as_completed as dask_completed
 
-            client = dask if isinstance(dask, Client) else _connect(str(dask))
+            client = dask if isinstance(dask, Client) else connect(str(dask))
             try:
                 futures = client.map(fn, list(tasks), pure=False)
                 index = {f.key: i for i, f in enumerate(futures)}

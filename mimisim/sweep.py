@@ -60,7 +60,7 @@ import pandas as pd
 from mimisim import cliargs
 from mimisim.analysis.stats import mean_ci, ratio_ci, wilson
 from mimisim.analysis.studies import STUDIES, study_for
-from mimisim.parallel import run_tasks
+from mimisim.parallel import connect, run_tasks
 from mimisim.sim.scenario import Scenario, ScenarioError, expand_sweep, load_scenario, resolved_hash
 
 __all__ = ["Sweep", "add_subcommands", "label", "plan", "run_sweep", "summarise"]
@@ -320,12 +320,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 2
     cliargs.writable_dir(sweep.out, "--out" if args.out is not None else "outputs.dir")
     done = len(sweep.done() & set(sweep.ids))
+    # connect before the header, so an unreachable scheduler is the only line printed
+    dask = connect(args.dask) if args.dask else None
     if not args.quiet:
         where = f"Dask at {args.dask}" if args.dask else f"{args.workers or os.cpu_count()} worker(s)"
         studies = ", ".join(f"'{s}'" for s in sweep.studies)
         print(f"{sweep.scenario.name}: {len(sweep.points)} runs ({done} already done) of study {studies} "
               f"on {where} -> {sweep.out}", file=sys.stderr)
-    _, summary = run_sweep(sweep, workers=args.workers, dask=args.dask,
+    _, summary = run_sweep(sweep, workers=args.workers, dask=dask,
                            progress=False if args.no_progress else None, keep_runs=args.keep_runs)
     if not args.quiet:
         print(format_summary(summary, sweep.keys, sweep.study))

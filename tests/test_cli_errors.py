@@ -89,6 +89,7 @@ CASES = [
     (["run", Q, "--set", "seed=99999999999999999999999"], "quickstart.yaml:12: seed: expected less than or equal to "
                                                            "9223372036854775807"),
     (["check", Q, "--seeds", "1", "--dask", "nonsense"], "--dask nonsense: cannot reach a Dask scheduler there"),
+    (["sweep", "{sweep.yaml}", "--dask", "nonsense"], "--dask nonsense: cannot reach a Dask scheduler there"),
     (["run", Q, "--no-such-flag"], "mimisim: unrecognized arguments: --no-such-flag"),
     (["check", Q, "--json", "/dev/null/r.json"], "--json /dev/null/r.json: cannot write there"),
 ]
