@@ -24,25 +24,27 @@ STEPS = [
      "room. The draft has no figure for it."),
     ("2-alice-adds-bob", "Alice adds Bob", "Alice adds Bob to the Room", ["fig-ab-kp-fetch", "fig-ab-add"],
      "Request KPs, /keyMaterial to b.example and back, then Commit(+bob) to the hub, which answers Accepted "
-     "and sends one /notify to b.example carrying the Commit and the Welcome; b.example hands the Welcome to "
-     "both of Bob's clients. Beyond the draft's figure: the hub also echoes the commit to ClientA1 and "
-     "b.example passes the Commit to the new members, who drop it as older than their Welcome."),
+     "and sends one /notify to b.example carrying the Welcome only (b.example has no member yet, as in the "
+     "draft's figure); b.example hands the Welcome to both of Bob's clients. Nothing goes back to ClientA1: "
+     "its commit was accepted, and it is a.example's only member."),
     ("3-bob-adds-cathy", "Bob adds Cathy", "Bob adds Cathy to the Room", ["fig-bc-kp-fetch", "fig-bc-add"],
      "The full path through the hub: /keyMaterial from b.example to the hub, relayed to c.example; /update "
-     "with Commit(+cathy) from b.example to the hub; /notify with the Commit to b.example and with the "
-     "Commit and Welcome to c.example."),
+     "with Commit(+cathy) from b.example to the hub; /notify with the Commit to b.example (for ClientB2, "
+     "and ClientB1's own copy, which it drops) and with the Welcome only to c.example, as in the figure."),
     ("4-cathy-sends", "Cathy sends a message", "Cathy Sends a Message", ["fig-c-msg"],
      "PrivateMessage to c.example, /submitMessage to the hub, accepted and franked, /notify to b.example and "
-     "back to c.example, which delivers it to ClientC2 (and echoes it to ClientC1)."),
+     "back to c.example, which delivers it to ClientC2 (and echoes it to ClientC1, which drops it)."),
     ("5-bob-leaves", "Bob leaves", "Bob Leaves the Room", ["fig-b-leave"],
      "ClientB1 sends Proposals(Remove*, AppSync) (AppSync is the AppDataUpdate proposal of "
-     "draft-ietf-mls-extensions); the hub caches them and fans them out. With the room's immediate_commit "
-     "policy every member commits them at once: here ClientA1, next to the hub, wins, and the two commits of "
-     "Cathy's clients get wrongEpoch (the draft's figure shows ClientC1 committing; which member wins is a "
-     "race)."),
+     "draft-ietf-mls-extensions); the hub caches them and fans them out. The room's policy names ClientC1 "
+     "as the committer (pending_proposals strategy designated), so, as in the draft's figure, ClientC1 "
+     "commits them in one /update from c.example and nobody's commit is refused. Beyond the figure: "
+     "b.example also gets the proposals, for ClientB2 (it needs them to process the commit removing it)."),
     ("6-cathy-adds-a-device", "Cathy adds a new device", "Cathy adds a new device", ["fig-c3-new-client"],
      "ClientC3 fetches the GroupInfo (/groupInfo through c.example), then sends an External Commit in an "
-     "/update; the hub accepts it and fans the commit out to every provider."),
+     "/update; the hub accepts it and fans the commit out to the providers with members: c.example (ClientC1, "
+     "ClientC2) and the hub's own ClientA1. The draft's figure also notifies b.example, but Bob left in "
+     "step 5."),
 ]
 
 VARIANTS = [

@@ -96,7 +96,7 @@ class Bounds:
     through a fault window may have backed off to the cap, so the world is
     quiet only ``min(cap, window length)`` after the window ends.
     ``leave_base_ms`` per room: the pending-proposal strategy's own delay
-    (``max_delay`` for ``random_delay``, 0 for ``immediate_commit``) plus the
+    (``max_delay`` for ``random_delay`` and ``designated``, 0 for ``immediate_commit``) plus the
     client's gap timeout (the member that must commit may first have to
     notice it is behind and resync: chaos-membership seed 31); the leave
     bound is that plus ``settle_ms``, counted from when the world is quiet
@@ -117,7 +117,9 @@ class Bounds:
         leave: dict[str, float] = {}
         for name, room in scn.rooms.items():
             pp = room.policy.pending_proposals or scn.protocol.pending_proposals
-            delay = float(pp.max_delay) if pp.strategy == "random_delay" else 0.0
+            # designated: the named committer may be the one being removed or
+            # offline; the others' fallback delay bounds the wait.
+            delay = float(pp.max_delay) if pp.strategy in ("random_delay", "designated") else 0.0
             leave[scn.room_uri(name)] = delay + GAP_TIMEOUT_MS
         return cls(settle_ms=settle, leave_base_ms=leave, end_ms=float(scn.duration), backoff_cap_ms=cap)
 

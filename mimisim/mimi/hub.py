@@ -147,6 +147,12 @@ class HubRoom:
     # A provider that retries /submitMessage after a lost answer gets the same
     # answer and the message is not fanned out twice (bounded: oldest go first).
     recent_submits: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Commits accepted lately: msg id -> (acceptance time, provider). A retry
+    # of one of them gets its original ``success`` even after the room moved
+    # on: the hub sends no commit back to a provider whose only member is the
+    # committer, so the answer is that client's only proof of acceptance
+    # (bounded like ``recent_submits``).
+    recent_commits: dict[str, tuple[int, str]] = field(default_factory=dict)
     created_ms: int = 0
     _participants: dict[str, int] = field(default_factory=dict)
 
@@ -315,6 +321,8 @@ class HubRoom:
             hash_parts(h, *self.last_commit, self.last_commit_from)
         for m, (d, b) in self.recent_submits.items():
             hash_parts(h, m, d, b)
+        for m, (ts, d) in self.recent_commits.items():
+            hash_parts(h, m, ts, d)
         for user in sorted(self._participants):
             hash_parts(h, user, self._participants[user])
         return h.digest()
@@ -483,7 +491,8 @@ class HubRoom:
         ts = self._ts(now_ms)
         entries = [PendingEntry(ref, m.encode(), ts, "client") for m, ref in zip(messages, refs, strict=True)]
         fm = W.FanoutMessage.proposal(ts, bundle.proposal_or_commit, list(bundle.more_proposals or []))
-        fanout = self._fanout_to_room([fm], mid, "proposal", self.observer.tree, None)
+        sender = self._sender_clients(messages[0].body.content.sender, self.observer.tree)
+        fanout = self._fanout_to_room([fm], mid, "proposal", self.observer.tree, sender)
         # commit
         self.observer = staged
         self.pending = [*self.pending, *entries]
@@ -600,12 +609,13 @@ class HubRoom:
         if c.group_id != self.group_id:
             raise bad("message for another group")
         if c.epoch != self.epoch:
-            if self.last_commit is not None and self.last_commit[0] == mid:
-                if from_domain != self.last_commit_from:
-                    raise not_allowed(f"a replay of {self.last_commit_from}'s commit")
-                # A retry of the commit the hub accepted last: same answer, no
-                # second fanout (HTTP retries after a lost response, failover).
-                resp = W.UpdateRoomResponse.success(self.last_commit[1], "duplicate")
+            seen = self.recent_commits.get(mid)
+            if seen is not None:
+                if from_domain != seen[1]:
+                    raise not_allowed(f"a replay of {seen[1]}'s commit")
+                # A retry of a commit the hub accepted: same answer, no second
+                # fanout (HTTP retries after a lost response, failover).
+                resp = W.UpdateRoomResponse.success(seen[0], "duplicate")
                 ev = self.accept_event(c.epoch, mid, "success", from_domain, message="commit", duplicate=True)
                 return self._accepted(MimiResponse(200, resp.encode(), "success"), [], ev)
             raise update_reject(W.UpdateRoomResponse.wrong_epoch(self.epoch, f"message epoch {c.epoch}"))
@@ -671,10 +681,12 @@ class HubRoom:
         # did not finish, and the participant-list entry of a granted joiner.
         grants = {user: grant_role} if grant_role is not None else {}
         intents, hub_msgs, hub_entries = self._hub_proposals(new_obs, self.removal_intents, grants, ts)
-        # Fanout plan: the commit to everyone before and after (removed
-        # clients learn of their removal), then each Welcome.
+        # Fanout plan: the commit to the members before it but the committer
+        # (removed clients learn of their removal), then each Welcome to the
+        # new members' providers only.
         fm = W.FanoutMessage.commit(ts, msg, hub_msgs)
-        fanout = self._fanout_to_room([fm], mid, "commit", self.observer.tree, staged.tree)
+        fanout = self._fanout_to_room([fm], mid, "commit", self.observer.tree,
+                                      self._sender_clients(c.sender, self.observer.tree))
         if bundle.welcome is not None:
             wmsg = MLSMessage.wrap(bundle.welcome)
             wbody = W.FanoutMessage.welcome(ts, wmsg, tree_option).encode()
@@ -692,6 +704,9 @@ class HubRoom:
         self.pending = hub_entries
         self.last_commit = (mid, ts)
         self.last_commit_from = from_domain
+        self.recent_commits[mid] = (ts, from_domain)
+        while len(self.recent_commits) > RECENT_SUBMITS:
+            del self.recent_commits[next(iter(self.recent_commits))]
         self._participants = new_roles
         self.removal_intents = intents
         if kind == "joiner":
@@ -764,7 +779,7 @@ class HubRoom:
             self._check_committable(staged, {e.ref for e in entries})
             mid[0] = msg_id_of(msgs[0].encode())
             fm = W.FanoutMessage.proposal(ts, msgs[0], msgs[1:])
-            fanout = self._fanout_to_room([fm], mid[0], "proposal", self.observer.tree, None)
+            fanout = self._fanout_to_room([fm], mid[0], "proposal", self.observer.tree)
             # commit
             self.observer = staged
             self.pending = [*self.pending, *entries]
@@ -787,17 +802,38 @@ class HubRoom:
         mid: str,
         kind: str,
         tree_before: RatchetTree,
-        tree_after: RatchetTree | None,
+        sender: frozenset[str] = frozenset(),
     ) -> list[FanoutItem]:
-        """One item per message and domain: the hub's own domain (its provider
-        delivers locally) and every provider with clients in the group before
-        or after the change, sorted by domain."""
-        clients = list(members_of(tree_before).values())
-        if tree_after is not None:
-            clients += list(members_of(tree_after).values())
-        domains = sorted({domain_of(c) for c in clients if c is not None} | {self.hub_domain})
+        """One item per message and provider that has a recipient for it:
+        the clients in the group when the hub accepted the event
+        (``tree_before``: for a commit, the removed clients learn of their
+        removal; the clients it adds get only the Welcome), except
+        ``sender``, the client(s) known to have sent it ([P] Fanout: the hub
+        "is not expected to forward the client's own message to the client
+        or its provider"; a provider with another member still gets it).
+        The hub's own domain is one provider among the others (its clients
+        are delivered locally). Sorted by domain."""
+        domains = sorted({
+            domain_of(c) for c in members_of(tree_before).values() if c is not None and c not in sender
+        })
         bodies = [m.encode() for m in messages]
         return [FanoutItem(d, b, mid, kind) for d in domains for b in bodies]
+
+    def _sender_clients(self, sender: Sender, tree: RatchetTree) -> frozenset[str]:
+        """The client URI of a member sender (empty for any other sender)."""
+        if sender.sender_type != SenderType.member or sender.leaf_index is None:
+            return frozenset()
+        c = members_of(tree).get(sender.leaf_index)
+        return frozenset() if c is None else frozenset({c})
+
+    def _sending_user_client(self, user: str, from_domain: str) -> frozenset[str]:
+        """The client that sent an application message, when the hub can tell
+        (a PrivateMessage hides its leaf): the sending user's only client in
+        the group, on the requesting provider."""
+        clients = [c for _, c in self._clients_of(user)]
+        if len(clients) == 1 and domain_of(clients[0]) == from_domain:
+            return frozenset(clients)
+        return frozenset()
 
     # ================================================================ /submitMessage
 
@@ -843,7 +879,8 @@ class HubRoom:
             while len(self.recent_submits) > RECENT_SUBMITS:
                 del self.recent_submits[next(iter(self.recent_submits))]
             fm = W.FanoutMessage.application(ts, msg, frank)
-            fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree, None)
+            fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree,
+                                          self._sending_user_client(sender, from_domain))
             return self._accepted(
                 MimiResponse(200, resp.encode(), "accepted"),
                 fanout,

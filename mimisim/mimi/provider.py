@@ -86,6 +86,13 @@ class ProviderConfig:
     # provider before the Welcome; without the replay the client would only
     # recover by resync (docs/mimi-choices.md, "Provider").
     replay_window: int = 64
+    # False (default): the hub's /notify requests of one room to one follower
+    # travel one at a time, each after the previous one's 201, so the follower
+    # processes the room's events in hub order ([P] Fanout: the hub sends "an
+    # ordered list of events"). True: they are pipelined (sent as soon as
+    # accepted); the follower may see them out of order and its clients
+    # buffer or resync (docs/mimi-choices.md, "Fanout order").
+    notify_pipelining: bool = False
 
 
 @dataclass
@@ -336,7 +343,7 @@ class ProviderCore:
             out.actions.append(
                 self._send(
                     Endpoint.NOTIFY, room, domain, body, _Pending("notify", room=room, target_domain=domain),
-                    ordered_key=seq_key, txn_id=f"{seq_key}#{seq}",
+                    ordered_key="" if self.config.notify_pipelining else seq_key, txn_id=f"{seq_key}#{seq}",
                     msg_ids=tuple(it.msg_id for it in group),
                 )
             )

@@ -342,6 +342,10 @@ class ProviderNode:
         self.gen = stream(world.seed, f"http:{self.domain}")
         # /notify requests not yet answered with 201, by core token (the outbox).
         self.outbox: dict[int, SendRequest] = {}
+        # Per ordered key (one room's /notify stream to one follower): the
+        # event that fires when the latest exchange of that stream ends; the
+        # next one waits for it (SendRequest.ordered_key).
+        self._stream_tail: dict[str, simpy.Event] = {}
         self.inbound_waiters: dict[int, simpy.Event] = {}
         self._next_inbound = 1
         self.downlinks: dict[str, Stream] = {}
@@ -476,7 +480,29 @@ class ProviderNode:
                 method, _, path = req.detail.partition(" ")
                 w.trace.record(w.env.now, E.HubFanout(peer=req.host, room=req.target, msg_id=mid, method=method,
                                                       path=path), self.domain)
-        w.env.process(self._exchange(action, inc))
+        after: simpy.Event | None = None
+        done: simpy.Event | None = None
+        if action.ordered_key:
+            after = self._stream_tail.get(action.ordered_key)
+            done = w.env.event()
+            self._stream_tail[action.ordered_key] = done
+        w.env.process(self._ordered_exchange(action, inc, after, done))
+
+    def _ordered_exchange(
+        self, action: SendRequest, inc: int, after: simpy.Event | None, done: simpy.Event | None
+    ) -> Generator[Any, Any, None]:
+        """An exchange that starts once the previous one of its ordered stream
+        has ended (201, or given up under a finite retry policy), and lets the
+        next one go when it ends, whatever way it ends."""
+        try:
+            if after is not None and not after.triggered:
+                yield after
+            if inc != self.incarnation or not self.up:
+                return
+            yield from self._exchange(action, inc)
+        finally:
+            if done is not None and not done.triggered:
+                done.succeed()
 
     def _exchange(self, action: SendRequest, inc: int) -> Generator[Any, Any, None]:
         w = self.world
@@ -514,6 +540,7 @@ class ProviderNode:
         w = self.world
         self.up = False
         self.incarnation += 1
+        self._stream_tail = {}  # a restart resends the outbox in order, on fresh streams
         w.trace.record(w.env.now, E.FaultCrash(status=state, text=why, fault_id=fault_id, fault_kind=fault_kind),
                        self.domain)
         lost = self.core.abandon_requests(keep_notify=state == "durable")

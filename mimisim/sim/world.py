@@ -117,6 +117,7 @@ class World:
         config = ProviderConfig(
             suite_id=proto.suite, epoch_base_ms=scn.epoch_base_ms, dedup=proto.dedup.strategy,
             dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
+            notify_pipelining=proto.notify_pipelining,
         )
         self.provider_config = config
         notify_policy = _retry_policy(proto.notify, notify=True)
@@ -175,8 +176,12 @@ class World:
         )
         for name, room in scn.rooms.items():
             pp = room.policy.pending_proposals
+            if pp is None and self.pending.strategy == "designated":
+                pp = self.pending
             if pp is not None:
-                core.set_pending_strategy(scn.room_uri(name), pp.strategy, (int(pp.min_delay), int(pp.max_delay)))
+                committer = scn.client(pp.committer).uri if pp.committer is not None else None
+                core.set_pending_strategy(scn.room_uri(name), pp.strategy, (int(pp.min_delay), int(pp.max_delay)),
+                                          committer=committer)
         node = ClientNode(self, core, self.providers[provider])
         self.clients[uri] = node
         self.clients_of_user.setdefault(user_of_client(uri), []).append(uri)

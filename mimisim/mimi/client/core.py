@@ -337,12 +337,21 @@ class ClientCore:
         proposal as any commit must. The epoch-conflict study's driver."""
         return self._api(room_uri, OpKind.UPDATE, now_ms)
 
-    def set_pending_strategy(self, room_uri: str, strategy: str, delay_ms: tuple[int, int] = (0, 0)) -> None:
+    def set_pending_strategy(
+        self, room_uri: str, strategy: str, delay_ms: tuple[int, int] = (0, 0), committer: str | None = None
+    ) -> None:
         """Use the room policy's pending-proposal strategy for ``room_uri``
         instead of this client's default (the policy is per room; the
-        client's constructor argument is the default for rooms without one)."""
+        client's constructor argument is the default for rooms without one).
+        ``designated`` needs the ``committer``'s client URI; this client
+        commits at once when it is that client, else after the delay."""
         if strategy not in PENDING_STRATEGIES:
             raise ValueError(f"pending_proposals must be one of {PENDING_STRATEGIES}, not {strategy!r}")
+        if (strategy == "designated") != (committer is not None):
+            raise ValueError("a committer is named with the strategy 'designated' and only with it")
+        if strategy == "designated":
+            # The named committer commits at once; the others wait (fallback).
+            strategy = "immediate_commit" if committer == self.client_uri else "random_delay"
         lo, hi = delay_ms
         if lo < 0 or hi < lo:
             raise ValueError("delay_ms must be (lo, hi) with 0 <= lo <= hi")

@@ -255,7 +255,7 @@ class RetryStrategy:
         return w
 
 
-PENDING_STRATEGIES = ("immediate_commit", "random_delay")
+PENDING_STRATEGIES = ("immediate_commit", "random_delay", "designated")
 
 #: How many of its own accepted commits a client keeps to give back to a
 #: hub that lost them (a lagging failover loses a suffix of the hub's log).

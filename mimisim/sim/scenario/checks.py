@@ -161,6 +161,15 @@ def check_rooms(c: _Checker) -> None:
     scripted = _created_by_script(sc)
     for room, r in sc.rooms.items():
         c.provider(("rooms", room, "hub"), r.hub, "hub provider")
+        pp = r.policy.pending_proposals
+        if pp is not None and pp.strategy == "designated":
+            if pp.committer is None:
+                c.bad(("rooms", room, "policy", "pending_proposals"), "strategy 'designated' needs a 'committer'")
+            else:
+                c.client(("rooms", room, "policy", "pending_proposals", "committer"), pp.committer)
+        elif pp is not None and pp.committer is not None:
+            c.bad(("rooms", room, "policy", "pending_proposals", "committer"),
+                  "'committer' is read only with strategy 'designated'")
         for user, role in r.participants.items():
             if c.user(("rooms", room, "participants", user), user):
                 try:

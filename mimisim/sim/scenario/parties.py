@@ -176,9 +176,15 @@ def _default_roles() -> dict[str, RoleSpec]:
 class PendingProposals(_Model):
     """What members do when the hub holds proposals a commit must include (e.g. a leave)."""
 
-    strategy: Literal["immediate_commit", "random_delay"] = "immediate_commit"
-    """``immediate_commit``: a member commits them at once; ``random_delay``: each member waits a
-    uniform delay in [min_delay, max_delay] and commits unless someone else did."""
+    strategy: Literal["immediate_commit", "random_delay", "designated"] = "immediate_commit"
+    """``immediate_commit``: every member races: each commits them at once (one wins at the hub, the others
+    get ``wrongEpoch``); ``random_delay``: each member waits a uniform delay in [min_delay, max_delay] and
+    commits unless someone else did; ``designated``: the room policy names the committer (``committer``), who
+    commits at once, and every other member commits after a uniform delay in [min_delay, max_delay] unless
+    someone did (the fallback when the named client is offline, gone or removed by the proposals). The draft's
+    flow 5 (ClientC1 commits Bob's leave) is ``designated`` with ``committer: ClientC1``."""
+    committer: str | None = None
+    """``designated``: the client that commits pending proposals (URI, ``user/device`` or device name)."""
     min_delay: Duration = 0.0
     """``random_delay``: shortest wait before committing pending proposals (default 0ms)."""
     max_delay: Duration = 0.0

@@ -63,6 +63,11 @@ class Protocol(_Model):
     """How followers recognise a retried /notify (default: body hash, 4096 entries, 10min)."""
     notify: RequestPolicy = Field(default_factory=lambda: RequestPolicy(timeout=2_000.0))
     """The hub's /notify fanout: retried until 201 by default."""
+    notify_pipelining: bool = False
+    """False (the draft's ordered list of events per room): the hub sends one room's /notify requests to a
+    follower one at a time, the next after the previous one's 201, so the follower processes them in hub order.
+    True: each /notify leaves as soon as the hub accepts the event (lower latency; a follower may see a room's
+    events out of order and its clients buffer or resync)."""
     requests: RequestPolicy = Field(
         default_factory=lambda: RequestPolicy(
             retry=RetryPolicy(max_attempts=3, backoff=Backoff(base=200.0, cap=5_000.0))
