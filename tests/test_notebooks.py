@@ -75,6 +75,7 @@ def test_notebooks_are_generated_and_committed_with_outputs() -> None:
         assert any(s.startswith(("svg:", "png:")) for cell in outs for s in cell), f"{p.name}: no figure"
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_outputs_are_current(path: Path, tmp_path: Path) -> None:
     gen = _generator()
