@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -29,7 +30,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def _default_vectors() -> Path:
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
+    """``$MIMISIM_VECTORS`` if set (as for the test suite), else ``../shared/vectors/mls``."""
+    env = os.environ.get("MIMISIM_VECTORS")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "mls"
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
@@ -37,7 +40,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir) if args.dir else _default_vectors()
     if not directory.is_dir():
-        print(f"mimisim vectors: {directory}: no such directory", file=sys.stderr)
+        print(f"mimisim vectors: {directory}: no such directory (give DIR or set MIMISIM_VECTORS)", file=sys.stderr)
         return 2
     progress = None if args.json else (lambda name: print(f"  running {name} ...", file=sys.stderr))
     report = run_directory(directory, progress)
@@ -116,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
     r.set_defaults(func=cmd_run)
     v = sub.add_parser("vectors", help="check the MLS core against the official RFC 9420 test vectors")
-    v.add_argument("dir", nargs="?", help="directory of vector JSON files (default: ../shared/vectors/mls)")
+    v.add_argument("dir", nargs="?", help="directory of vector JSON files (default: $MIMISIM_VECTORS, else ../shared/vectors/mls)")
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=cmd_vectors)
     return p
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     from mimisim.sim.scenario import ScenarioError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    # a warning (e.g. a sweep point with one run has no interval) is one line, not a source excerpt
+    warnings.formatwarning = lambda message, category, *a, **k: f"mimisim: warning: {message}\n"
     try:
         args = build_parser().parse_args(argv)
         args.command_line = shlex.join(["mimisim", *argv])

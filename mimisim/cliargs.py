@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from mimisim.sim.rng import MAX_SEED, check_seed
@@ -86,6 +87,11 @@ def writable_dir(path: str | Path, what: str) -> Path:
         raise UserError(f"{what} {path}: {base} is a file, so no folder can be made under it")
     if not os.access(base, os.W_OK | os.X_OK):
         raise UserError(f"{what} {path}: {base} is not writable")
+    # os.access says yes to root for /proc and /sys: make (and remove) a probe folder there
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mimisim-probe-", dir=base))
+    except OSError as e:
+        raise UserError(f"{what} {path}: no folder can be made in {base} ({e.strerror or e})") from None
     return p
 
 

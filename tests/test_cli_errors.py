@@ -86,6 +86,7 @@ CASES = [
     (["sweep", Q], "quickstart.yaml: no 'sweep:' block, so there is nothing to sweep"),
     (["sweep", "{sweep.yaml}", "--study", "nope"], "unknown study 'nope'"),
     (["run", Q, "--out", "/dev/null/x"], "--out /dev/null/x: /dev/null is a file, so no folder can be made"),
+    (["run", Q, "--out", "/proc/nope"], "--out /proc/nope: "),  # root may "write" /proc: a probe folder decides
     (["run", Q, "--set", "seed=99999999999999999999999"], "quickstart.yaml:12: seed: expected less than or equal to "
                                                            "9223372036854775807"),
     (["check", Q, "--seeds", "1", "--dask", "nonsense"], "--dask nonsense: cannot reach a Dask scheduler there"),
