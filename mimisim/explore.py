@@ -357,6 +357,9 @@ def cmd_explore(args: Any) -> int:
 
     from mimisim.analysis.diagram import parse_time
 
+    if args.out is not None and not str(args.out).endswith(".html"):
+        print(f"mimisim explore: --out {args.out}: the page is HTML, so the file must end in .html", file=sys.stderr)
+        return 2
     try:
         p = explore(args.results, args.out, room=args.room, t_from=parse_time(args.t_from),
                     t_to=parse_time(args.t_to), time=args.time)

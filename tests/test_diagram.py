@@ -190,6 +190,10 @@ def test_cli(club: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         err = capsys.readouterr().err.strip()
         assert err.startswith("mimisim diagram: ") and "\n" not in err, err
     assert main(["diagram", str(tmp_path / "missing")]) == 2
+    capsys.readouterr()
+    assert main(["explore", str(club), "--out", str(tmp_path / "e.svg")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must end in .html" in err and "\n" not in err and not (tmp_path / "e.svg").exists()
     assert main(["explore", str(club), "--out", str(tmp_path / "e.html")]) == 0
     page = (tmp_path / "e.html").read_text()
     assert "<script src" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
