@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mimisim.codec import DecodeError
 from mimisim.mls.crypto import CipherSuite
 from mimisim.mls.errors import ValidationError
 from mimisim.mls.structs import (
@@ -31,7 +32,7 @@ def required_capabilities(extensions: Iterable) -> RequiredCapabilities | None:
         if e.extension_type == ExtensionType.required_capabilities:
             try:
                 return RequiredCapabilities.decode(e.extension_data)
-            except Exception as exc:  # DecodeError
+            except DecodeError as exc:  # a bug elsewhere must propagate, not become a validation error
                 raise ValidationError(f"malformed required_capabilities: {exc}") from None
     return None
 
