@@ -131,15 +131,21 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
-            hub_epoch = resp.current_epoch
-            assert hub_epoch is not None  # wrongEpoch carries current_epoch (a Select on response_code)
-            if hub_epoch < op.sent_epoch:
-                self.engine.restore(r, hub_epoch, now_ms, step)
-            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=hub_epoch)
+            self.wrong_epoch(r, op, resp, now_ms, step)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", refs=resp.invalid_proposals or [])
         else:
             self.engine.fail(step, r, op, f"notAllowed: {resp.error_description}", "notAllowed")
+
+    def wrong_epoch(self, r: Room, op: Op, resp: W.UpdateRoomResponse, now_ms: int, step: StepBuilder) -> None:
+        """``wrongEpoch`` to a commit or to proposals: retry at the hub's epoch,
+        after giving back lost commits if the hub is behind what we built on
+        (a lagging failover lost them)."""
+        hub_epoch = resp.current_epoch
+        assert hub_epoch is not None  # wrongEpoch carries current_epoch (a Select on response_code)
+        if hub_epoch < op.sent_epoch:
+            self.engine.restore(r, hub_epoch, now_ms, step)
+        self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=hub_epoch)
 
     def transport_failure(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
         """No protocol answer: retry on a server error or timeout (the hub may
@@ -167,11 +173,7 @@ class ReplyHandler:
         if resp is None:
             self.transport_failure(r, op, reply, now_ms, step)
         elif code == W.UpdateResponseCode.wrongEpoch:
-            hub_epoch = resp.current_epoch
-            assert hub_epoch is not None  # wrongEpoch carries current_epoch (a Select on response_code)
-            if hub_epoch < op.sent_epoch:
-                self.engine.restore(r, hub_epoch, now_ms, step)
-            self.engine.retry(r, op, now_ms, step, "wrongEpoch", hub_epoch=hub_epoch)
+            self.wrong_epoch(r, op, resp, now_ms, step)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", hub_epoch=g.epoch + 1)
         else:
