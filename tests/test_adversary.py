@@ -19,7 +19,7 @@ from mimisim.sim.scenario import ScenarioError, load_scenario, load_scenario_tex
 ROOT = Path(__file__).resolve().parents[1]
 ADV = ROOT / "scenarios" / "adversaries.yaml"
 ALL_ATTACKS = {"replay_notify", "spoof_from", "tamper", "withhold_fanout", "non_member_submit", "forged_signature",
-               "after_removal", "reuse_key_package", "stale_epoch", "forge_sender", "replay_message",
+               "after_removal", "reuse_key_package", "stale_epoch", "forge_sender", "forge_leaf", "replay_message",
                "old_epoch_state", "state_compromise", "malformed"}
 
 
@@ -106,6 +106,26 @@ def test_a_client_that_skips_the_sender_check_delivers_forgeries(monkeypatch: py
     res = run(ADV, out=False, progress=False, overrides=["adversaries.malformed=[]", "adversaries.followers=[]"])
     out = _outcomes(res.trace)
     assert out["forge_sender"].get("adversary.accepted", 0) >= 1
+
+
+def test_a_client_that_skips_the_application_signature_check_delivers_forge_leaf(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faults that bite (issue 11's escape "no signature check on application
+    messages"): a member encrypts as another member's leaf and signs with its
+    own key. Honest receivers refuse it (``badSignature``); receivers whose
+    application-message signature check is gone deliver it, and the trace
+    says so (``adversary.accepted``)."""
+    from tests.mutations import skip_application_signature
+
+    only = ["adversaries.malformed=[]", "adversaries.followers=[]", "adversaries.compromises=[]",
+            "workload.script=[]", "duration=16s",
+            "adversaries.clients=[{client: M1, room: lobby, rate: 1/s, start: 4s, stop: 12s, "
+            "attacks: [forge_leaf]}]"]
+    honest = _outcomes(run(ADV, out=False, progress=False, overrides=only).trace)["forge_leaf"]
+    assert honest.get("adversary.rejected", 0) >= 1 and not honest.get("adversary.accepted"), honest
+    skip_application_signature(monkeypatch)
+    broken = _outcomes(run(ADV, out=False, progress=False, overrides=only).trace)["forge_leaf"]
+    assert broken.get("adversary.accepted", 0) >= 1, broken
 
 
 BASE = ADV.read_text()

@@ -46,10 +46,10 @@ from mimisim import events as E
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.content import SALT_LEN, MimiContent, encode_mimi_content
-from mimisim.mimi.client.roomstate import epoch_of
+from mimisim.mimi.client.roomstate import client_of_leaf, epoch_of
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.hub import msg_id_of
-from mimisim.mimi.identity import group_id_of_room, hub_of_room
+from mimisim.mimi.identity import group_id_of_room, hub_of_room, user_of_client
 from mimisim.mimi.keystore import encode_upload
 from mimisim.mimi.transport import (
     Action,
@@ -63,7 +63,18 @@ from mimisim.mimi.transport import (
 from mimisim.mls.group import ApplicationMessage, StagedCommit
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
-from mimisim.mls.structs import MLSMessage, RatchetTreeOption, RatchetTreeRepresentation, SenderType
+from mimisim.mls import framing
+from mimisim.mls.structs import (
+    AuthenticatedContent,
+    ContentType,
+    FramedContent,
+    MLSMessage,
+    RatchetTreeOption,
+    RatchetTreeRepresentation,
+    Sender,
+    SenderType,
+    WireFormat,
+)
 from mimisim.sim.http import ExchangeResult, RetryPolicy
 from mimisim.sim.links import wire_size
 from mimisim.sim.rng import protocol_random, stream
@@ -83,6 +94,9 @@ ERROR_CODES = frozenset({
 ONE_SHOT = RetryPolicy(timeout_ms=3_000.0, max_attempts=1)
 #: Client request ids of attacks start here (far from the client core's own).
 REQUEST_BASE = 1_000_000_000
+#: ``forge_leaf`` encrypts this many generations past the victim's next one
+#: (below the receivers' 256 skipped keys, so the victim's real messages keep theirs).
+FORGE_GENERATION_SKIP = 128
 
 
 def _accepted(status: int, code: str) -> bool:
@@ -528,6 +542,17 @@ class Adversaries:
                                   f"a message in {victim}'s name signed with its own key (sendingUri {claim})",
                                   receivers=(msg_id_of(msg.encode()), "no_delivery"))
                 self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
+            elif attack == "forge_leaf" and member:
+                assert group is not None
+                forged_msg = self._forge_leaf(group, core, room, rng)
+                if forged_msg is None:
+                    continue
+                msg, victim = forged_msg
+                submit = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(core.user_uri))
+                n = self._attempt(attack, uri, hub_of_room(room), room,
+                                  f"a message encrypted as {victim}'s leaf, signed with its own key",
+                                  receivers=(msg_id_of(msg.encode()), "no_delivery"))
+                self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
             elif attack == "replay_message" and member and seen:
                 msg = seen[-1]
                 submit = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(core.user_uri))
@@ -551,6 +576,43 @@ class Adversaries:
                                   f"header epoch {msg.body.epoch}",
                                   receivers=(msg_id_of(msg.encode()), "no_delivery"))
                 self._client_send(n, uri, ClientOp.submit_message, room, submit.encode())
+
+    @staticmethod
+    def _forge_leaf(group: Group, core: ClientCore, room: str,
+                    rng: Any) -> tuple[MLSMessage, str] | None:
+        """An application message whose sender data names another member's
+        leaf, encrypted with that leaf's ratchet (every member can derive
+        every leaf's keys from the epoch's encryption secret: only the
+        signature says who wrote it) and signed with the attacker's own key.
+        A receiver that skips the signature check delivers it in the
+        victim's name (content and credential agree).
+
+        The generation is :data:`FORGE_GENERATION_SKIP` past the victim's
+        next one as the attacker sees it, inside every receiver's
+        skipped-key window: honest receivers refuse the forgery after
+        decrypting it, and the victim's own next messages still find
+        their keys (the attack probes authentication, not the burning of
+        a generation; see docs/invariants.md)."""
+        st = group.state
+        victims = []
+        for li, leaf in group.members():
+            who = client_of_leaf(leaf)
+            if li != group.own_leaf and who is not None and user_of_client(who) != core.user_uri:
+                victims.append((li, who))
+        if not victims:
+            return None
+        li, who = victims[0]
+        user = user_of_client(who)
+        content = encode_mimi_content(MimiContent(rng.random_bytes(SALT_LEN), user, room, "forged leaf"))
+        fc = FramedContent(st.context.group_id, st.epoch, Sender.member(li), F.add_frank_aad(content),
+                           ContentType.application, content, None, None)
+        auth = framing.sign_content(st.suite, core.signature_priv, WireFormat.private_message, fc, st.context_bytes)
+        tree = st.secret_tree.copy()
+        for _ in range(FORGE_GENERATION_SKIP):
+            tree.next_application(li)
+        pm = framing.encrypt_private(st.suite, AuthenticatedContent(WireFormat.private_message, fc, auth), tree,
+                                     st.secrets.sender_data_secret, rng)
+        return MLSMessage.wrap(pm), user
 
     def _current(self, msg: MLSMessage, room: str) -> MLSMessage:
         """Write the room's current epoch into a PrivateMessage's clear header

@@ -176,7 +176,7 @@ class Faults(_Model):
 
 FollowerAttack = Literal["replay_notify", "spoof_from", "tamper", "withhold_fanout"]
 ClientAttack = Literal["non_member_submit", "forged_signature", "after_removal", "reuse_key_package",
-                       "stale_epoch", "forge_sender", "replay_message", "old_epoch_state"]
+                       "stale_epoch", "forge_sender", "forge_leaf", "replay_message", "old_epoch_state"]
 _FOLLOWER_ATTACKS: tuple[FollowerAttack, ...] = get_args(FollowerAttack)
 _CLIENT_ATTACKS: tuple[ClientAttack, ...] = get_args(ClientAttack)
 
@@ -203,8 +203,9 @@ class FollowerAdversary(_Attacker):
 class ClientAdversary(_Attacker):
     """A malicious client: submits to a room it is not in, forges signatures, acts after its
     user was removed, republishes a used KeyPackage, commits on a stale epoch, sends an
-    application message in another member's name (signed with its own key), replays another
-    member's application message, and sends with a kept old epoch's state."""
+    application message in another member's name (signed with its own key: from its own leaf,
+    or encrypted as the other member's leaf), replays another member's application message,
+    and sends with a kept old epoch's state."""
 
     client: str
     """``user/device``, a unique device name, or its URI."""
@@ -212,7 +213,7 @@ class ClientAdversary(_Attacker):
     """The room it attacks (a key of ``rooms``)."""
     attacks: list[ClientAttack] = Field(
         default_factory=lambda: list(_CLIENT_ATTACKS), min_length=1)
-    """The attacks to try, in turn (default all eight)."""
+    """The attacks to try, in turn (default all nine)."""
 
 
 class StateCompromise(_Attacker):
