@@ -60,10 +60,10 @@ from mimisim.mimi.transport import (
     MimiResponse,
     Outcome,
 )
+from mimisim.mls import framing
 from mimisim.mls.group import ApplicationMessage, StagedCommit
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
-from mimisim.mls import framing
 from mimisim.mls.structs import (
     AuthenticatedContent,
     ContentType,
