@@ -374,6 +374,10 @@ def load_matrix(path: str | Path, seeds: int | None = None, start: int = 1) -> l
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as e:
         raise MatrixError(f"{file}: cannot read: {e.strerror or e}") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise MatrixError(f"{file}{at}: not YAML: {e.problem or e.context or 'invalid YAML'}") from None
     except yaml.YAMLError as e:
         raise MatrixError(f"{file}: not YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("configurations"), dict) or not data["configurations"]:

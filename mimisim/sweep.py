@@ -4,7 +4,9 @@
 (:func:`mimisim.sim.scenario.expand_sweep`), runs every point on local
 worker processes (``--workers N``) or a Dask cluster (``--dask ADDR``)
 through :func:`mimisim.parallel.run_tasks`, and writes to
-``<outputs.dir>/<name>/sweep/`` (or ``--out``):
+``<outputs.dir>/<name>/sweep/`` (or ``--out``; with ``--set`` overrides,
+``sweep-<8 hex digits of their hash>/``, so a sweep of changed settings never
+overwrites the tables of another: ``sweep.json`` names the overrides):
 
 - ``runs/<run-id>.json``: one file per finished run, written as it arrives,
   so an interrupted sweep **resumes** by skipping the runs whose file exists
@@ -45,6 +47,7 @@ scenario, the point's overrides and the seed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -85,6 +88,7 @@ class Sweep:
         self.studies = [study] if isinstance(study, str) else list(dict.fromkeys(study))
         self.study = self.studies[0]
         self.out = out
+        self.overrides: list[str] = []  # the user's --set overrides, recorded in sweep.json
         self.points = expand_sweep(scenario)
         self.keys = list(scenario.sweep.grid) if scenario.sweep is not None else []
         self.ids = [f"{i:04d}-{resolved_hash(p)[:12]}" for i, (_, _, p) in enumerate(self.points)]
@@ -128,8 +132,12 @@ def plan(file: str | Path, overrides: Sequence[str] = (), *, seeds: int | None =
     names = [study] if isinstance(study, str) else list(study or [])
     names = [n.strip() for item in names for n in item.split(",") if n.strip()]
     studies = [study_for(scn.name, n) for n in names] or [study_for(scn.name)]
-    folder = Path(out) if out is not None else Path(scn.outputs.dir) / scn.name / "sweep"
-    return Sweep(scn, studies, folder)
+    user = list(overrides)  # --seeds only adds runs to the same grid: it shares the folder
+    name = "sweep" if not user else "sweep-" + hashlib.sha256("\n".join(user).encode()).hexdigest()[:8]
+    folder = Path(out) if out is not None else Path(scn.outputs.dir) / scn.name / name
+    sw = Sweep(scn, studies, folder)
+    sw.overrides = user
+    return sw
 
 
 def _run_one(task: tuple[int, str, dict[str, Any], int, Scenario, list[str], str | None]) -> dict[str, Any]:
@@ -266,7 +274,7 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
         runs.to_csv(sweep.out / f"{runs_name}.csv", index=False)
         summary.to_csv(sweep.out / f"{summary_name}.csv", index=False)
     meta = {"scenario": sweep.scenario.name, "description": sweep.scenario.description.strip(),
-            "source": sweep.scenario.source, "study": sweep.study, "studies": studies, "grid": sweep.keys,
+            "source": sweep.scenario.source, "overrides": sweep.overrides, "study": sweep.study, "studies": studies, "grid": sweep.keys,
             "grid_values": {k: [label(v) for v in vs] for k, vs in
                             (sweep.scenario.sweep.grid.items() if sweep.scenario.sweep else [])},
             "seeds": sorted({s for _, s, _ in sweep.points}), "runs": len(sweep.points),

@@ -63,6 +63,7 @@ def files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "a1.json").write_text('{"a":1}\n')
     (tmp_path / "late.yaml").write_text("- {kind: offline, node: alice/ClientA1, at_ms: 90000}\n")
     (tmp_path / "sweep.yaml").write_text(TINY_SWEEP)
+    (tmp_path / "matrix.yaml").write_text("configurations:\n  a:\n    set: [1, 2\n")
     return {p.name: str(p) for p in tmp_path.iterdir()} | {"missing.json": str(tmp_path / "missing.json")}
 
 
@@ -93,6 +94,8 @@ CASES = [
     (["sweep", "{sweep.yaml}", "--dask", "nonsense"], "--dask nonsense: cannot reach a Dask scheduler there"),
     (["run", Q, "--no-such-flag"], "mimisim: unrecognized arguments: --no-such-flag"),
     (["check", Q, "--json", "/dev/null/r.json"], "--json /dev/null/r.json: cannot write there"),
+    (["check", "--matrix", "{matrix.yaml}"], "matrix.yaml:4: not YAML: expected ',' or ']'"),
+    (["diagram", "{dir}", "--kinds", "net"], "dir: no trace.parquet in this folder"),
 ]
 
 
@@ -159,3 +162,34 @@ def test_schema_faults_describes_every_field(capsys: pytest.CaptureFixture[str])
     props = schema["items"]["properties"]
     assert status == 0 and {"kind", "at_ms", "end_ms", "node", "groups", "links"} <= set(props)
     assert all(p.get("description") for p in props.values())
+
+
+def test_validate_says_rooms_in_the_singular_and_when_there_is_no_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_cli(["validate", "--sweep", Q], capsys)
+    assert status == 0 and out == "ok: quickstart (3 providers, 4 clients, 1 room); no sweep block, one run\n", err
+
+
+def test_a_sweep_with_overrides_gets_its_own_folder(files: dict[str, str]) -> None:
+    """Two sweeps of one file with different --set never share (and overwrite) tables."""
+    from mimisim.sweep import plan
+
+    plain = plan(files["sweep.yaml"])
+    a = plan(files["sweep.yaml"], ["duration=4s"])
+    b = plan(files["sweep.yaml"], ["duration=5s"])
+    assert plain.out.name == "sweep" and plan(files["sweep.yaml"], seeds=3).out == plain.out
+    assert a.out.name.startswith("sweep-") and len({plain.out, a.out, b.out}) == 3
+    assert a.out == plan(files["sweep.yaml"], ["duration=4s"]).out and a.overrides == ["duration=4s"]
+
+
+def test_diagram_kinds_must_name_trace_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --kinds is one line naming it; a one-seed results folder is
+    read through its only seed."""
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(TINY_SWEEP.replace("tiny-sweep", "tiny").split("sweep:")[0].replace("6s", "2s"))
+    assert run_cli(["run", str(tiny), "--out", str(tmp_path / "r"), "--no-progress"], capsys)[0] == 0
+    status, out, err = run_cli(["diagram", str(tmp_path / "r"), "--kinds", "net.bogus", "--out",
+                                str(tmp_path / "d.txt")], capsys)
+    assert_one_line(status, err, contains="--kinds: no trace kind is or starts with 'net.bogus'")
+    status, out, err = run_cli(["diagram", str(tmp_path / "r"), "--kinds", "net", "hub.", "--out",
+                                str(tmp_path / "d.txt")], capsys)
+    assert status == 0 and (tmp_path / "d.txt").is_file(), err

@@ -334,12 +334,12 @@ def test_validate_exit_status_in_a_real_process() -> None:
         cwd=ROOT,
     )
     assert good.returncode == 0, good.stderr
-    assert good.stdout == "ok: quickstart (3 providers, 4 clients, 1 rooms)\n"
+    assert good.stdout == "ok: quickstart (3 providers, 4 clients, 1 room)\n"
 
 
 def test_validate_ok_and_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert scenario_cli.main(["validate", str(CLUBHOUSE)]) == 0
-    assert capsys.readouterr().out == "ok: clubhouse (3 providers, 6 clients, 1 rooms)\n"
+    assert capsys.readouterr().out == "ok: clubhouse (3 providers, 6 clients, 1 room)\n"
     missing = tmp_path / "nope.yaml"
     assert scenario_cli.main(["validate", str(missing)]) == 2
     assert capsys.readouterr().err == f"{missing}: cannot read: No such file or directory\n"
@@ -600,7 +600,7 @@ def test_validate_sweep_counts_runs(capsys: pytest.CaptureFixture[str], tmp_path
     f = tmp_path / "sweep.yaml"
     f.write_text(SWEEP)
     assert scenario_cli.main(["validate", str(f), "--sweep"]) == 0
-    assert capsys.readouterr().out == "ok: minimal (2 providers, 3 clients, 1 rooms, sweep of 24 runs)\n"
+    assert capsys.readouterr().out == "ok: minimal (2 providers, 3 clients, 1 room, sweep of 24 runs)\n"
 
 
 #: What the unit types say of themselves; a property whose only description

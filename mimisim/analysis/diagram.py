@@ -178,6 +178,12 @@ def load_trace(path: str | Path) -> tuple[pd.DataFrame, Path | None]:
     if p.is_dir():
         f = p / "trace.parquet"
         if not f.is_file():
+            seeds = sorted(d.name for d in p.glob("seed-*") if (d / "trace.parquet").is_file())
+            if len(seeds) == 1:  # a one-seed run: its only trace is what the user means
+                return pd.read_parquet(p / seeds[0] / "trace.parquet"), p / seeds[0]
+            if seeds:
+                raise DiagramError(f"{p}: no trace.parquet here; this folder holds runs, pick one: "
+                                   + ", ".join(str(p / s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else ""))
             raise DiagramError(f"{p}: no trace.parquet in this folder (a results folder from `mimisim run`)")
         return pd.read_parquet(f), p
     if not p.is_file():
@@ -490,6 +496,14 @@ def build(
         raise DiagramError(_UNTYPED)
     if lanes not in ("clients", "providers", "both"):
         raise DiagramError(f"--lanes must be clients, providers or both, not {lanes!r}")
+    if kinds is not None:
+        from mimisim.sim.trace import KINDS
+
+        unknown = [x for x in kinds if not any(k == x or k.startswith(x.rstrip(".") + ".") for k in KINDS)]
+        if unknown:
+            families = sorted({k.split(".")[0] for k in KINDS})
+            raise DiagramError(f"--kinds: no trace kind is or starts with {', '.join(map(repr, unknown))} "
+                               f"(families: {', '.join(families)}; every kind: docs/trace.md)")
     tr = trace.sort_values("seq", kind="stable").reset_index(drop=True)
     tr = tr.assign(**{c: tr[c].astype(object).where(tr[c].notna(), "").astype(str)
                       for c in ("room", "msg_id", "detail", "status", "peer", "node")},

@@ -33,6 +33,10 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load, override and validate; print a one-line summary or the one-line error."""
     try:
@@ -42,8 +46,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return EXIT_SCENARIO_ERROR
     providers, clients, rooms = scenario.counts()
-    extra = f", sweep of {runs} runs" if runs is not None else ""
-    print(f"ok: {scenario.name} ({providers} providers, {clients} clients, {rooms} rooms{extra})")
+    counts = ", ".join(_plural(n, noun) for n, noun in ((providers, "provider"), (clients, "client"), (rooms, "room")))
+    sweep = f", sweep of {runs} runs" if runs is not None else ""
+    tail = "; no sweep block, one run" if args.sweep and scenario.sweep is None else ""
+    print(f"ok: {scenario.name} ({counts}{sweep}){tail}")
     return 0
 
 
