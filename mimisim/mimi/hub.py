@@ -155,6 +155,15 @@ class HubRoom:
     recent_commits: dict[str, tuple[int, str]] = field(default_factory=dict)
     created_ms: int = 0
     _participants: dict[str, int] = field(default_factory=dict)
+    #: How Welcomes carry the ratchet tree ([RTO] s.3): "inline" (``full``,
+    #: the hub's tree, the default) or "hub" (``distribution_service``: the
+    #: joiner fetches it with /groupInfo; docs/mimi-choices.md, "Ratchet tree
+    #: options").
+    welcome_tree: str = "inline"
+    #: With ``welcome_tree == "hub"``: client URI -> (epoch, tree) of the
+    #: Welcome that added it, so its /groupInfo gets the tree the Welcome
+    #: needs even if the room moved on; kept ``max_past_epochs`` epochs.
+    welcome_trees: dict[str, tuple[int, list[Node | None]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ creation
 
@@ -173,6 +182,7 @@ class HubRoom:
         epoch_base_ms: int,
         now_ms: int,
         max_past_epochs: int = DEFAULT_MAX_PAST_EPOCHS,
+        welcome_tree: str = "inline",
     ) -> HubRoom:
         """Start hosting a room from the creator's signed GroupInfo.
 
@@ -217,6 +227,7 @@ class HubRoom:
             epoch_base_ms=epoch_base_ms,
             max_past_epochs=max_past_epochs,
             created_ms=epoch_base_ms + now_ms,
+            welcome_tree=welcome_tree,
         )
         try:
             problem = room._check_room_state(observer.context.extensions, observer.tree)
@@ -380,6 +391,25 @@ class HubRoom:
         return Event(kind, room=self.room_uri, epoch=epoch, msg_id=msg_id, status=status, detail=detail, peer=peer)
 
     _event = event  # the name the mutation tests patch around
+
+    def _keep_welcome_tree(self, staged: ObservedCommit) -> None:
+        """Remember the new epoch's tree for each client the commit adds
+        (their Welcome says ``distribution_service``); forget entries older
+        than ``max_past_epochs``."""
+        nodes = staged.tree.to_nodes()
+        for _, kp in staged.outcome.added:
+            client = client_of_credential(kp.leaf_node.credential)
+            if client is not None:
+                self.welcome_trees[client] = (self.epoch, nodes)
+        self.welcome_trees = {
+            c: v for c, v in self.welcome_trees.items() if v[0] >= self.epoch - self.max_past_epochs
+        }
+
+    def welcome_tree_for(self, client: str) -> list[Node | None]:
+        """The tree a client's /groupInfo gets: the one of the Welcome that
+        added it, if the hub keeps it, else the current epoch's."""
+        kept = self.welcome_trees.get(client)
+        return kept[1] if kept is not None else self.observer.ratchet_tree()
 
     def accept_event(self, epoch: int | None, msg_id: str, status: str, peer: str, **fields: Any) -> E.HubAccept:
         """A typed ``hub.accept`` row of this room (``fields``: the columns
@@ -674,7 +704,7 @@ class HubRoom:
             new_obs.merge(staged, pgi)
         except MLSError as e:
             raise bad(f"GroupInfo: {e}") from None
-        tree_option = _welcome_tree_option(rto, staged)
+        tree_option = _welcome_tree_option(rto, staged, self.welcome_tree == "hub")
         welcome_targets = _welcome_targets(self.suite, bundle.welcome, staged, routing)
         ts = self._ts(now_ms)
         # Hub proposals for the new epoch: pending removals that this commit
@@ -709,6 +739,8 @@ class HubRoom:
             del self.recent_commits[next(iter(self.recent_commits))]
         self._participants = new_roles
         self.removal_intents = intents
+        if tree_option.representation == RatchetTreeRepresentation.distribution_service and bundle.welcome is not None:
+            self._keep_welcome_tree(staged)
         if kind == "joiner":
             self.join_grants = {k: v for k, v in self.join_grants.items() if k != client}
         resp = W.UpdateRoomResponse.success(ts)
@@ -945,17 +977,22 @@ def _partial_group_info(gio: W.GroupInfoOption, staged: ObservedCommit) -> Parti
     presence = RatchetTreePresence.present if has_tree else RatchetTreePresence.no_ratchet_tree
     return PartialGroupInfo(presence, exts, gi.signature)
 
-def _welcome_tree_option(rto: RatchetTreeOption, staged: ObservedCommit) -> RatchetTreeOption:
+def _welcome_tree_option(rto: RatchetTreeOption, staged: ObservedCommit, hub_keeps: bool) -> RatchetTreeOption:
     """What joiners get with the Welcome: the hub's full tree unless the
-    committer said the tree travels another way (https URI, out of band).
+    committer said the tree travels another way (https URI, out of band),
+    or, with ``hub_keeps`` (the room's ``welcome_tree`` option "hub"),
+    ``distribution_service``: the joiner fetches the tree from the hub.
     A ``full`` tree from the committer must be the hub's."""
-    nodes = staged.tree.to_nodes()
     rep = rto.representation
+    nodes = staged.tree.to_nodes() if rep == RatchetTreeRepresentation.full or not hub_keeps else None
     if rep == RatchetTreeRepresentation.full:
+        assert nodes is not None
         if rto.ratchet_tree and RatchetTreeExt(rto.ratchet_tree).encode() != RatchetTreeExt(nodes).encode():
             raise bad("the committer's ratchet tree differs from the hub's")
     if rep in (RatchetTreeRepresentation.https_uri, RatchetTreeRepresentation.out_of_band):
         return rto
+    if hub_keeps:
+        return RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
     return RatchetTreeOption(RatchetTreeRepresentation.full, nodes, None, None)
 
 def _welcome_targets(

@@ -101,7 +101,13 @@ def handle_group_info(room: HubRoom, body: bytes, from_domain: str, now_ms: int)
             gi = obs.group_info()
         except MLSError as e:
             raise refuse(W.GroupInfoCode.notAuthorized, f"no GroupInfo for this epoch: {e}") from None
-        tree = RatchetTreeOption(RatchetTreeRepresentation.full, obs.ratchet_tree(), None, None)
+        if obs.tree_in_group_info:
+            # The GroupInfo embeds the tree already (a committer sent a full
+            # GroupInfo with it): not twice ([RTO] s.3, "reconstructed by the
+            # distribution service").
+            tree = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
+        else:
+            tree = RatchetTreeOption(RatchetTreeRepresentation.full, room.welcome_tree_for(client), None, None)
         pend = [W.PendingProposal(MLSMessage.decode(p.message), p.accepted_ms) for p in room.pending]
         tbe = W.GroupInfoRatchetTreeTBE(gi, tree, pend).encode()
         try:

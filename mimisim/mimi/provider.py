@@ -93,6 +93,11 @@ class ProviderConfig:
     # accepted); the follower may see them out of order and its clients
     # buffer or resync (docs/mimi-choices.md, "Fanout order").
     notify_pipelining: bool = False
+    # How the hub's Welcomes carry the ratchet tree: "inline" (the tree in
+    # the Welcome's RatchetTreeOption) or "hub" (distribution_service: the
+    # joiner fetches it with /groupInfo). docs/mimi-choices.md, "Ratchet tree
+    # options".
+    welcome_tree: str = "inline"
 
 
 @dataclass
@@ -546,6 +551,7 @@ class ProviderCore:
                     msg.room, msg.body, None, msg.client, hub_domain=self.domain,
                     hub_signature_priv=self.hub_signature_priv, hub_franking_key=self.franking_key,
                     rng=self.rng, epoch_base_ms=self.config.epoch_base_ms, now_ms=now_ms,
+                    welcome_tree=self.config.welcome_tree,
                 )
             except ValueError as e:
                 return self._reply(msg, 400, reason_bytes(str(e)), "Bad Request")

@@ -117,7 +117,7 @@ class World:
         config = ProviderConfig(
             suite_id=proto.suite, epoch_base_ms=scn.epoch_base_ms, dedup=proto.dedup.strategy,
             dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
-            notify_pipelining=proto.notify_pipelining,
+            notify_pipelining=proto.notify_pipelining, welcome_tree=proto.ratchet_tree.welcome,
         )
         self.provider_config = config
         notify_policy = _retry_policy(proto.notify, notify=True)
@@ -172,7 +172,8 @@ class World:
             uri, scn.protocol.suite, protocol_random(self.seed, f"client {uri}"), retry=self.retry,
             pending_proposals=self.pending.strategy,
             pending_delay_ms=(int(self.pending.min_delay), int(self.pending.max_delay)),
-            now_s=scn.epoch_base_ms // 1000,
+            now_s=scn.epoch_base_ms // 1000, welcome_tree=scn.protocol.ratchet_tree.welcome,
+            group_info=scn.protocol.ratchet_tree.group_info,
         )
         for name, room in scn.rooms.items():
             pp = room.policy.pending_proposals

@@ -27,7 +27,15 @@ from mimisim.mimi import wire as W
 from mimisim.mimi.client.engine import OperationEngine
 from mimisim.mimi.client.errors import PROTOCOL_ERRORS
 from mimisim.mimi.client.inbound import Inbound
-from mimisim.mimi.client.operations import PENDING_STRATEGIES, OpKind, RetryStrategy, Room, Stage
+from mimisim.mimi.client.operations import (
+    GROUP_INFO_OPTIONS,
+    PENDING_STRATEGIES,
+    WELCOME_TREE_OPTIONS,
+    OpKind,
+    RetryStrategy,
+    Room,
+    Stage,
+)
 from mimisim.mimi.client.output import ClientStep, StepBuilder
 from mimisim.mimi.client.replies import ReplyHandler
 from mimisim.mimi.client.requests import RequestBuilder
@@ -90,6 +98,8 @@ class ClientCore:
         now_s: int = 0,
         gap_timeout_ms: int | None = 10_000,
         past_epochs: int = PAST_EPOCHS,
+        welcome_tree: str = "inline",
+        group_info: str = "partial",
     ) -> None:
         if pending_proposals not in PENDING_STRATEGIES:
             raise ValueError(f"pending_proposals must be one of {PENDING_STRATEGIES}, not {pending_proposals!r}")
@@ -111,6 +121,17 @@ class ClientCore:
         if past_epochs < 0:
             raise ValueError("past_epochs must be >= 0")
         self.past_epochs = past_epochs
+        if welcome_tree not in WELCOME_TREE_OPTIONS:
+            raise ValueError(f"welcome_tree must be one of {WELCOME_TREE_OPTIONS}, not {welcome_tree!r}")
+        if group_info not in GROUP_INFO_OPTIONS:
+            raise ValueError(f"group_info must be one of {GROUP_INFO_OPTIONS}, not {group_info!r}")
+        # Ratchet-tree options (docs/mimi-choices.md, "Ratchet tree options"):
+        # whether this client's commits upload the tree for their Welcome
+        # ("inline") or leave it to the hub ("hub"), and how they carry the
+        # new epoch's GroupInfo (a PartialGroupInfo, a full GroupInfo, or a
+        # full one with the ratchet_tree extension).
+        self.welcome_tree = welcome_tree
+        self.group_info = group_info
         self._timing = fork_rng(rng, "timing")
         self.signature_priv, self.signature_pub = self.suite.generate_signature_key_pair(fork_rng(rng, "signature"))
         self.credential = Credential.basic(client_uri.encode())
@@ -393,6 +414,15 @@ class ClientCore:
                     self.replies.on_restore_reply(r, reply, now_ms, step)
                     self.engine.finish(r, now_ms, step)
                 except PROTOCOL_ERRORS as e:  # bytes a peer sent; a bug propagates
+                    step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
+            return step.freeze()
+        if what == "welcome_tree":
+            if r is not None:
+                try:
+                    self.replies.on_welcome_tree_reply(r, reply, now_ms, step)
+                    self.engine.finish(r, now_ms, step)
+                except PROTOCOL_ERRORS as e:  # bytes a peer sent; a bug propagates
+                    r.welcome_wait = None
                     step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
             return step.freeze()
         op = r.queue[0] if r is not None and r.queue else None

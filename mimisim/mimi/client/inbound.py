@@ -37,7 +37,7 @@ from mimisim.mimi.transport import ClientOp
 from mimisim.mls.crypto import CryptoError
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, WrongEpochError
 from mimisim.mls.group import ApplicationMessage, Group, ProposalReceived, StagedCommit
-from mimisim.mls.structs import MLSMessage, RatchetTreeRepresentation
+from mimisim.mls.structs import MLSMessage, Node, RatchetTreeRepresentation
 
 if TYPE_CHECKING:
     from mimisim.mimi.client.core import ClientCore
@@ -318,10 +318,27 @@ class Inbound:
             step.drop(r.uri, r.group.epoch if r.group else None, mid, "duplicate",
                     "Welcome while already a member")
             return
+        rto = fm.ratchet_tree_option
+        if rto is not None and rto.representation == RatchetTreeRepresentation.distribution_service:
+            # The hub keeps the tree: fetch it, join on the reply.
+            r.seen.add(mid)
+            self.core.builders.fetch_welcome_tree(r, fm, mid, step)
+            return
+        tree = rto.ratchet_tree if rto is not None and rto.representation == RatchetTreeRepresentation.full else None
+        self.join_welcome(r, fm, mid, tree, now_ms, step)
+
+    def join_welcome(self, r: Room, fm: W.FanoutMessage, mid: str, tree: Sequence[Node | None] | None,
+                     now_ms: int, step: StepBuilder) -> None:
+        """Join from a Welcome for one of our KeyPackages with ``tree`` (from
+        the Welcome's RatchetTreeOption, or fetched from the hub)."""
+        welcome = fm.message.body
+        mine = [s.new_member for s in welcome.secrets if s.new_member in self.core._key_packages]
+        if not mine or r.member:
+            step.drop(r.uri, None, mid, "notForMe" if not mine else "duplicate",
+                      "Welcome for none of our KeyPackages" if not mine else "Welcome while already a member")
+            return
         ref = mine[0]
         kp, priv, last_resort = self.core._key_packages[ref]
-        rto = fm.ratchet_tree_option
-        tree = rto.ratchet_tree if rto is not None and rto.representation == RatchetTreeRepresentation.full else None
         r.joins += 1
         try:
             group = Group.join(welcome, kp, priv, fork_rng(self.core.rng, f"group {r.uri} #{r.joins}"),

@@ -190,6 +190,10 @@ class Room:
     restorable: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     # The epoch of the last restore sent, and when (one in flight at a time).
     restoring: tuple[int, int] | None = None
+    # A Welcome whose ratchet tree the hub keeps (RatchetTreeOption
+    # ``distribution_service``): (FanoutMessage, msg id, HPKE private key of
+    # the /groupInfo request in flight that fetches the tree).
+    welcome_wait: tuple[W.FanoutMessage, str, bytes] | None = None
 
     @property
     def member(self) -> bool:
@@ -256,6 +260,16 @@ class RetryStrategy:
 
 
 PENDING_STRATEGIES = ("immediate_commit", "random_delay", "designated")
+
+#: Ratchet-tree options ([RTO], draft-mahy-mls-ratchet-tree-options): a
+#: Welcome's tree travels "inline" (RatchetTreeOption ``full``, uploaded by
+#: the committer and fanned out by the hub) or stays at the "hub"
+#: (``distribution_service``: the joiner fetches it with /groupInfo).
+WELCOME_TREE_OPTIONS = ("inline", "hub")
+#: How a commit carries its new epoch's GroupInfo: the draft's
+#: PartialGroupInfo, a full GroupInfo without the tree, or a full GroupInfo
+#: with the ratchet_tree extension (what deployments outside MIMI upload).
+GROUP_INFO_OPTIONS = ("partial", "full", "full_with_tree")
 
 #: How many of its own accepted commits a client keeps to give back to a
 #: hub that lost them (a lagging failover loses a suffix of the hub's log).

@@ -233,23 +233,8 @@ class ReplyHandler:
         if resp.status != W.GroupInfoCode.success:
             self.engine.fail(step, r, op, f"groupInfo: {W.GroupInfoCode(resp.status).name}", W.GroupInfoCode(resp.status).name)
             return
-        assert resp.hub_sender is not None and resp.encrypted_groupinfo_and_tree is not None
-        if resp.room_id != r.uri or resp.cipher_suite != self.core.suite.suite_id:
-            raise MLSError("GroupInfoResponse for another room or suite")
-        if not self.core.suite.verify_with_label(resp.hub_sender.signature_key, b"GroupInfoResponseTBS",
-                                                 resp.tbs().encode(), resp.signature or b""):
-            raise MLSError("bad hub signature on the GroupInfoResponse")
-        ct = resp.encrypted_groupinfo_and_tree
-        pt = self.core.suite.decrypt_with_label(op.hpke_priv, W.GROUP_INFO_ENCRYPTION_LABEL, r.uri.encode(),
-                                                ct.kem_output, ct.ciphertext)
-        tbe = W.GroupInfoRatchetTreeTBE.decode(pt)
+        tbe = self.open_group_info(r, resp, op.hpke_priv)
         gi = tbe.group_info
-        if gi.group_context.group_id != group_id_of_room(r.uri):
-            raise MLSError("the GroupInfo is for another group")
-        raw = find_extension(gi.group_context.extensions, ExtensionType.external_senders)
-        senders = ExternalSenders.decode(raw).senders if raw is not None else []
-        if not any(s.signature_key == resp.hub_sender.signature_key for s in senders):
-            raise MLSError("the responding hub is not an external sender of the group")
         rto = tbe.ratchet_tree_option
         tree = rto.ratchet_tree if rto.representation == RatchetTreeRepresentation.full else None
         self_removes = [
@@ -283,6 +268,48 @@ class ReplyHandler:
         self.engine.submitted(op)
         step.emit(E.ClientCommit(room=r.uri, epoch=gi.group_context.epoch, msg_id=op.msg_id, peer=self.core.user_uri,
                                  operation=op.kind.value, attempt=op.attempts, external=True))
+
+    def open_group_info(self, r: Room, resp: W.GroupInfoResponse, hpke_priv: bytes) -> W.GroupInfoRatchetTreeTBE:
+        """A successful GroupInfoResponse checked (room, suite, the hub's
+        signature, the hub an external sender of the group) and opened."""
+        assert resp.hub_sender is not None and resp.encrypted_groupinfo_and_tree is not None
+        if resp.room_id != r.uri or resp.cipher_suite != self.core.suite.suite_id:
+            raise MLSError("GroupInfoResponse for another room or suite")
+        if not self.core.suite.verify_with_label(resp.hub_sender.signature_key, b"GroupInfoResponseTBS",
+                                                 resp.tbs().encode(), resp.signature or b""):
+            raise MLSError("bad hub signature on the GroupInfoResponse")
+        ct = resp.encrypted_groupinfo_and_tree
+        pt = self.core.suite.decrypt_with_label(hpke_priv, W.GROUP_INFO_ENCRYPTION_LABEL, r.uri.encode(),
+                                                ct.kem_output, ct.ciphertext)
+        tbe = W.GroupInfoRatchetTreeTBE.decode(pt)
+        gi = tbe.group_info
+        if gi.group_context.group_id != group_id_of_room(r.uri):
+            raise MLSError("the GroupInfo is for another group")
+        raw = find_extension(gi.group_context.extensions, ExtensionType.external_senders)
+        senders = ExternalSenders.decode(raw).senders if raw is not None else []
+        if not any(s.signature_key == resp.hub_sender.signature_key for s in senders):
+            raise MLSError("the responding hub is not an external sender of the group")
+        return tbe
+
+    def on_welcome_tree_reply(self, r: Room, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        """The hub's answer to a Welcome's tree fetch: join with the tree, or
+        drop the Welcome (with why) when the hub refused or sent no tree."""
+        wait, r.welcome_wait = r.welcome_wait, None
+        if wait is None:
+            step.drop(r.uri, None, "", "staleReply", "welcome tree reply with no Welcome waiting")
+            return
+        fm, mid, priv = wait
+        if reply.status != 200:
+            step.drop(r.uri, None, mid, "treeUnavailable", f"Welcome tree: {reply.code or reply.status}")
+            return
+        resp = W.GroupInfoResponse.decode(reply.body)
+        if resp.status != W.GroupInfoCode.success:
+            step.drop(r.uri, None, mid, "treeUnavailable", f"Welcome tree: {W.GroupInfoCode(resp.status).name}")
+            return
+        tbe = self.open_group_info(r, resp, priv)
+        rto = tbe.ratchet_tree_option
+        tree = rto.ratchet_tree if rto.representation == RatchetTreeRepresentation.full else None
+        self.core.inbound.join_welcome(r, fm, mid, tree, now_ms, step)
 
     def on_external_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int,
                                  step: StepBuilder) -> None:

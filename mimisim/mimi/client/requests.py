@@ -32,13 +32,17 @@ from mimisim.mimi.client.roomstate import (
 from mimisim.mimi.hub import msg_id_of
 from mimisim.mimi.transport import ClientOp
 from mimisim.mls.group import Group
+from mimisim.mls.keypackage import sign_group_info
 from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import (
     Add,
     AppDataUpdate,
     AppDataUpdateOperation,
+    Extension,
     ExtensionType,
+    GroupInfo,
     Proposal,
+    RatchetTreeExt,
     RatchetTreeOption,
     RatchetTreeRepresentation,
     Remove,
@@ -49,6 +53,7 @@ from mimisim.mls.structs import (
 if TYPE_CHECKING:
     from mimisim.mimi.client.core import ClientCore
     from mimisim.mimi.client.engine import OperationEngine
+    from mimisim.mls.tree import RatchetTree
 
 
 class RequestBuilder:
@@ -139,11 +144,11 @@ class RequestBuilder:
         new_state = out.staged.state
         assert new_state is not None
         welcome = out.welcome.body if out.welcome is not None else None
-        if welcome is not None:
+        if welcome is not None and self.core.welcome_tree == "inline":
             rto = RatchetTreeOption(RatchetTreeRepresentation.full, new_state.tree.to_nodes(), None, None)
         else:
             rto = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)
-        gio = W.GroupInfoOption.partial(partial_group_info(out.group_info))
+        gio = self.group_info_option(out.group_info, new_state.tree)
         body = W.UpdateRequest(W.HandshakeBundle.commit(out.message, gio, rto, welcome)).encode()
         encoded = out.message.encode()
         mid = msg_id_of(encoded)
@@ -161,6 +166,23 @@ class RequestBuilder:
             welcome_bytes=len(out.welcome.encode()) if out.welcome is not None else None,
             groupinfo_bytes=len(out.group_info.encode()), partial_groupinfo_bytes=len(gio.encode()),
             bundle_bytes=len(body)))
+
+    def group_info_option(self, gi: GroupInfo, tree: RatchetTree) -> W.GroupInfoOption:
+        """The commit's GroupInfo as this client's ``group_info`` option says:
+        the draft's PartialGroupInfo (the hub rebuilds the rest from the
+        handshake it saw), the full GroupInfo, or the full GroupInfo re-signed
+        with a ``ratchet_tree`` extension (the upload of deployments whose
+        server keeps no tree; [RTO] s.4 says it grows linearly with the
+        group). The hub accepts all three."""
+        opt = self.core.group_info
+        if opt == "partial":
+            return W.GroupInfoOption.partial(partial_group_info(gi))
+        if opt == "full":
+            return W.GroupInfoOption.full(gi)
+        exts = [Extension(ExtensionType.ratchet_tree, RatchetTreeExt(tree.to_nodes()).encode()), *gi.extensions]
+        signed = sign_group_info(self.core.suite, self.core.signature_priv, gi.group_context, exts,
+                                 gi.confirmation_tag, gi.signer)
+        return W.GroupInfoOption.full(signed)
 
     def propose_leave(self, r: Room, op: Op, step: StepBuilder) -> None:
         """Removes of all this user's clients and the participant-list removal,
@@ -225,11 +247,26 @@ class RequestBuilder:
         step.emit(E.ClientSubmit(room=r.uri, epoch=g.epoch, msg_id=mid, attempt=op.attempts,
                                  content_bytes=len(op.content)))
 
-    def fetch_group_info(self, r: Room, op: Op, step: StepBuilder) -> None:
+    def group_info_request(self) -> tuple[bytes, bytes]:
+        """A signed GroupInfoRequest with a fresh HPKE key: (private key, body)."""
         priv, pub = self.core.suite.generate_hpke_key_pair(self.core.rng)
-        op.hpke_priv = priv
         tbs = W.GroupInfoRequestTBS(W.MLS10, self.core.suite.suite_id, self.core.signature_pub, self.core.credential, pub, None)
         sig = self.core.suite.sign_with_label(self.core.signature_priv, b"GroupInfoRequestTBS", tbs.encode())
         req = W.GroupInfoRequest(W.MLS10, self.core.suite.suite_id, self.core.signature_pub, self.core.credential, pub, None, sig)
-        op.request_id = self.engine.request(step, ClientOp.fetch_group_info, r.uri, op.id, "group_info", req.encode())
+        return priv, req.encode()
+
+    def fetch_group_info(self, r: Room, op: Op, step: StepBuilder) -> None:
+        op.hpke_priv, body = self.group_info_request()
+        op.request_id = self.engine.request(step, ClientOp.fetch_group_info, r.uri, op.id, "group_info", body)
         op.advance(OpEvent.FETCH)
+
+    def fetch_welcome_tree(self, r: Room, fm: W.FanoutMessage, mid: str, step: StepBuilder) -> None:
+        """A Welcome came without its ratchet tree (``distribution_service``):
+        ask the hub for it with /groupInfo, the draft's only endpoint that
+        returns a tree ([P6] "Claim group key information"); the hub answers a
+        client it welcomed with the tree of the Welcome's epoch
+        (docs/mimi-choices.md, "Ratchet tree options"). No operation owns the
+        request: the Welcome waits in ``r.welcome_wait`` until the reply."""
+        priv, body = self.group_info_request()
+        r.welcome_wait = (fm, mid, priv)
+        self.engine.request(step, ClientOp.fetch_group_info, r.uri, 0, "welcome_tree", body)

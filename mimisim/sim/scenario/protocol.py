@@ -43,6 +43,20 @@ class RequestPolicy(_Model):
     """How often and how fast a failed request is retried."""
 
 
+class RatchetTreeOptions(_Model):
+    """How the ratchet tree and the GroupInfo travel (draft-mahy-mls-ratchet-tree-options; docs/mimi-choices.md,
+    "Ratchet tree options")."""
+
+    welcome: Literal["inline", "hub"] = "inline"
+    """``inline``: a commit that adds members uploads the full tree and the hub fans the Welcome out with it
+    (RatchetTreeOption ``full``); ``hub``: neither carries it (``distribution_service``) and each joiner fetches the
+    tree from the hub with /groupInfo, which answers with the tree of the Welcome's epoch."""
+    group_info: Literal["partial", "full", "full_with_tree"] = "partial"
+    """How a commit carries its new epoch's GroupInfo to the hub: the draft's ``partial`` (PartialGroupInfo; the hub
+    rebuilds the rest), ``full`` (a GroupInfo without the tree) or ``full_with_tree`` (with the ratchet_tree
+    extension, what deployments whose server keeps no tree upload; /groupInfo then returns it with the tree inside)."""
+
+
 class Protocol(_Model):
     profile: Literal["mimi", "ds"] = "mimi"
     """Which design runs the rooms: ``mimi`` (draft-ietf-mimi-protocol, the default) or ``ds``
@@ -76,6 +90,9 @@ class Protocol(_Model):
     """Other provider-to-provider requests (/update, /submit, /keyMaterial, /groupInfo)."""
     pending_proposals: PendingProposals = Field(default_factory=PendingProposals)
     """Default for rooms whose policy does not say."""
+    ratchet_tree: RatchetTreeOptions = Field(default_factory=RatchetTreeOptions)
+    """How Welcomes get the ratchet tree and how commits carry the GroupInfo (default: the tree inline, a
+    PartialGroupInfo)."""
 
 
 class Outputs(_Model):
