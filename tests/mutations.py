@@ -168,6 +168,32 @@ def keep_past_epoch_secrets(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(client_mod.ClientCore, "group_config", config)
 
 
+def remove_without_path(mp: pytest.MonkeyPatch) -> None:
+    """Remove is left out of the proposal types that need an UpdatePath
+    (RFC 9420 s.12.4: a commit with a Remove MUST carry one), and clients
+    commit without a path whenever the proposals allow it (a size
+    optimisation). A removing commit then changes no secret the removed
+    member lacks: it can compute the next epoch and read on. Both sides
+    agree, so no ordering or agreement invariant can see it."""
+    from mimisim.mls import group as group_mod
+    from mimisim.mls import proposals as proposals_mod
+    from mimisim.mls.structs import ProposalType
+
+    required = target(proposals_mod, "PATH_REQUIRED")
+    mp.setattr(proposals_mod, "PATH_REQUIRED", required - {ProposalType.remove, ProposalType.self_remove})
+    orig = target(group_mod.Group, "commit")
+
+    def commit(self: Any, proposals: Any = (), **kw: Any) -> Any:
+        if kw.get("path") is None:
+            try:
+                return orig(self, proposals, **{**kw, "path": False})
+            except group_mod.ProposalError:
+                pass
+        return orig(self, proposals, **kw)
+
+    mp.setattr(group_mod.Group, "commit", commit)
+
+
 @dataclass(frozen=True)
 class Mutation:
     name: str
@@ -189,6 +215,7 @@ def all_mutations() -> list[Mutation]:
         Mutation("notify txn id reused", "dedup under transaction_id", notify_txn_id_reused),
         Mutation("no application signature check", "authentication", skip_application_signature),
         Mutation("past epochs' secrets never deleted", "forward secrecy", keep_past_epoch_secrets),
+        Mutation("removing commit without UpdatePath", "secrecy after removal", remove_without_path),
         Mutation("hub skips the epoch check", "ordering", T.skip_epoch_check),
         Mutation("hub forgets a cached proposal", "leave", T.forget_cached_proposal),
         Mutation("no dedup anywhere", "dedup", T.drop_dedup),

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADV = ROOT / "scenarios" / "adversaries.yaml"
 ALL_ATTACKS = {"replay_notify", "spoof_from", "tamper", "withhold_fanout", "non_member_submit", "forged_signature",
                "after_removal", "reuse_key_package", "stale_epoch", "forge_sender", "forge_leaf", "replay_message",
-               "old_epoch_state", "state_compromise", "malformed"}
+               "old_epoch_state", "state_compromise", "forward_secrecy", "read_after_removal", "malformed"}
 
 
 def _outcomes(trace: object) -> dict[str, dict[str, int]]:
@@ -108,23 +108,28 @@ def test_a_client_that_skips_the_sender_check_delivers_forgeries(monkeypatch: py
     assert out["forge_sender"].get("adversary.accepted", 0) >= 1
 
 
-def test_a_client_that_skips_the_application_signature_check_delivers_forge_leaf(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Faults that bite (issue 11's escape "no signature check on application
-    messages"): a member encrypts as another member's leaf and signs with its
-    own key. Honest receivers refuse it (``badSignature``); receivers whose
-    application-message signature check is gone deliver it, and the trace
-    says so (``adversary.accepted``)."""
-    from tests.mutations import skip_application_signature
+@pytest.mark.parametrize("mutation, attack", [
+    ("skip_application_signature", "forge_leaf"),
+    ("keep_past_epoch_secrets", "forward_secrecy"),
+    ("remove_without_path", "read_after_removal"),
+])
+def test_a_broken_core_lets_the_probe_through(mutation: str, attack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faults that bite (issue 11's escapes and one more): the unbroken core
+    refuses every attack (``test_every_attack_is_tried_and_refused...``);
+    with the mutation of ``tests/mutations.py`` its probe is accepted.
 
-    only = ["adversaries.malformed=[]", "adversaries.followers=[]", "adversaries.compromises=[]",
-            "workload.script=[]", "duration=16s",
-            "adversaries.clients=[{client: M1, room: lobby, rate: 1/s, start: 4s, stop: 12s, "
-            "attacks: [forge_leaf]}]"]
-    honest = _outcomes(run(ADV, out=False, progress=False, overrides=only).trace)["forge_leaf"]
-    assert honest.get("adversary.rejected", 0) >= 1 and not honest.get("adversary.accepted"), honest
-    skip_application_signature(monkeypatch)
-    broken = _outcomes(run(ADV, out=False, progress=False, overrides=only).trace)["forge_leaf"]
+    - no signature check on application messages: a member encrypts as
+      another member's leaf and signs with its own key (``forge_leaf``);
+    - past epochs' secrets never deleted: the state captured at epoch E
+      still opens messages of epochs older than E - ``past_epoch_keys``
+      (``forward_secrecy``);
+    - a removing commit without an UpdatePath: the removed member follows
+      the commit and reads the room on (``read_after_removal``)."""
+    from tests import mutations
+
+    getattr(mutations, mutation)(monkeypatch)
+    only = ["adversaries.malformed=[]", "adversaries.followers=[]"]
+    broken = _outcomes(run(ADV, out=False, progress=False, overrides=only).trace)[attack]
     assert broken.get("adversary.accepted", 0) >= 1, broken
 
 

@@ -301,7 +301,6 @@ def test_shrinking_keeps_the_failure_and_drops_irrelevant_faults(monkeypatch: py
 
 #: Mutations no invariant can catch yet, and why (docs/invariants.md, "Not built yet").
 KNOWN_ESCAPES = {
-    "past epochs' secrets never deleted": "needs a forward-secrecy probe (state-compromise adversary, item 3)",
     "access link out of order": "absorbed: clients buffer early messages and keep 8 past epochs; no invariant "
                                 "judges the order in which a user sees messages",
 }

@@ -61,6 +61,7 @@ from mimisim.mimi.transport import (
     Outcome,
 )
 from mimisim.mls import framing
+from mimisim.mls.errors import MLSError, WrongEpochError
 from mimisim.mls.group import ApplicationMessage, StagedCommit
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
@@ -142,6 +143,16 @@ class _Shadow:
     #: reach, the defence working), "commit" (another member's commit it failed
     #: to process), "gap" (a commit in flight when it captured, never seen).
     why: str = ""
+
+
+@dataclass
+class _Removed:
+    """What a removed member keeps: its last group state, as far as it could follow the room."""
+
+    group: Group
+    seen: int = 0  # traffic entries already used
+    removed_at: int | None = None  # the first epoch it is not a member of (followed by pretending)
+    stuck: int | None = None  # the epoch whose commit it could not follow
 
 
 @dataclass
@@ -470,8 +481,27 @@ class Adversaries:
                         seen.append(fm.message)
                         del seen[:-16]
 
+        #: The room's commits and application messages its provider hands to
+        #: any of its clients (MLS's threat model gives ciphertexts to the
+        #: delivery service and the network), by message id, in order: what a
+        #: removed member tries to follow (``read_after_removal``).
+        traffic: dict[str, W.FanoutMessage] = {}
+
+        def record(out: Outcome) -> None:
+            for a in out.actions:
+                if isinstance(a, Deliver) and a.room == room and a.msg_id and a.msg_id not in traffic:
+                    try:
+                        fm = W.FanoutMessage.decode(a.body)
+                    except Exception:  # noqa: BLE001 - not ours to judge
+                        continue
+                    if fm.kind in (W.MessageKind.commit, W.MessageKind.application):
+                        traffic[a.msg_id] = fm
+
         if {"replay_message"} & set(attacks):
             self._observe(node.provider.domain, capture)
+        if "read_after_removal" in attacks:
+            self._observe(node.provider.domain, record)
+        removed: _Removed | None = None
         forged = 0  # forge_sender alternates the sendingUri it claims
         stale_apps = 0  # old_epoch_state alternates the epoch in the header
         for ev in self._ticks(spec, f"client:{index}"):
@@ -516,6 +546,10 @@ class Adversaries:
                 kp = core.key_packages()[0]
                 n = self._attempt(attack, uri, node.provider.domain, "", "republishes a KeyPackage it published")
                 self._client_send(n, uri, ClientOp.upload_key_packages, "", encode_upload([kp]))
+            elif attack == "read_after_removal" and not member and old:
+                if removed is None:
+                    removed = _Removed(copy.deepcopy(old[-1]))
+                self._read_after_removal(removed, list(traffic.values()), uri, room)
             elif attack == "stale_epoch" and member and len(old) > 1:
                 assert group is not None
                 g = copy.deepcopy(old[0])
@@ -614,6 +648,101 @@ class Adversaries:
                                      st.secrets.sender_data_secret, rng)
         return MLSMessage.wrap(pm), user
 
+    def _read_after_removal(self, r: _Removed, traffic: list[W.FanoutMessage], uri: str, room: str) -> None:
+        """A removed member's best try at reading on: its last group state
+        follows the room's commits as far as it can, *ignoring its own
+        removal* (it processes the removing commit as if it sat at another
+        member's leaf: the key schedule only needs its own leaf to decrypt
+        the UpdatePath, which RFC 9420 s.12.4.2 encrypts to the members that
+        remain), then tries the application messages of the epochs after
+        its removal. One attempt per tick with new such messages: accepted
+        if it reads one (the removal gave no forward secrecy), else refused
+        (``lockedOut``)."""
+        start = r.seen
+        r.seen = len(traffic)
+        tried: list[int] = []
+        read = 0
+        for fm in traffic[start:]:
+            ep = epoch_of(fm.message)
+            if ep is None:
+                continue
+            g = r.group
+            if fm.kind == W.MessageKind.commit:
+                if r.stuck is None and ep == g.epoch:
+                    nxt, pretended = self._follow(g, fm.message)
+                    if nxt is None:
+                        r.stuck = g.epoch
+                    else:
+                        r.group = nxt
+                        if pretended and r.removed_at is None:
+                            r.removed_at = nxt.epoch
+                continue
+            # The first epoch it has no right to read: after the commit that
+            # removed it (followed by pretending), or after the one it could not follow.
+            first = r.removed_at if r.removed_at is not None else (r.stuck + 1 if r.stuck is not None else None)
+            if first is None or ep < first:
+                continue
+            tried.append(ep)
+            try:
+                res = copy.deepcopy(g).process(fm.message)
+            except MLSError:
+                continue
+            if isinstance(res, ApplicationMessage):
+                read += 1
+        if not tried:
+            return
+        where = (f"followed its removal into epoch {r.removed_at}" if r.removed_at is not None
+                 else f"stuck at epoch {r.stuck}")
+        n = self._attempt("read_after_removal", uri, hub_of_room(room), room,
+                          f"its kept state ({where}) tries {len(tried)} "
+                          f"message(s) of epochs {min(tried)}..{max(tried)}")
+        w = self.world
+        p = self.pending.pop(n)
+        if read:
+            w.trace.record(w.env.now, E.AdversaryAccepted(peer=p.peer, room=room, req_id=n, status="readAfterRemoval",
+                                                          attack=p.attack, text=f"read {read} of them"), p.node)
+        else:
+            w.trace.record(w.env.now, E.AdversaryRejected(peer=p.peer, room=room, req_id=n, status="lockedOut",
+                                                          attack=p.attack,
+                                                          text=f"read none (could not follow the commit of epoch "
+                                                          f"{r.stuck})" if r.stuck is not None else "read none"),
+                           p.node)
+
+    @staticmethod
+    def _follow(g: Group, commit: MLSMessage) -> tuple[Group | None, bool]:
+        """The next epoch of ``g`` after ``commit`` (None if it cannot be
+        computed), and whether it took pretending: a commit that removes
+        ``g``'s member is processed again from another remaining leaf (not
+        the committer's)."""
+        nxt = copy.deepcopy(g)
+        try:
+            res = nxt.process(commit)
+        except MLSError:
+            return None, False
+        if not isinstance(res, StagedCommit):
+            return None, False
+        if not res.removed_self:
+            try:
+                nxt.merge(res)
+            except MLSError:
+                return None, False
+            return nxt, False
+        committer = res.sender.leaf_index
+        for li, _ in g.members():
+            if li in (g.own_leaf, committer) or li in res.outcome.removed:
+                continue
+            pretend = copy.deepcopy(g)
+            pretend.state.own_leaf = li
+            try:
+                staged = pretend.process(commit)
+            except MLSError:
+                return None, False
+            if not isinstance(staged, StagedCommit) or staged.state is None:
+                return None, False
+            pretend.merge(staged)
+            return pretend, True
+        return None, False
+
     def _current(self, msg: MLSMessage, room: str) -> MLSMessage:
         """Write the room's current epoch into a PrivateMessage's clear header
         (an attacker learns it from any GroupInfo or fanout), so the hub's
@@ -634,15 +763,24 @@ class Adversaries:
         room = scn.room_uri(spec.room)
         victim = w.clients[uri]
         mine: list[_Shadow] = []
+        #: Application messages handed to the victim, (epoch, message), the
+        #: last 64: what the forward-secrecy probe tries a captured state on.
+        recorded: list[tuple[int, MLSMessage]] = []
+        retention = scn.protocol.past_epoch_keys
 
         def feed(out: Outcome) -> None:
             for a in out.actions:
-                if not (isinstance(a, Deliver) and a.client == uri and a.room == room) or not mine:
+                if not (isinstance(a, Deliver) and a.client == uri and a.room == room):
                     continue
                 try:
                     fm = W.FanoutMessage.decode(a.body)
                 except Exception:  # noqa: BLE001 - not ours to judge
                     continue
+                if fm.kind == W.MessageKind.application:
+                    ep = epoch_of(fm.message)
+                    if ep is not None:
+                        recorded.append((ep, fm.message))
+                        del recorded[:-64]
                 for sh in mine:
                     self._shadow_step(sh, fm, victim.core, room)
 
@@ -661,6 +799,51 @@ class Adversaries:
             sh = _Shadow(n, copy.deepcopy(g), g.own_leaf, leaf.encryption_key, g.epoch)
             mine.append(sh)
             self.shadows.append(sh)
+            self._forward_secrecy(uri, room, g, recorded, retention)
+
+    def _forward_secrecy(self, uri: str, room: str, g: Group, recorded: list[tuple[int, MLSMessage]],
+                         retention: int) -> None:
+        """Forward secrecy probe: the state captured at epoch E may hold the
+        secrets of the last ``retention`` past epochs (late messages), never
+        older ones. Tried on the newest recorded message of each epoch older
+        than E - ``retention`` (at most four epochs): a state that has deleted
+        that epoch's secrets says ``WrongEpochError`` without opening anything;
+        any other answer (the sender data opened and the key was spent, or the
+        message read) means the epoch's secrets are still there (accepted).
+        Messages the victim already read are useless to it whatever it keeps
+        (their keys are spent), so what is judged is the deletion itself, seen
+        through the one door an attacker has: the captured group's ``process``."""
+        old: dict[int, MLSMessage] = {}
+        for ep, m in recorded:
+            if ep < g.epoch - retention:
+                old[ep] = m
+        if not old:
+            return
+        epochs = sorted(old)[-4:]
+        n = self._attempt("forward_secrecy", uri, uri, room,
+                          f"captures {uri}'s state at epoch {g.epoch} (keeps {retention} past epoch(s)) and "
+                          f"tries messages of epochs {', '.join(map(str, epochs))}")
+        probe = copy.deepcopy(g)
+        held = []
+        for ep in epochs:
+            try:
+                probe.process(old[ep])
+            except WrongEpochError:
+                continue
+            except MLSError as e:
+                held.append(f"{ep} ({e.code})")
+                continue
+            held.append(f"{ep} (read)")
+        w = self.world
+        p = self.pending.pop(n)
+        if held:
+            w.trace.record(w.env.now, E.AdversaryAccepted(peer=p.peer, room=room, req_id=n, status="pastEpochHeld",
+                                                          attack=p.attack, text="secrets still held for epoch(s) "
+                                                          + ", ".join(held)), p.node)
+        else:
+            w.trace.record(w.env.now, E.AdversaryRejected(peer=p.peer, room=room, req_id=n, status="deleted",
+                                                          attack=p.attack, text="no secrets of those epochs"),
+                           p.node)
 
     def _shadow_step(self, sh: _Shadow, fm: W.FanoutMessage, victim: ClientCore, room: str) -> None:
         """One delivery to a captured copy: follow a commit, or decrypt an

@@ -173,7 +173,7 @@ class World:
             pending_proposals=self.pending.strategy,
             pending_delay_ms=(int(self.pending.min_delay), int(self.pending.max_delay)),
             now_s=scn.epoch_base_ms // 1000, welcome_tree=scn.protocol.ratchet_tree.welcome,
-            group_info=scn.protocol.ratchet_tree.group_info,
+            group_info=scn.protocol.ratchet_tree.group_info, past_epochs=scn.protocol.past_epoch_keys,
         )
         for name, room in scn.rooms.items():
             pp = room.policy.pending_proposals

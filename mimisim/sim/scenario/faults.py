@@ -176,7 +176,8 @@ class Faults(_Model):
 
 FollowerAttack = Literal["replay_notify", "spoof_from", "tamper", "withhold_fanout"]
 ClientAttack = Literal["non_member_submit", "forged_signature", "after_removal", "reuse_key_package",
-                       "stale_epoch", "forge_sender", "forge_leaf", "replay_message", "old_epoch_state"]
+                       "stale_epoch", "forge_sender", "forge_leaf", "replay_message", "old_epoch_state",
+                       "read_after_removal"]
 _FOLLOWER_ATTACKS: tuple[FollowerAttack, ...] = get_args(FollowerAttack)
 _CLIENT_ATTACKS: tuple[ClientAttack, ...] = get_args(ClientAttack)
 
@@ -205,7 +206,8 @@ class ClientAdversary(_Attacker):
     user was removed, republishes a used KeyPackage, commits on a stale epoch, sends an
     application message in another member's name (signed with its own key: from its own leaf,
     or encrypted as the other member's leaf), replays another member's application message,
-    and sends with a kept old epoch's state."""
+    sends with a kept old epoch's state, and, once removed, tries to follow the room's commits
+    and read its later messages with the state it kept."""
 
     client: str
     """``user/device``, a unique device name, or its URI."""
@@ -213,7 +215,7 @@ class ClientAdversary(_Attacker):
     """The room it attacks (a key of ``rooms``)."""
     attacks: list[ClientAttack] = Field(
         default_factory=lambda: list(_CLIENT_ATTACKS), min_length=1)
-    """The attacks to try, in turn (default all nine)."""
+    """The attacks to try, in turn (default all ten)."""
 
 
 class StateCompromise(_Attacker):

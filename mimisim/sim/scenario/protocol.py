@@ -93,6 +93,11 @@ class Protocol(_Model):
     ratchet_tree: RatchetTreeOptions = Field(default_factory=RatchetTreeOptions)
     """How Welcomes get the ratchet tree and how commits carry the GroupInfo (default: the tree inline, a
     PartialGroupInfo)."""
+    past_epoch_keys: int = Field(default=8, ge=0, le=1024)
+    """How many past epochs' application secrets (secret tree, sender-data secret) a client keeps for
+    messages that arrive after a later commit (default 8; RFC 9420 s.14 leaves the number to the
+    application). Older epochs' secrets are deleted: forward secrecy. The ``state_compromise`` adversary
+    probes that a captured state reads nothing older (docs/invariants.md)."""
 
 
 class Outputs(_Model):
