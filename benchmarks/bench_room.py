@@ -14,9 +14,11 @@ user, every third on the mobile access profile), one room with all of them,
 its creator (and hub) the first user. Workload: 1 message/s (200 B) and 6
 Update commits/min in the room, from ``--setup-s`` simulated seconds (the
 setup, KeyPackage uploads and the room built through the protocol, runs
-before it; with incremental setup of a large room it may still be going on
-when the workload starts, which the printed ``members at workload start``
-shows).
+before it; ``--setup`` picks how: one commit per user or all in one, the
+scenario default being bulk above 32 members). The setup phase ends when
+every member joined (the world checks each simulated second); with
+incremental setup of a large room it may still be going on when the
+workload starts, which the printed ``rooms built at`` shows.
 
 Figures per case: wall time of building the world, of the setup phase (to
 the workload start) and of the workload; trace rows (simulated events) per
@@ -101,6 +103,7 @@ class Case:
     workload_cpu_s: float
     counts: dict[str, int]
     profile: dict[str, Any] | None = None
+    setup_end_ms: float | None = None  # simulated time the initial members had all joined (None: never)
 
     @property
     def wall_s(self) -> float:
@@ -118,7 +121,10 @@ class Case:
 
 def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
              prof: cProfile.Profile | None = None) -> Case:
-    """One run in this process (under ``prof`` when given)."""
+    """One run in this process (under ``prof`` when given). The setup phase
+    ends when the world finds every initial member joined
+    (``World.setup_wall_s``/``setup_cpu_s``, checked each simulated second);
+    if it never ends, at the workload's start."""
     base = _maxrss_mib()
     t0 = time.perf_counter()
     world = World(load_scenario_text(scenario_yaml(n, p, sim_s, setup_s, setup), f"bench-room-{n}"), SEED)
@@ -139,9 +145,15 @@ def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
     t2, c2 = time.perf_counter(), time.process_time()
     if prof is not None:
         prof.disable()
-    at, cat = mark.get("wall", t2), mark.get("cpu", c2)
-    return Case(n, p, sim_s, setup_s, setup, len(world.trace), int(mark.get("events", len(world.trace))), build,
-                at - t1, t2 - at, _maxrss_mib(), base, cat - c1, c2 - cat, world.trace.counts())
+    if world.setup_wall_s is not None and world.setup_cpu_s is not None and world.setup_end_ms is not None:
+        at, cat = t1 + world.setup_wall_s, c1 + world.setup_cpu_s
+        setup_events = sum(1 for t in world.trace.cols["t_ms"] if t <= world.setup_end_ms)
+    else:
+        at, cat = mark.get("wall", t2), mark.get("cpu", c2)
+        setup_events = int(mark.get("events", len(world.trace)))
+    return Case(n, p, sim_s, setup_s, setup, len(world.trace), setup_events, build,
+                at - t1, t2 - at, _maxrss_mib(), base, cat - c1, c2 - cat, world.trace.counts(),
+                setup_end_ms=world.setup_end_ms)
 
 
 def measure(n: int, p: int, sim_s: float, setup_s: float, setup: str | None, profile: bool) -> Case:
@@ -187,7 +199,9 @@ def report(cases: list[Case], isolate: bool) -> str:
         k = c.counts
         lines.append(f"  {c.n}/{c.p}: messages submitted {k.get('client.submit', 0)}, deliveries "
                      f"{k.get('client.deliver', 0)}, commits {k.get('client.commit', 0)}, "
-                     f"setup events {c.setup_events} (workload from {c.setup_s:g} s)")
+                     f"setup events {c.setup_events}, rooms built at "
+                     f"{'never' if c.setup_end_ms is None else f'{c.setup_end_ms / 1000:.1f} s'} simulated "
+                     f"(workload from {c.setup_s:g} s)")
         if c.profile:
             sh = c.profile["share"]
             lines.append(f"      profile: SimPy {sh['simpy'] * 100:.1f}%, crypto {sh['crypto'] * 100:.1f}%, rest "
@@ -201,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", default="100/10,300/20", help="comma-separated N/P (members/providers)")
     ap.add_argument("--sim-s", type=float, default=60.0)
     ap.add_argument("--setup-s", type=float, default=30.0, help="simulated second the workload starts")
+    ap.add_argument("--setup", choices=("auto", "incremental", "bulk"), default=None,
+                    help="how the room is built (default: the scenario's default, auto: bulk above 32 members)")
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--sharing", action=argparse.BooleanOptionalAction, default=None,
                     help="force sharing of pure work on/off (default: MIMISIM_SHARING, else on)")
@@ -221,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     run = _isolated if a.isolate else measure
     out = []
     for n, p in cases:
-        out.append(run(n, p, a.sim_s, a.setup_s, None, a.profile))
+        out.append(run(n, p, a.sim_s, a.setup_s, a.setup, a.profile))
         print(report(out[-1:], a.isolate), flush=True)
     print("\n" + report(out, a.isolate))
 

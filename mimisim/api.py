@@ -201,7 +201,7 @@ def run(
     world = World(scn, seed, faults=faults).run(progress=progress)
     trace = world.trace.to_pandas()
     tables = T.all_tables(trace)
-    summary = numeric_summary(trace, tables)
+    summary = numeric_summary(trace, tables, world.setup_end_ms)
     git = git_state()
     manifest = {
         "scenario": scn.name,
@@ -215,6 +215,12 @@ def run(
         "command": command if command is not None else shlex.join(sys.argv),
         "started_utc": started,
         "wall_time_s": round(world.wall_s, 3),
+        # The initial rooms' setup apart (World.setup_end_ms; wall and CPU
+        # time to the first check, each simulated second, that found it done;
+        # null when it never ended).
+        "setup": {"rooms_built_ms": world.setup_end_ms,
+                  "wall_time_s": None if world.setup_wall_s is None else round(world.setup_wall_s, 3),
+                  "cpu_time_s": None if world.setup_cpu_s is None else round(world.setup_cpu_s, 3)},
         "mimisim_version": mimisim.__version__,
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],

@@ -32,8 +32,16 @@ SKIPPED_STATUSES = frozenset({"removed", "notMember"})
 COLUMNS = ("metric", "value", "unit")
 
 
-def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The run's numbers: ``metric, value, unit`` (value a float)."""
+def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame], setup_end_ms: float | None = None) -> pd.DataFrame:
+    """The run's numbers: ``metric, value, unit`` (value a float).
+
+    ``setup_end_ms``: when the initial rooms were built (every joined client of
+    every initial participant a member; ``World.setup_end_ms``), if known. Then
+    the setup's cost is given apart from the rest of the run's: events,
+    commits, HTTP requests and network bytes recorded up to that time, and
+    after it. The trace alone cannot tell which clients were meant to join
+    (the scenario can), so a summary recomputed from a trace has no such rows.
+    """
     m, d, c, x, f = (tables[k] for k in ("messages", "deliveries", "commits", "exchanges", "faults"))
     k = trace["kind"].value_counts()
 
@@ -71,6 +79,8 @@ def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFram
         ("faults injected", len(f), "faults"),
         ("faults that bit", int(f["bit"].sum()) if len(f) else 0, "faults"),
     ]
+    if setup_end_ms is not None:
+        rows += setup_rows(trace, setup_end_ms)
     asked = trace[(trace["kind"] == "workload.action") & (trace["action"] == "leave")
                   & (trace["status"] != "skipped")] if "action" in trace.columns else trace.iloc[:0]
     if len(asked):  # only in runs whose workload leaves rooms
@@ -95,6 +105,23 @@ def summary(trace: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFram
                      for what, kind in (("tried", "attempt"), ("refused", "rejected"), ("accepted", "accepted"))]
     return pd.DataFrame({"metric": [r[0] for r in rows], "value": [float(r[1]) for r in rows],
                          "unit": [r[2] for r in rows]})
+
+
+def setup_rows(trace: pd.DataFrame, setup_end_ms: float) -> list[tuple[str, float, str]]:
+    """The setup's cost apart from the rest of the run (see :func:`summary`);
+    rows at exactly ``setup_end_ms`` count as the setup's."""
+    before = trace["t_ms"] <= setup_end_ms
+    kind = trace["kind"]
+    net = kind == "net.send"
+    rows: list[tuple[str, float, str]] = [("initial rooms built after", setup_end_ms / 1000, "s")]
+    for phase, sel in (("setup", before), ("after setup", ~before)):
+        rows += [
+            (f"{phase}: events", int(sel.sum()), "events"),
+            (f"{phase}: commits built", int((sel & (kind == "client.commit")).sum()), "commits"),
+            (f"{phase}: HTTP requests (first attempts)", int((sel & (kind == "http.request")).sum()), "attempts"),
+            (f"{phase}: bytes sent on links", int(trace.loc[sel & net, "bytes"].fillna(0).sum()), "bytes"),
+        ]
+    return rows
 
 
 def format_value(value: float, unit: str) -> str:

@@ -6,7 +6,12 @@ The run has three phases, all in simulated time and all in the trace:
 1. **Setup** (from t=0): every client that starts in its rooms uploads its
    KeyPackages; once they are acknowledged (or after ``SETUP_WAIT_MS``), the
    creator of each room creates it at its hub and adds the other initial
-   participants one by one, through the real protocol.
+   participants through the real protocol: one commit per user
+   (``incremental``) or all of them in one commit (``bulk``, the default
+   for rooms of more than :data:`BULK_SETUP_ABOVE`); see :func:`setup_mode`.
+   The setup ends when every joined client of every initial participant is
+   a member; the run notes when (simulated, wall and CPU time) so that the
+   setup's cost is reported apart from the workload's.
 2. **Workload** from each activity's ``start``: Poisson activities and the
    script (:mod:`mimisim.sim.workload`).
 3. **Faults** at their times (:mod:`mimisim.sim.faults`), each recorded with
@@ -47,6 +52,30 @@ from mimisim.sim.workload import Workload
 KEY_PACKAGES = 4
 #: How long the setup waits for the KeyPackage uploads before creating rooms anyway.
 SETUP_WAIT_MS = 5_000.0
+#: ``setup: auto`` builds rooms of more initial participants than this in one
+#: commit. Why 32: one commit per user costs every member already in the room
+#: one commit to process, about N^2/2 member-commits for N users (500 at 32,
+#: 500,000 at 1,000: the 300-member room of issue 14 was still being built
+#: after a simulated minute). Rooms up to 32 keep the one-add-at-a-time setup
+#: every study so far was recorded with (the largest scenario room has 32).
+BULK_SETUP_ABOVE = 32
+#: How often (simulated ms) the run looks whether the setup has ended, to
+#: split wall and CPU time between setup and workload (the trace is unchanged:
+#: stopping and resuming SimPy reorders nothing).
+SETUP_POLL_MS = 1_000.0
+
+
+def _joins(ev: E.TraceEvent | None, node: str, waiting: set[tuple[str, str]]) -> bool:
+    """Whether a trace row is a waited-for client becoming a member of its room."""
+    return (isinstance(ev, E.ClientEpoch) and ev.via in ("created", "welcome", "external_commit")
+            and (ev.room, node) in waiting)
+
+
+def setup_mode(room: S.RoomSpec) -> str:
+    """``incremental`` or ``bulk``: the room's ``setup`` option, ``auto`` resolved."""
+    if room.setup != "auto":
+        return room.setup
+    return "bulk" if len(room.participants) > BULK_SETUP_ABOVE else "incremental"
 
 
 def _link_model(spec: S.LinkSpec, base_dir: Any) -> LinkModel:
@@ -162,6 +191,14 @@ class World:
         self.workload = Workload(self)
         self.adversaries: Adversaries | None = Adversaries(self) if scn.adversaries.any() else None
         self.wall_s = 0.0
+        # The setup's end (see the module docstring): the (room, client) pairs
+        # still to join, None until the rooms are created; then when it ended.
+        self._setup_waiting: list[tuple[str, str]] | None = None
+        self.setup_targets: list[tuple[str, str]] = []
+        self._setup_started_ms = 0.0
+        self.setup_end_ms: float | None = None
+        self.setup_wall_s: float | None = None
+        self.setup_cpu_s: float | None = None
 
     # ---------------------------------------------------------------- building
 
@@ -240,6 +277,7 @@ class World:
         while any(self.clients[c.uri].outstanding for c in joined) and waited < SETUP_WAIT_MS:
             yield env.timeout(10.0)
             waited += 10.0
+        targets: list[tuple[str, str]] = []
         for name, room in scn.rooms.items():
             if not room.participants:
                 continue
@@ -254,13 +292,24 @@ class World:
             self.add_candidates(uri, creator.user)
             self.trace.record(env.now, E.WorkloadAction(room=uri, action="create_room", setup=True), node.uri)
             node.apply(self.create_room_step(node, name, room.participants.get(creator.user)))
-            for user in users:
-                if user == creator.user:
-                    continue
+            others = [u for u in users if u != creator.user]
+            targets.extend((uri, c.uri) for c in scn.clients() if c.user in room.participants and c.spec.joined)
+            if setup_mode(room) == "bulk" and others:
+                for user in others:
+                    self.add_candidates(uri, user)
+                self.trace.record(env.now, E.WorkloadAction(room=uri, action="add_users", setup=True,
+                                                            text=f"{len(others)} users"), node.uri)
+                node.apply(node.core.add_users(uri, [(scn.user_uri(u), room.participants[u]) for u in others],
+                                               node.now))
+                continue
+            for user in others:
                 self.add_candidates(uri, user)
                 self.trace.record(env.now, E.WorkloadAction(room=uri, action="add_user", setup=True, target_user=user),
                                   node.uri)
                 node.apply(node.core.add_user(uri, scn.user_uri(user), node.now, role=room.participants[user]))
+        self.setup_targets = targets
+        self._setup_started_ms = env.now
+        self._setup_waiting = list(targets)
 
     def _fault(self, f: Any) -> Generator:
         env = self.env
@@ -310,6 +359,44 @@ class World:
 
     # ---------------------------------------------------------------- run
 
+    def setup_done(self) -> bool:
+        """Whether every joined client of every room's initial participants is
+        a member (False until the rooms are created)."""
+        if self._setup_waiting is None:
+            return False
+        self._setup_waiting = [(room, c) for room, c in self._setup_waiting if not self.clients[c].core.is_member(room)]
+        return not self._setup_waiting
+
+    def _run_to(self, end: float, marks: list[float], bar: Any, t0: float, c0: float) -> None:
+        """Run to ``end``, stopping at each of ``marks`` (a progress step:
+        ``bar`` advances) and, until the setup ended, every
+        :data:`SETUP_POLL_MS` to note when it did: wall and CPU time from
+        ``t0``/``c0`` at the first stop that finds it done; the simulated time
+        exactly, from the join rows recorded since the stop before."""
+        env = self.env
+        i = 0
+        rows = 0
+        while env.now < end:
+            nxt = marks[i]
+            if self.setup_wall_s is None:
+                nxt = min(nxt, env.now + SETUP_POLL_MS)
+            waiting = None if self._setup_waiting is None else set(self._setup_waiting)
+            env.run(until=nxt)
+            if nxt >= marks[i]:
+                i += 1
+                if bar is not None:
+                    bar.update(1)
+            if self.setup_wall_s is None:
+                if self.setup_done():
+                    self.setup_wall_s = time.perf_counter() - t0
+                    self.setup_cpu_s = time.process_time() - c0
+                    if waiting is None:  # the rooms were created during this stretch
+                        waiting = set(self.setup_targets)
+                    self.setup_end_ms = max((self.trace.cols["t_ms"][j] for j in range(rows, len(self.trace))
+                                             if _joins(self.trace.events[j], self.trace.cols["node"][j], waiting)),
+                                            default=self._setup_started_ms)
+                rows = len(self.trace)
+
     def run(self, progress: bool | None = None) -> World:
         """Run to the scenario's duration. ``progress``: None shows a bar only
         when the run takes more than two seconds of wall time."""
@@ -325,17 +412,16 @@ class World:
             env.process(self._fault(f))
         end = float(scn.duration)
         mode = scn.outputs.progress if progress is None else ("always" if progress else "never")
+        c0 = time.process_time()
         if mode == "never":
-            env.run(until=end)
+            self._run_to(end, [end], None, t0, c0)
         else:
             from tqdm import tqdm
 
             steps = 200
             with tqdm(total=steps, desc=f"{scn.name} seed {self.seed}", unit="step", leave=False,
                       delay=0.0 if mode == "always" else 2.0) as bar:
-                for i in range(1, steps + 1):
-                    env.run(until=end * i / steps)
-                    bar.update(1)
+                self._run_to(end, [end * i / steps for i in range(1, steps + 1)], bar, t0, c0)
         if self.adversaries is not None:
             self.adversaries.finish()
         self.trace.record(end, E.RunEnd(events=len(self.trace)))

@@ -321,6 +321,21 @@ class ClientCore:
         index or name (default: ``ordinary_user``, see :func:`resolve_role`)."""
         return self._api(room_uri, OpKind.ADD, now_ms, target=user_uri, role=role)
 
+    def add_users(self, room_uri: str, users: list[tuple[str, int | str | None]], now_ms: int) -> ClientStep:
+        """Add several users in one commit (bulk room setup, issue 14): claim
+        every user's KeyPackages at once (one KeyMaterialRequest per user, all
+        in flight together), then commit one AppDataUpdate adding all of them
+        to the participant list plus an Add per KeyPackage. ``users``: (user
+        URI, role) pairs, roles as in :meth:`add_user`. A user whose
+        KeyPackages cannot be claimed is left out (a ``client.fail`` row names
+        it) and the others are added; the commit is retried like an add.
+        Why: adding N users one commit at a time costs every member already
+        in the room one commit each, O(N^2) work for a room of N; MLS allows
+        any number of Adds in one commit (RFC 9420 s.12.4)."""
+        if not users:
+            raise ValueError("add_users needs at least one user")
+        return self._api(room_uri, OpKind.ADD_MANY, now_ms, target="", targets=list(users))
+
     def remove_user(self, room_uri: str, user_uri: str, now_ms: int) -> ClientStep:
         """Commit Removes of all the user's clients (found by their credentials
         in the tree) plus its removal from the participant list."""
@@ -426,7 +441,8 @@ class ClientCore:
                     step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
             return step.freeze()
         op = r.queue[0] if r is not None and r.queue else None
-        if r is None or op is None or op.id != op_id or op.request_id != reply.request_id:
+        if (r is None or op is None or op.id != op_id
+                or (op.request_id != reply.request_id and reply.request_id not in op.fetches)):
             step.drop(room, None, "", "staleReply", f"{what} reply for an abandoned operation")
             return step.freeze()
         try:

@@ -171,6 +171,11 @@ class OperationEngine:
                     build.fetch_key_material(r, op, step)
                 else:
                     build.commit_add(r, op, now_ms, step)
+            elif op.kind == OpKind.ADD_MANY:
+                if op.key_packages is None:
+                    build.fetch_key_material_many(r, op, step)
+                else:
+                    build.commit_add_many(r, op, now_ms, step)
             elif op.kind == OpKind.REMOVE:
                 build.commit_remove(r, op, now_ms, step)
             elif op.kind == OpKind.COMMIT_PENDING:

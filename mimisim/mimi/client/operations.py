@@ -11,7 +11,7 @@ turned into a trace row.
 
 The stages::
 
-    NEW --FETCH--> FETCHING --FETCHED--> NEW          (add_user: KeyPackages claimed)
+    NEW --FETCH--> FETCHING --FETCHED--> NEW          (add_user(s): KeyPackages claimed)
     NEW --SUBMIT--> SUBMITTED                         (the request is in flight)
     FETCHING --SUBMIT--> SUBMITTED                    (join: GroupInfo in hand, external commit sent)
     NEW | FETCHING | SUBMITTED --WAIT--> WAITING      (refused, or needs a later epoch)
@@ -38,6 +38,7 @@ class OpKind(enum.StrEnum):
 
     CREATE = "create_room"
     ADD = "add_user"
+    ADD_MANY = "add_users"
     REMOVE = "remove_user"
     LEAVE = "leave"
     SEND = "send_message"
@@ -116,6 +117,12 @@ class Op:
     # add_user: the claimed KeyPackages (kept across retries: claiming again
     # would consume more of the target's key material).
     key_packages: list[KeyPackage] | None = None
+    # add_users (bulk room setup): the users to add with their roles, the
+    # KeyMaterial requests in flight (request id -> user) and the KeyPackages
+    # claimed so far by user; ``key_packages`` is set once every request answered.
+    targets: list[tuple[str, int | str | None]] = field(default_factory=list)
+    fetches: dict[int, str] = field(default_factory=dict)
+    fetched: dict[str, list[KeyPackage]] = field(default_factory=dict)
     # send_message: the encoded content (salt included), the same across retries.
     content: bytes = b""
     # The submitted commit (or first proposal / application message).

@@ -17,7 +17,7 @@ from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
-from mimisim.mimi.client.operations import Op, OpEvent, Room
+from mimisim.mimi.client.operations import Op, OpEvent, OpKind, Room
 from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
     epoch_event,
@@ -89,6 +89,9 @@ class ReplyHandler:
         step.emit(epoch_event(r, "created", "", "created"))
 
     def on_key_material_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        if op.kind == OpKind.ADD_MANY:
+            self.on_key_material_reply_many(r, op, reply, step)
+            return
         if reply.status != 200:
             self.engine.fail(step, r, op, f"key material: {reply.code or reply.status}", reply.code or str(reply.status))
             return
@@ -100,6 +103,34 @@ class ReplyHandler:
                              W.KeyMaterialUserCode(resp.user_status).name)
             return
         op.key_packages = kps
+        op.advance(OpEvent.FETCHED)  # the pump commits now
+
+    def on_key_material_reply_many(self, r: Room, op: Op, reply: ClientReply, step: StepBuilder) -> None:
+        """add_users: keep this user's KeyPackages; a user without any is left
+        out, named in a ``client.fail`` row (the others are still added). Once
+        every request answered, the pump commits (or the operation fails if
+        nobody can be added)."""
+        user = op.fetches.pop(reply.request_id)
+        why = ""
+        if reply.status != 200:
+            why = reply.code or str(reply.status)
+        else:
+            resp = W.KeyMaterialResponse.decode(reply.body)
+            kps = [c.key_package for c in resp.clients
+                   if c.client_status == W.KeyMaterialClientCode.success and c.key_package is not None]
+            if kps:
+                op.fetched[user] = kps
+            else:
+                why = W.KeyMaterialUserCode(resp.user_status).name
+        if why:
+            step.emit(E.ClientFail(room=r.uri, epoch=r.group.epoch if r.group is not None else None, status=why,
+                                   peer=user, operation=op.kind.value, reason=f"no KeyPackage for {user}: left out"))
+        if op.fetches:
+            return  # more answers to come
+        if not op.fetched:
+            self.engine.fail(step, r, op, f"no KeyPackage for any of {len(op.targets)} users", "noKeyPackages")
+            return
+        op.key_packages = [kp for u, _ in op.targets for kp in op.fetched.get(u, [])]
         op.advance(OpEvent.FETCHED)  # the pump commits now
 
     def on_commit_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:

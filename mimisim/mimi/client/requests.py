@@ -67,12 +67,24 @@ class RequestBuilder:
         return self.core.engine
 
     def fetch_key_material(self, r: Room, op: Op, step: StepBuilder) -> None:
+        op.request_id = self._key_material_request(r, op, op.target, step)
+        op.advance(OpEvent.FETCH)
+
+    def fetch_key_material_many(self, r: Room, op: Op, step: StepBuilder) -> None:
+        """add_users: one KeyMaterialRequest per user not claimed yet, all sent
+        at once (the draft's request names one target user)."""
+        for user, _role in op.targets:
+            if user not in op.fetched and user not in op.fetches.values():
+                op.fetches[self._key_material_request(r, op, user, step)] = user
+        op.advance(OpEvent.FETCH)
+
+    def _key_material_request(self, r: Room, op: Op, target: str, step: StepBuilder) -> int:
         g = r.group
         assert g is not None
         raw = find_extension(g.extensions, ExtensionType.required_capabilities)
         required = RequiredCapabilities.decode(raw) if raw is not None else RequiredCapabilities([], [], [])
         tbs = W.KeyMaterialRequestTBS(
-            W.MLS10, W.IdentifierUri(self.core.user_uri), W.IdentifierUri(op.target), W.IdentifierUri(r.uri),
+            W.MLS10, W.IdentifierUri(self.core.user_uri), W.IdentifierUri(target), W.IdentifierUri(r.uri),
             [self.core.suite.suite_id], required, self.core.signature_pub, self.core.credential,
         )
         sig = self.core.suite.sign_with_label(self.core.signature_priv, b"KeyMaterialRequestTBS", tbs.encode())
@@ -80,9 +92,8 @@ class RequestBuilder:
             tbs.protocol, tbs.requesting_user, tbs.target_user, tbs.room_id, tbs.acceptable_ciphersuites,
             tbs.required_capabilities, tbs.requester_signature_key, tbs.requester_credential, sig,
         )
-        op.request_id = self.engine.request(step, ClientOp.fetch_key_material, r.uri, op.id, "key_material",
-                                            req.encode(), op.target)
-        op.advance(OpEvent.FETCH)
+        return self.engine.request(step, ClientOp.fetch_key_material, r.uri, op.id, "key_material",
+                                   req.encode(), target)
 
     def commit_add(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
         g = r.group
@@ -101,6 +112,29 @@ class RequestBuilder:
         proposals = [Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))]
         present = {leaf.signature_key for _, leaf in g.members()}
         proposals += [Proposal.of(Add(kp)) for kp in op.key_packages if kp.leaf_node.signature_key not in present]
+        self.send_commit(r, op, proposals, now_ms, step)
+
+    def commit_add_many(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        """add_users: one participant-list update adding every user not yet
+        listed (in the order asked), plus an Add per claimed KeyPackage not
+        yet in the tree."""
+        g = r.group
+        assert g is not None
+        if removal_pending(g):
+            self.engine.wait_next_epoch(r, op)
+            return
+        listed = {u for u, _ in participants_of(g.extensions)}
+        pol = room_policy(g.extensions)
+        new = [(u, role) for u, role in op.targets if u in op.fetched and u not in listed]
+        if not new:
+            self.engine.done(op)  # every one of them is a participant already
+            return
+        upd = W.ParticipantListUpdate([], [], [W.UserRolePair(u, resolve_role(pol, role, MEMBER_ROLE))
+                                               for u, role in new])
+        proposals = [Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))]
+        present = {leaf.signature_key for _, leaf in g.members()}
+        for u, _ in new:
+            proposals += [Proposal.of(Add(kp)) for kp in op.fetched[u] if kp.leaf_node.signature_key not in present]
         self.send_commit(r, op, proposals, now_ms, step)
 
     def commit_remove(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:

@@ -249,6 +249,10 @@ class RoomSpec(_Model):
     created_by: str | None = None
     """Client that creates the MLS group of a room with initial participants; default: the first
     joined client of the first participant."""
+    setup: Literal["auto", "incremental", "bulk"] = "auto"
+    """How the creator adds the initial participants, through the protocol: ``incremental``, one
+    add (one commit) per user; ``bulk``, every user in one commit; ``auto`` (default): ``bulk`` for
+    rooms of more than 32 initial participants, else ``incremental`` (see docs/simulator.md)."""
 
 
 # ====================================================================== workload
