@@ -84,7 +84,8 @@ def interval_name(summary: pd.DataFrame, metric: str) -> str:
     """What the band of ``metric`` is (the ``interval`` column of summary.csv, per kind)."""
     if f"{metric}_pooled" in summary.columns:
         return "pooled ratio, 95% cluster-robust t over runs"
-    return "mean, 95% Student-t over runs"
+    clamped = f"{metric}_clamped" in summary.columns and bool(summary[f"{metric}_clamped"].fillna(False).any())
+    return "mean, 95% Student-t over runs" + (" (low clamped at 0)" if clamped else "")
 
 
 def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str, ylabel: str,
@@ -125,7 +126,7 @@ def draw_metric(ax: Any, summary: pd.DataFrame, keys: Sequence[str], metric: str
         xs = [x[j] for j in order]
         col = f"{metric}_pooled" if f"{metric}_pooled" in g.columns else metric
         mean = g[col if col.endswith("_pooled") else f"{col}_mean"].to_numpy(dtype=float)[order]
-        lo = g[f"{col}_low"].to_numpy(dtype=float)[order].clip(min=0)
+        lo = g[f"{col}_low"].to_numpy(dtype=float)[order]  # clamped in summary.csv where the metric is >= 0
         hi = g[f"{col}_high"].to_numpy(dtype=float)[order]
         color, ls, mk = _style(i)
         n_series = len(groups) if line_keys else 1

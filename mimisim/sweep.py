@@ -16,8 +16,9 @@ overwrites the tables of another: ``sweep.json`` names the overrides):
   room for fanout) in expansion order, with the grid parameters (columns
   named by their key path) and the seed as columns, then the study's metrics;
 - ``summary.csv``: per grid point, ``n`` (runs), each metric's mean with
-  its 95% Student-t interval over the runs (``<metric>_mean/_low/_high``)
-  and ``<metric>_n``, the runs where it is defined (a mean over fewer runs
+  its 95% Student-t interval over the runs (``<metric>_mean/_low/_high``;
+  for a metric every run has >= 0, a count or a latency, the lower bound is
+  clamped at 0 and ``<metric>_clamped`` says so) and ``<metric>_n``, the runs where it is defined (a mean over fewer runs
   than ``n`` says so here and in the printed summary); for pooled
   proportions the ratio over all trials with its cluster-robust t interval
   (``<metric>_pooled/_pooled_low/_pooled_high``, the run as the cluster),
@@ -61,7 +62,7 @@ from typing import Any
 import pandas as pd
 
 from mimisim import cliargs
-from mimisim.analysis.stats import mean_ci, ratio_ci, wilson
+from mimisim.analysis.stats import mean_ci, mean_ci_nonneg, ratio_ci, wilson
 from mimisim.analysis.studies import STUDIES, study_for
 from mimisim.parallel import connect, run_tasks
 from mimisim.sim.scenario import Scenario, ScenarioError, expand_sweep, load_scenario, resolved_hash
@@ -191,7 +192,8 @@ def merge(sweep: Sweep, study: str | None = None) -> pd.DataFrame:
 
 
 #: The ``interval`` column of summary.csv: what ``_low``/``_high`` are.
-INTERVAL_TEXT = "95% Student-t over runs (means); 95% cluster-robust t over runs (pooled proportions)"
+INTERVAL_TEXT = ("95% Student-t over runs (means; lower bound clamped at 0 where every run is >= 0, flagged in "
+                 "<m>_clamped); 95% cluster-robust t over runs (pooled proportions)")
 
 
 def summarise(runs: pd.DataFrame, keys: Sequence[str], study: str) -> pd.DataFrame:
@@ -217,8 +219,13 @@ def summarise(runs: pd.DataFrame, keys: Sequence[str], study: str) -> pd.DataFra
         if len(g) < 2:
             thin.append(", ".join(f"{k}={v}" for k, v in row.items() if k in group) or "(one point)")
         for m in metrics:
-            mean, lo, hi, k = mean_ci(g[m].astype(float))
+            vals = g[m].astype(float)
+            # a metric that cannot be negative here (every run >= 0) gets its
+            # lower bound clamped at 0, flagged (stats.mean_ci_nonneg)
+            mean, lo, hi, k, clamped = mean_ci_nonneg(vals) if bool((vals.dropna() >= 0).all()) \
+                else (*mean_ci(vals), False)
             row[f"{m}_mean"], row[f"{m}_low"], row[f"{m}_high"], row[f"{m}_n"] = mean, lo, hi, k
+            row[f"{m}_clamped"] = clamped
         for m, (succ, trials) in mod.POOLED.items():
             if succ in g.columns and trials in g.columns:
                 s_, t_ = g[succ].astype(float), g[trials].astype(float)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mimisim.analysis import conflicts, dedup, failover, fanout, leave
-from mimisim.analysis.stats import mean_ci, ratio_ci, t975, wilson
+from mimisim.analysis.stats import mean_ci, mean_ci_nonneg, ratio_ci, t975, wilson
 from mimisim.api import run
 from mimisim.cli import main
 from mimisim.parallel import run_tasks
@@ -34,6 +34,11 @@ def test_confidence_intervals() -> None:
     assert (m, n) == (2.0, 3) and lo == pytest.approx(2 - 4.303 / math.sqrt(3)) and hi > m
     m, lo, hi, n = mean_ci([5.0])  # one run: no spread, no interval (never a zero-width band)
     assert m == 5.0 and n == 1 and math.isnan(lo) and math.isnan(hi)
+    # a count that cannot be negative: the t interval's low end is clamped at 0, and says so
+    assert mean_ci([0.0, 0.0, 1.0])[1] < 0
+    m, lo, hi, n, clamped = mean_ci_nonneg([0.0, 0.0, 1.0])
+    assert lo == 0.0 and clamped and hi == mean_ci([0.0, 0.0, 1.0])[2]
+    assert mean_ci_nonneg([4.0, 5.0, 6.0])[4] is False and mean_ci_nonneg([5.0])[4] is False
     # the cluster interval widens with the spread between runs; Wilson would not
     p, lo, hi, k = ratio_ci([10, 10], [100, 100])
     assert p == 0.1 and k == 2 and lo == hi == 0.1
@@ -139,6 +144,31 @@ def test_leave_metrics_and_model_parts() -> None:
     assert leave.expected_wait_ms(0.0, "random_delay", 0, 5000, 4) == pytest.approx(1000, rel=1e-3)
     assert leave.expected_wait_ms(1.0, "random_delay", 1e9, 1e9 + 1, 1) == pytest.approx(1000, rel=1e-2)
     assert leave.expected_wait_ms(1.0, "immediate_commit") == 0
+    assert row["model_quiet_ms"] > 0 and row["model_all_ms"] > 0
+
+
+def test_leave_race_model_by_hand() -> None:
+    """The race with no other traffic, worked by hand (access 10 ms, links
+    30 ms, hub a): the proposals reach the hub at 40 ms; a hub-local member
+    wins at 60 ms, but its commit's notify waits for the proposals' notify
+    (sent at 40, answered at 100): followers get it at 100 + 40 = 140 ms.
+    Without a hub-local member a follower gets the proposals at 80, its
+    commit is accepted at 120 and reaches the others at 160 ms."""
+    from mimisim.analysis.leave_race import Member, RaceSetup, race_latency
+
+    def m(p: str) -> Member:
+        return Member(p, 10.0 + (0 if p == "a" else 30), 10.0 + (0 if p == "a" else 30))
+
+    rtt = tuple((p, 60.0) for p in "bcd")
+    assert race_latency(RaceSetup((m("b"), m("a"), m("c"), m("d")), "a", rtt))[1] == pytest.approx(140)
+    assert race_latency(RaceSetup((m("b"), m("c"), m("d")), "a", rtt))[1] == pytest.approx(160)
+    # pipelined notifies would give 60 + 40 = 100 ms: the 40 ms are the ordered notify's wait
+    busy = RaceSetup((m("b"), m("a"), m("c"), m("d")), "a", rtt, update_rate=2.0, leave_rate=0.5)
+    assert race_latency(busy, 100)[0] > 140  # second rounds and waits behind other notifies only add
+    # designated: the named follower commits at once (80 + 40 -> 120, + 40 -> 160 ms)
+    des = RaceSetup((m("b"), m("a"), m("c"), m("d")), "a", rtt, strategy="designated", delay_ms=(1000, 2000),
+                    designated=2)
+    assert race_latency(des, 20)[1] == pytest.approx(160)
 
 
 @pytest.mark.parametrize("standby,lost", [("{replication: sync, takeover: 500ms}", False),
@@ -219,6 +249,9 @@ def test_sweep_merges_resumes_and_plots(tmp_path: Path, capsys: pytest.CaptureFi
         assert (summary[f"{m}_low"] <= summary[f"{m}_mean"]).all()
         assert (summary[f"{m}_mean"] <= summary[f"{m}_high"]).all()
     assert {"p_conflict_pooled", "p_conflict_pooled_low", "p_conflict_pooled_high"} <= set(summary.columns)
+    # every metric here is >= 0: no negative lower bound, and a clamp is flagged
+    lows = summary[[c for c in summary.columns if c.endswith("_low")]]
+    assert (lows.fillna(0) >= 0).all().all() and summary["gave_up_clamped"].dtype == bool
     # resume: drop one run, run again through the CLI; only that run is redone
     victim = sorted((out / "runs").glob("*.json"))[1]
     victim.unlink()
@@ -303,9 +336,7 @@ def test_leave_latency_follows_wait_plus_path(duration: str, seeds: tuple[int, .
 def _leave_run(task: tuple[str, str, int, str]) -> tuple[list[float], float]:
     rate, pp, seed, duration = task
     scn = load_scenario(SCN / "leave-latency.yaml", [f"seed={seed}", f"duration={duration}", f"workload.updates.rate={rate}",
-                                                      f"protocol.pending_proposals={pp}",
-                                                      # the model has no head-of-line term for ordered fanout
-                                                      "protocol.notify_pipelining=true"])
+                                                      f"protocol.pending_proposals={pp}"])
     tr = run(scn, out=False).trace
     return list(leave.leaves(tr).latency_all_ms.dropna()), leave.rows(tr, scn)[0]["model_all_ms"]
 

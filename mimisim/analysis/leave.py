@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mimisim.analysis import leave_race
+
 LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "t_propose", "proposals", "retries", "commit", "committer",
                  "t_accept", "t_all", "remaining", "latency_accept_ms", "latency_all_ms", "completed", "gave_up",
                  "outcome"]
@@ -205,15 +207,51 @@ def pending_strategy(scenario: Any) -> tuple[str, float, float]:
 
 def model_latency_ms(trace: pd.DataFrame, scenario: Any, committers: float | None = None,
                      lv: pd.DataFrame | None = None) -> dict[str, float]:
-    """The model's ``h``, ``wait``, ``c`` and their sum ``model_all_ms``
-    (``h`` and ``c`` for the member that actually committed each leave:
-    :func:`path_terms`)."""
+    """The models of the run's mean latency to the last member, over its
+    completed leaves:
+
+    - ``model_all_ms``, the race model (:mod:`mimisim.analysis.leave_race`):
+      each completed leave's mechanism replayed from the scenario's paths,
+      rates and strategy and the room's membership at that leave, with the
+      other traffic as Poisson interferers; ``model_quiet_ms``: the same
+      with no other traffic (the race and the ordered notify alone;
+      the strategy's own delays remain);
+    - ``model_paths_ms`` = ``h_ms + wait_ms + c_ms``, the earlier light-load
+      sum (:func:`path_terms`, :func:`expected_wait_ms`), kept to show what
+      the race and the ordered notify add."""
     lv = leaves(trace) if lv is None else lv
     strategy, lo, hi = pending_strategy(scenario)
     k = committers if committers is not None and not math.isnan(committers) else 1.0
     wait = expected_wait_ms(commit_rate(scenario), strategy, lo, hi, max(1, int(round(k))))
     h, c = path_terms(trace, lv)
-    return {"h_ms": h, "wait_ms": wait, "c_ms": c, "model_all_ms": h + wait + c}
+    race, quiet = race_terms(trace, scenario, lv)
+    return {"h_ms": h, "wait_ms": wait, "c_ms": c, "model_paths_ms": h + wait + c,
+            "model_quiet_ms": quiet, "model_all_ms": race}
+
+
+def race_terms(trace: pd.DataFrame, scenario: Any, lv: pd.DataFrame) -> tuple[float, float]:
+    """The race model's mean over the completed leaves of ``lv`` (and its
+    no-other-traffic value): each leave's setup is the leaver and the
+    members that processed its removing commit. NaN without a scenario or
+    a completed leave."""
+    if scenario is None or not getattr(scenario, "rooms", None):
+        return math.nan, math.nan
+    done = lv[lv["completed"]]
+    if done.empty:
+        return math.nan, math.nan
+    ep = trace[(trace["kind"] == "client.epoch") & (trace["status"] != "removed")]
+    by_commit = ep.groupby("msg_id")["node"].agg(lambda s: sorted(set(s)))
+    means, quiets = [], []
+    for r in done.itertuples(index=False):
+        setup = leave_race.setup_for(scenario, str(r.leaver), list(by_commit.get(r.commit, [])))
+        if setup is None:
+            continue
+        m, q = leave_race.race_latency(setup)
+        means.append(m)
+        quiets.append(q)
+    mv, qv = np.array(means, dtype=float), np.array(quiets, dtype=float)
+    return (float(np.nanmean(mv)) if np.isfinite(mv).any() else math.nan,
+            float(np.nanmean(qv)) if np.isfinite(qv).any() else math.nan)
 
 
 def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:

@@ -12,6 +12,15 @@ cluster (:func:`ratio_ci`). The Wilson score interval (:func:`wilson`) is
 kept for trials that are independent (within one run, for reference).
 With fewer than two runs there is no spread to measure: the bounds are NaN,
 never a zero-width band.
+
+A metric that cannot be negative (a count, a latency, a size: every run's
+value is >= 0) can still get a t interval reaching below 0 when a few runs
+are skewed (hub_lost 0.33 [-1.10, 1.77] over 3 seeds). Its lower bound is
+**clamped at 0** and the clamp is reported (:func:`mean_ci_nonneg`), rather
+than a log-scale t interval (undefined at the zeros these counts often
+hold) or a bootstrap (with 3-5 runs it has almost no resamples and is
+narrower than the truth). Clamping keeps the coverage of the t interval:
+the part removed holds values the metric cannot take.
 """
 
 from __future__ import annotations
@@ -51,6 +60,14 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float, float, int]:
         return m, math.nan, math.nan, 1
     half = t975(n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return m, m - half, m + half, n
+
+
+def mean_ci_nonneg(values: Iterable[float]) -> tuple[float, float, float, int, bool]:
+    """:func:`mean_ci` for a metric that cannot be negative: the lower bound
+    clamped at 0, and whether it was (``(mean, low, high, n, clamped)``)."""
+    m, lo, hi, n = mean_ci(values)
+    clamped = bool(lo < 0)  # False for NaN
+    return m, (0.0 if clamped else lo), hi, n, clamped
 
 
 def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float, float]:
