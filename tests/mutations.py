@@ -194,6 +194,31 @@ def remove_without_path(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(group_mod.Group, "commit", commit)
 
 
+def fanout_to_departed_providers(mp: pytest.MonkeyPatch) -> None:
+    """The hub remembers every provider that ever had a member in a room
+    and keeps fanning the room's events out to all of them (a recipient
+    list that only grows). The departed provider has no member to hand
+    them to, so every delivery invariant holds; the room's ciphertexts and
+    commits leak to a provider that left."""
+    from mimisim.mimi import hub as hub_mod
+    from mimisim.mimi.hub_common import FanoutItem
+
+    orig = target(hub_mod.HubRoom, "_fanout_to_room")
+    ever: dict[int, set[str]] = {}
+
+    def patched(self: Any, messages: Any, mid: str, kind: str, tree_before: Any,
+                sender: frozenset[str] = frozenset()) -> Any:
+        items = orig(self, messages, mid, kind, tree_before, sender)
+        known = ever.setdefault(id(self), set())
+        have = {i.domain for i in items}
+        known |= have
+        bodies = [m.encode() for m in messages]
+        extra = [FanoutItem(dm, b, mid, kind) for dm in sorted(known - have) for b in bodies]
+        return items + extra
+
+    mp.setattr(hub_mod.HubRoom, "_fanout_to_room", patched)
+
+
 @dataclass(frozen=True)
 class Mutation:
     name: str
@@ -216,6 +241,7 @@ def all_mutations() -> list[Mutation]:
         Mutation("no application signature check", "authentication", skip_application_signature),
         Mutation("past epochs' secrets never deleted", "forward secrecy", keep_past_epoch_secrets),
         Mutation("removing commit without UpdatePath", "secrecy after removal", remove_without_path),
+        Mutation("hub fans out to departed providers", "fanout scope", fanout_to_departed_providers),
         Mutation("hub skips the epoch check", "ordering", T.skip_epoch_check),
         Mutation("hub forgets a cached proposal", "leave", T.forget_cached_proposal),
         Mutation("no dedup anywhere", "dedup", T.drop_dedup),

@@ -135,6 +135,10 @@ class Context:
     #: user URI -> the URIs of its clients that exist from the start (``joined``
     #: devices): who an add of that user must bring in (liveness.joins_complete).
     clients_of_user: dict[str, list[str]] = field(default_factory=dict)
+    #: Whether every hop promises a room's order (the hub's notifies to a
+    #: follower one at a time: ``protocol.notify_pipelining`` false);
+    #: userview.display_order is judged only then.
+    ordered_fanout: bool = True
 
     @classmethod
     def from_scenario(cls, scn: Any) -> Context:
@@ -145,7 +149,7 @@ class Context:
             if info.spec.joined:
                 users.setdefault(_user(info.uri), []).append(info.uri)
         return cls(Bounds.from_scenario(scn), {scn.room_uri(n): room_policy(r.policy) for n, r in scn.rooms.items()},
-                   users)
+                   users, not scn.protocol.notify_pipelining)
 
 
 # ====================================================================== the trace, digested
@@ -632,3 +636,5 @@ def format_violation(v: Violation, trace: pd.DataFrame, context: int = 0) -> str
 # The invariants of other modules register themselves on import (last, so
 # they can import what this module defines).
 from mimisim.analysis import liveness as _liveness  # noqa: E402,F401
+from mimisim.analysis import privacy as _privacy  # noqa: E402,F401
+from mimisim.analysis import userview as _userview  # noqa: E402,F401

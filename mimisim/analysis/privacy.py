@@ -1,0 +1,87 @@
+"""Who learns of a room's events (issue 11): the hub fans an event out
+only to providers with a recipient for it.
+
+``no_loss`` judges that every member gets a message; nothing judged that
+*only* members' providers do. A hub that keeps sending a room's ciphertexts
+(and with them who talks when, and the commits' public content) to a
+provider whose users all left passes every other invariant: that
+provider's core has no member to hand them to. What is judged, and the
+draft text behind it, is in ``docs/invariants.md`` ("fanout_scope").
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from mimisim.analysis.invariants import Context, Digest, Violation, register
+from mimisim.analysis.liveness import _roles
+
+
+def _domain(uri: str) -> str:
+    """``mimi://b.example/u/bob`` (or ``/d/bob/B1``) -> ``b.example``."""
+    return uri.removeprefix("mimi://").split("/", 1)[0]
+
+
+def fanout_scope(d: Digest, ctx: Context) -> list[Violation]:
+    """Every ``hub.fanout`` of a room goes to a provider that had an active
+    participant of the room (replayed from the hub's commits' role changes)
+    when the hub accepted the event or when it sent the fanout, or, for a
+    commit, to the provider of a user the commit adds (its Welcome) or
+    removes (the removed clients learn of their removal), or of its
+    committer. The hub's own domain is never a violation (its local clients
+    are not a federation hop). One violation per (room, provider): the
+    first such fanout.
+
+    Only *extra* recipients are judged; a missing one is ``no_loss``'s and
+    ``joins_complete``'s business."""
+    out: list[Violation] = []
+    roles = _roles(d)
+    # room -> (seqs, active-user sets after each change), for bisecting.
+    timeline: dict[str, tuple[list[int], list[frozenset[str]]]] = {}
+    for room, changes in roles.items():
+        seqs: list[int] = []
+        sets: list[frozenset[str]] = []
+        active: set[str] = set()
+        for c, user, _, new in changes:
+            if new in (0, 1):
+                active.discard(user)
+            else:
+                active.add(user)
+            seqs.append(c.seq)
+            sets.append(frozenset(active))
+        timeline[room] = (seqs, sets)
+
+    def active_at(room: str, seq: int, before: bool = False) -> frozenset[str]:
+        """Active users of ``room`` after every commit up to ``seq``
+        (``before``: excluding a commit at ``seq`` itself)."""
+        seqs, sets = timeline.get(room, ([], []))
+        i = bisect_right(seqs, seq - 1 if before else seq)
+        return sets[i - 1] if i else frozenset()
+
+    acc = d.rows("hub.accept")
+    accepted_at: dict[str, int] = {}
+    for mid, seq in zip(acc["msg_id"], acc["seq"], strict=True):
+        if isinstance(mid, str) and mid not in accepted_at:
+            accepted_at[mid] = int(seq)
+    fan = d.rows("hub.fanout")
+    flagged: set[tuple[str, str]] = set()
+    for node, peer, room, mid, seq in zip(fan["node"], fan["peer"], fan["room"], fan["msg_id"], fan["seq"],
+                                          strict=True):
+        if not isinstance(peer, str) or peer == node or (room, peer) in flagged:
+            continue
+        seq = int(seq)
+        at = accepted_at.get(mid, seq)
+        users = set(active_at(room, at, before=True)) | active_at(room, at) | active_at(room, seq)
+        commit = d.by_msg.get(mid)
+        if commit is not None:
+            users |= {u for u, _, _ in commit.changes}
+            users.add(commit.committer)
+        if peer in {_domain(u) for u in users}:
+            continue
+        flagged.add((room, peer))
+        out.append(Violation("fanout_scope", f"the hub sent {mid} of {room} to {peer}, which has no participant "
+                             "of the room", (seq,)))
+    return out
+
+
+register("fanout_scope", fanout_scope)
