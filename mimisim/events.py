@@ -550,7 +550,7 @@ class ClientCommit(TraceEvent):
 class ClientEpoch(TraceEvent):
     via: str | None = _col(
         "how the client reached the epoch: created | welcome | external_commit | own_commit | own_echo | "
-        "commit | removed", "string")
+        "commit | fork (back to a kept epoch onto the hub's commit) | removed", "string")
     operation: str | None = _operation()
     committer: str | None = _committer()
     tree_fp: str | None = _tree_fp()
@@ -569,6 +569,7 @@ class ClientEpoch(TraceEvent):
             "own_commit": f"own commit ({self.operation})",
             "own_echo": "own commit (echo)",
             "commit": f"commit by {self.committer}",
+            "fork": f"hub's commit by {self.committer}, after going back one epoch",
         }.get(str(v), str(v))
         tag = f"tree={self.tree_fp} plist={self.plist_fp}"
         if self.auth_fp is not None:
@@ -621,7 +622,8 @@ class ClientDrop(_TextEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientGap(_TextEvent):
     """``status``: empty (buffered ahead of a gap), resync, waitProposals, stuck; restore,
-    restored, restoreRefused (a commit given back to a hub that lost it)."""
+    restored, restoreRefused (a commit given back to a hub that lost it); fork (the hub
+    committed another commit for an epoch the client had left: it goes back to that epoch)."""
 
 
 @_event("client.join")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mimisim.codec import DecodeError
 from mimisim.mls.crypto import DeterministicRandom, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, WrongEpochError
-from mimisim.mls.group import ApplicationMessage, Group, GroupConfig, StagedCommit
+from mimisim.mls.group import ApplicationMessage, Group, GroupConfig, ProposalReceived, StagedCommit
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import GroupObserver, partial_group_info
 from mimisim.mls.structs import (
@@ -314,3 +314,109 @@ def test_same_seed_same_bytes(suite_id: int) -> None:
 
     assert life(5) == life(5)
     assert life(5) != life(6)
+
+
+def _trio(config: GroupConfig) -> tuple[Group, Group, Group]:
+    """Alice, Bob and Carol in one group, all at epoch 2."""
+    suite = get_suite(1)
+    rng = DeterministicRandom(11, "trio")
+    keys = {n: suite.generate_signature_key_pair(rng)[0] for n in ("alice", "bob", "carol")}
+    kps = {n: create_key_package(suite, Credential.basic(n.encode()), keys[n], rng) for n in keys}
+    alice = Group.create(suite, b"trio", *kps["alice"], rng.fork("a"), config=config)
+    out = alice.commit([Proposal.of(Add(kps["bob"][0])), Proposal.of(Add(kps["carol"][0]))])
+    alice.merge_pending_commit()
+    assert out.welcome is not None
+    bob = Group.join(out.welcome, *kps["bob"], rng.fork("b"), config=config)
+    carol = Group.join(out.welcome, *kps["carol"], rng.fork("c"), config=config)
+    out = bob.commit()
+    bob.merge_pending_commit()
+    for g in (alice, carol):
+        staged = g.process(out.message)
+        assert isinstance(staged, StagedCommit)
+        g.merge(staged)
+    return alice, bob, carol
+
+
+@pytest.mark.parametrize("lost", [1, 2])
+def test_fork_to_the_delivery_services_commit(lost: int) -> None:
+    """Alice's commits (``lost`` of them) reached Bob, then the delivery
+    service lost them and accepted Carol's commit for the same epoch: Alice
+    and Bob go back to the kept state and merge Carol's; all three agree and
+    read each other again, and the abandoned branch's secrets are gone."""
+    alice, bob, carol = _trio(GroupConfig(max_fork_epochs=2))
+    base = alice.epoch
+    ours = []
+    for _ in range(lost):
+        out = alice.commit()
+        alice.merge_pending_commit()
+        staged = bob.process(out.message)
+        assert isinstance(staged, StagedCommit)
+        bob.merge(staged)
+        ours.append(out.message.encode())
+    assert alice.merged_commit(base) == ours[0] and bob.merged_commit(base) == ours[0]
+    theirs = carol.commit()
+    carol.merge_pending_commit()
+    assert bob.epoch == base + lost and carol.epoch == base + 1
+    for g in (alice, bob):
+        staged = g.stage_fork_commit(theirs.message)
+        assert g.epoch == base + lost  # staged only: nothing changed yet
+        g.merge_fork(staged)
+        assert g.epoch == base + 1
+        assert g.epoch_authenticator == carol.epoch_authenticator
+        assert g.merged_commit(base) == theirs.message.encode()
+        assert g.merged_commit(base + 1) is None
+    msg = carol.protect(b"after the fork")
+    for g in (alice, bob):
+        got = g.process(msg)
+        assert isinstance(got, ApplicationMessage) and got.data == b"after the fork"
+    # The room goes on from there as one group.
+    out = bob.commit()
+    bob.merge_pending_commit()
+    for g in (alice, carol):
+        staged = g.process(out.message)
+        assert isinstance(staged, StagedCommit)
+        g.merge(staged)
+    assert alice.epoch_authenticator == bob.epoch_authenticator == carol.epoch_authenticator
+
+
+def test_fork_needs_the_kept_state_and_a_valid_commit() -> None:
+    """No state is kept by default (forward secrecy), a kept state is
+    dropped after max_fork_epochs, a tampered commit is refused and changes
+    nothing, and a proposal of the past epoch can be cached for the fork."""
+    alice, bob, carol = _trio(GroupConfig())
+    out = alice.commit()
+    alice.merge_pending_commit()
+    bob.merge(bob.process(out.message))  # type: ignore[arg-type]
+    theirs = carol.commit()
+    assert bob.merged_commit(alice.epoch - 1) is None
+    with pytest.raises(WrongEpochError):
+        bob.stage_fork_commit(theirs.message)
+
+    alice, bob, carol = _trio(GroupConfig(max_fork_epochs=1))
+    for _ in range(2):
+        out = alice.commit()
+        alice.merge_pending_commit()
+        bob.merge(bob.process(out.message))  # type: ignore[arg-type]
+    with pytest.raises(WrongEpochError):  # base's state fell out of the window of 1
+        bob.stage_fork_commit(carol.commit().message)
+
+    alice, bob, carol = _trio(GroupConfig(max_fork_epochs=1))
+    base = alice.epoch
+    proposal = alice.propose_update()
+    carol.process(proposal)
+    out = alice.commit([])  # Alice commits without her proposal
+    alice.merge_pending_commit()
+    bob.merge(bob.process(out.message))  # type: ignore[arg-type]
+    theirs = carol.commit()  # commits Alice's proposal by reference
+    carol.merge_pending_commit()
+    with pytest.raises(ProposalError):
+        bob.stage_fork_commit(theirs.message)  # Bob never saw the proposal
+    assert isinstance(bob.cache_fork_proposal(proposal), ProposalReceived)
+    raw = bytearray(theirs.message.encode())
+    raw[-5] ^= 1
+    with pytest.raises(MLSError):
+        bob.stage_fork_commit(bytes(raw))
+    assert bob.epoch == base + 1 and bob.merged_commit(base) == out.message.encode()
+    staged = bob.stage_fork_commit(theirs.message)
+    bob.merge_fork(staged)
+    assert bob.epoch_authenticator == carol.epoch_authenticator

@@ -932,3 +932,38 @@ def test_client_events_are_typed() -> None:
     assert sub.attempt == 1 and sub.content_bytes and sub.detail == f"attempt 1, {sub.content_bytes} bytes"
     (dl,) = [e for u, e in net.events if u == B1 and isinstance(e, E.ClientDeliver)]
     assert (dl.sender, dl.frank, dl.status, dl.peer) == (ALICE, "ok", "frank:ok", A1)
+
+
+def test_own_leave_proposals_echoed_after_the_commit_that_uses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 (chaos-churn, random_delay 2 s, seed 15): the hub accepted
+    Bob's leave proposals but his client saw a transport failure and forgot
+    them; the commit that references them reached him before their echo,
+    waited for them, and the echo was dropped as ``ownEcho``: the held commit
+    never ran and the client resynced for nothing. The echo of own proposals
+    the client no longer holds is processed like anyone's."""
+    net, alice = room_with_alice()
+    (c1,) = with_users(net, [C1])
+    (b1,) = with_users(net, [B1], retry=RetryStrategy(backoff_ms=500))
+    net.do(A1, alice.add_user(ROOM, BOB, net.now))
+    net.do(A1, alice.add_user(ROOM, CATHY, net.now))
+    real = FakeHub.update
+
+    def answer_lost(self: FakeHub, m: ClientMessage, ts: int) -> list[ClientReply | Deliver]:
+        out = real(self, m, ts)
+        if m.client == B1 and W.UpdateRequest.decode(m.body).bundle.kind == W.MessageKind.proposal:
+            out[0] = self.reply(m, 503, b"", "Service Unavailable")  # accepted, but the answer is lost
+        return out
+
+    monkeypatch.setattr(FakeHub, "update", answer_lost)
+    net.hold_for.add(B1)
+    net.absorb(B1, b1.leave(ROOM, net.now))
+    net.run(timers=False)
+    assert net.hub.accepted[-2:] == ["proposals", "commit"]  # Alice committed the leave at once
+    kinds = [W.FanoutMessage.decode(d.body).kind for d in net.held[B1]]
+    assert kinds == [W.MessageKind.proposal, W.MessageKind.commit]
+    net.release(B1, order=[1, 0])  # the commit overtakes the proposals' echo
+    assert b1.rooms() == []
+    assert not [e for e in net.kinds(B1, "client.gap") if e.status in ("stuck", "resync")]
+    assert not [e for e in net.kinds(B1, "client.drop") if e.status == "ownEcho"]
+    assert alice.participants(ROOM) == {ALICE: 3, CATHY: 2}
+    assert not net.kinds(B1, "client.fail")

@@ -292,21 +292,29 @@ def hub_total_order(d: Digest, ctx: Context) -> list[Violation]:
 def member_order(d: Digest, ctx: Context) -> list[Violation]:
     """Every member processes commits in the hub's order with no gap: each
     ``client.epoch`` step of a member is +1 by a commit the hub accepted for
-    exactly that transition, its epochs only grow, and a jump (a join while
-    already a member) comes only after a detected gap's resync
-    (``client.gap`` status ``resync``)."""
+    exactly that transition, its epochs only grow (but for a fork: a member
+    whose merged commit the hub lost and replaced by another goes back to
+    that epoch, ``client.gap`` status ``fork``, and merges the hub's), and a
+    jump (a join while already a member) comes only after a detected gap's
+    resync (``client.gap`` status ``resync``)."""
     out: list[Violation] = []
     rows = d.trace[d.trace["kind"].isin(("client.epoch", "client.gap"))]
     last: dict[tuple[str, str], tuple[int, str, int]] = {}  # (client, room) -> epoch, status, seq
     resynced: set[tuple[str, str]] = set()
+    forked: dict[tuple[str, str], int] = {}  # a fork back to this epoch (client.gap status fork)
     for r in rows.itertuples(index=False):
         key = (r.node, r.room)
         if r.kind == "client.gap":
             if r.status == "resync":
                 resynced.add(key)
+            elif r.status == "fork":
+                forked[key] = _int(r.epoch)
             continue
         prev = last.get(key)
         e, st, seq = _int(r.epoch), r.status, int(r.seq)
+        base = forked.pop(key, None)
+        if base is not None and prev is not None and base < prev[0]:
+            prev = (base, prev[1], prev[2])  # the hub's commit for a past epoch: next step from there
         if prev is not None and prev[1] != "removed":
             pe, _, pseq = prev
             if e <= pe:
@@ -396,11 +404,22 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
     client that was an active member of its epoch (reached that epoch, and
     was not removed by the time the hub accepted it) other than its sender,
     when the run leaves ``settle_ms`` of fault-free time after it. Exempt:
-    messages in ``hub.lost``, and messages accepted within ``settle_ms`` of
-    (or during) a window of volatile storage."""
+    messages in ``hub.lost``, messages accepted within ``settle_ms`` of
+    (or during) a window of volatile storage, and messages their sender
+    built on a branch the hub had abandoned (it forked back to an earlier
+    epoch after sending: a lagging failover lost the commit it was at)."""
     out: list[Violation] = []
     submit = d.rows("client.submit")
     sender = dict(zip(submit["msg_id"], submit["node"], strict=True))
+    gaps = d.rows("client.gap")
+    forks: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (client, room) -> (seq, epoch forked back to)
+    for g in gaps[gaps["status"] == "fork"].itertuples(index=False):
+        forks.setdefault((g.node, g.room), []).append((int(g.seq), _int(g.epoch)))
+    abandoned: set[str] = set()
+    for s in submit.itertuples(index=False):
+        nxt = next((b for q, b in forks.get((s.node, s.room), []) if q > int(s.seq)), None)
+        if nxt is not None and nxt < _int(s.epoch):
+            abandoned.add(s.msg_id)
     acc = d.rows("hub.accept")
     acc = acc[(acc["status"] == "accepted") & acc["msg_id"].isin(sender.keys())]
     deliver = d.rows("client.deliver")
@@ -417,7 +436,7 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
     settle = ctx.bounds.settle_ms
     seen: set[str] = set()
     for r in acc.itertuples(index=False):
-        if r.msg_id in seen or r.msg_id in d.lost_msgs:
+        if r.msg_id in seen or r.msg_id in d.lost_msgs or r.msg_id in abandoned:
             continue
         seen.add(r.msg_id)
         t = float(r.t_ms)

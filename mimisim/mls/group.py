@@ -125,6 +125,14 @@ class GroupConfig:
     max_past_epochs: int = 2
     # How many past resumption PSKs to keep (for PSK proposals that name old epochs).
     max_resumption_psks: int = 8
+    # How many past epochs' whole states to keep so that a commit the
+    # delivery service accepted instead of the one merged can still be
+    # processed (Group.stage_fork_commit). 0, the default, keeps none:
+    # a kept state holds that epoch's init secret and path keys, so keeping
+    # it trades forward secrecy of the kept epochs for recovering from a
+    # delivery service that lost an accepted commit (docs/mimi-choices.md,
+    # "Lagging failover").
+    max_fork_epochs: int = 0
     # AppDataUpdate semantics per component id (default: replace).
     app_components: Mapping[int, AppComponentApply] = field(default_factory=dict)
 
@@ -269,6 +277,9 @@ class Group:
         # Set once a ReInit commit is merged: the parameters of the successor group.
         self.reinit: ReInit | None = None
         self._past: dict[int, _PastEpoch] = {}
+        # epoch -> (that epoch's state, the commit merged to leave it), the
+        # last config.max_fork_epochs of them: see stage_fork_commit.
+        self._forkable: dict[int, tuple[EpochState, bytes]] = {}
         self._resumption: dict[tuple[bytes, int], bytes] = {
             (state.context.group_id, state.epoch): state.secrets.resumption_psk
         }
@@ -758,6 +769,10 @@ class Group:
         )
         while len(self._past) > self.config.max_past_epochs:
             del self._past[min(self._past)]
+        if self.config.max_fork_epochs > 0:
+            self._forkable[old.epoch] = (old, staged.message_bytes)
+            while len(self._forkable) > self.config.max_fork_epochs:
+                del self._forkable[min(self._forkable)]
         self.state = staged.state
         self.pending = None
         if staged.outcome.reinit is not None:
@@ -766,6 +781,71 @@ class Group:
         self._resumption[(self.group_id, self.epoch)] = self.state.secrets.resumption_psk
         while len(self._resumption) > self.config.max_resumption_psks:
             del self._resumption[min(self._resumption, key=lambda k: k[1])]
+
+    # ------------------------------------------------------------ forks
+
+    def merged_commit(self, epoch: int) -> bytes | None:
+        """The commit this member merged to leave past ``epoch``, while that
+        epoch's state is kept (``config.max_fork_epochs``), else None."""
+        kept = self._forkable.get(epoch)
+        return kept[1] if kept is not None else None
+
+    def stage_fork_commit(self, message: MLSMessage | bytes, *, now_s: int | None = None) -> StagedCommit:
+        """Validate a commit for a past epoch whose state is kept, against
+        that state, without changing anything: the delivery service accepted
+        it instead of the commit this member merged (a hub that failed over
+        to a standby which had not received that commit). Raises
+        WrongEpochError when the epoch's state is not kept, MLSError (and
+        subclasses) when the commit is invalid there."""
+        res = self._process_kept(message, now_s)
+        if not isinstance(res, StagedCommit):
+            raise MLSError("not a commit")
+        return res
+
+    def cache_fork_proposal(self, message: MLSMessage | bytes, *, now_s: int | None = None) -> ProposalReceived:
+        """Cache a proposal of a past epoch whose state is kept in that state:
+        a commit for that epoch on the delivery service's branch
+        (:meth:`stage_fork_commit`) may reference it. Raises as
+        :meth:`stage_fork_commit`."""
+        res = self._process_kept(message, now_s)
+        if not isinstance(res, ProposalReceived):
+            raise MLSError("not a proposal")
+        return res
+
+    def _process_kept(self, message: MLSMessage | bytes, now_s: int | None) -> Processed:
+        self._check_active()
+        if isinstance(message, bytes):
+            message = MLSMessage.decode(message)
+        body = message.body
+        if isinstance(body, PublicMessage):
+            epoch = body.content.epoch
+        elif isinstance(body, PrivateMessage):
+            epoch = body.epoch
+        else:
+            raise MLSError(f"a group does not process {message.wire_format.name} messages")
+        kept = self._forkable.get(epoch)
+        if kept is None or epoch >= self.epoch:
+            raise WrongEpochError(f"no state kept for epoch {epoch}", self.epoch, epoch)
+        current, pending = self.state, self.pending
+        self.state, self.pending = kept[0], None
+        try:
+            return self.process(message, now_s=now_s)
+        finally:
+            self.state, self.pending = current, pending
+
+    def merge_fork(self, staged: StagedCommit) -> None:
+        """Go back to the kept state of the epoch ``staged`` leaves (from
+        :meth:`stage_fork_commit`) and merge it there: everything this
+        member derived on the abandoned branch after that epoch is deleted."""
+        base = staged.epoch - 1
+        kept = self._forkable.get(base)
+        if kept is None:
+            raise WrongEpochError(f"no state kept for epoch {base}", self.epoch, base)
+        self.state, self.pending = kept[0], None
+        self._forkable = {e: k for e, k in self._forkable.items() if e < base}
+        self._past = {e: p for e, p in self._past.items() if e < base}
+        self._resumption = {k: v for k, v in self._resumption.items() if k[1] <= base}
+        self.merge(staged)
 
     # ------------------------------------------------------------ application
 

@@ -72,6 +72,14 @@ from mimisim.mls.structs import (
 #: 782, 784, 811, 931, 980 of 1000; found by ``mimisim check``).
 PAST_EPOCHS = 8
 
+#: How many past epochs' whole group states a client keeps so that it can
+#: follow the hub onto another commit for an epoch it already left (a hub
+#: whose lagging standby lost the commit this client merged, and which then
+#: accepted another one): ``Inbound.fork``. Four covers a lost suffix of up to
+#: four commits; the price is that a captured client also yields the last four
+#: epochs' init secrets (docs/mimi-choices.md, "Lagging failover").
+FORK_EPOCHS = 4
+
 
 class ClientCore:
     """One MIMI client: see the package docstring.
@@ -207,7 +215,8 @@ class ClientCore:
         return self.now_s + now_ms // 1000
 
     def group_config(self) -> GroupConfig:
-        return GroupConfig(app_components=dict(client_app_components()), max_past_epochs=self.past_epochs)
+        return GroupConfig(app_components=dict(client_app_components()), max_past_epochs=self.past_epochs,
+                           max_fork_epochs=FORK_EPOCHS)
 
     def uniform(self, lo: int, hi: int) -> int:
         """An integer uniform in [lo, hi] from the timing stream (64-bit draw)."""

@@ -21,7 +21,7 @@ from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
 from mimisim.mimi.client.content import ContentError, MimiContent, decode_mimi_content
-from mimisim.mimi.client.operations import MAX_BUFFERED, RESTORABLE, OpKind, Room, Stage
+from mimisim.mimi.client.operations import MAX_BUFFERED, MAX_UNREADABLE, RESTORABLE, OpKind, Room, Stage
 from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
     client_of_leaf,
@@ -100,13 +100,20 @@ class Inbound:
             return
         r.seen.add(mid)
         if mid in r.own_msgs:
-            step.drop(r.uri, ep, mid, "ownEcho", f"own {kind.name}")
+            # Our own proposals are cached when we send them; an echo matters
+            # only if they are not (we forgot them after a transport failure,
+            # though the hub had accepted them): then a commit referencing
+            # them waits for exactly this echo (chaos-churn random_delay seed 15).
+            if not (kind == W.MessageKind.proposal and ep == g.epoch
+                    and self.on_proposals(r, [fm.message, *(fm.more_proposals or [])], mid, now_ms, step)):
+                step.drop(r.uri, ep, mid, "ownEcho", f"own {kind.name}")
             return
         if kind == W.MessageKind.commit:
             self.on_commit(r, fm, mid, ep, now_ms, step)
         elif kind == W.MessageKind.proposal:
             if ep < g.epoch:
                 step.drop(r.uri, ep, mid, "stale", f"proposal of epoch {ep} < {g.epoch}")
+                self.keep_for_fork(r, [fm.message, *(fm.more_proposals or [])], ep, now_ms, step)
                 return
             self.on_proposals(r, [fm.message, *(fm.more_proposals or [])], mid, now_ms, step)
         else:
@@ -148,7 +155,10 @@ class Inbound:
         assert g is not None
         head = r.queue[0] if r.queue else None
         if ep < g.epoch:
-            status = "ownEcho" if mid in r.own_commits or (head is not None and head.msg_id == mid) else "stale"
+            own_echo = mid in r.own_commits or (head is not None and head.msg_id == mid)
+            if not own_echo and self.fork(r, fm, mid, ep, now_ms, step):
+                return
+            status = "ownEcho" if own_echo else "stale"
             r.own_commits.pop(mid, None)
             step.drop(r.uri, ep, mid, status, f"commit of epoch {ep} < {g.epoch}")
             return
@@ -181,6 +191,7 @@ class Inbound:
             return
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
             step.drop(r.uri, ep, mid, getattr(e, "code", "invalid"), f"commit: {e}"[:300])
+            self.unreadable(r, ep, mid, fm)
             return
         if not isinstance(res, StagedCommit):
             step.drop(r.uri, ep, mid, "invalid", "not a commit")
@@ -190,6 +201,87 @@ class Inbound:
         g.merge(res)
         self.after_merge(r, res, mid, fm.external_proposals or [], now_ms, step, via="commit",
                          committer=committer(res))
+
+    def fork(self, r: Room, fm: W.FanoutMessage, mid: str, ep: int, now_ms: int, step: StepBuilder) -> bool:
+        """The hub fans out a commit for epoch ``ep``, which this client left
+        by merging another commit: the hub lost that one (its standby lagged
+        behind it at a failover) and accepted this one instead, so the room
+        has forked. The hub's log is the room's order ([P6] the hub orders
+        the room's handshakes): go back to the kept state of ``ep`` and merge
+        the hub's commit, at once, rather than stay on a branch the hub
+        will never extend until a gap resync, which loses what the hub
+        accepts meanwhile (docs/mimi-choices.md, "Lagging failover"). Only
+        a commit valid in that state is followed; anything else is stale.
+        Returns whether the client forked (or holds the commit for its
+        proposals)."""
+        g = r.group
+        assert g is not None
+        merged = g.merged_commit(ep)
+        if merged is None or msg_id_of(merged) == mid:
+            return False
+        try:
+            staged = g.stage_fork_commit(fm.message, now_s=self.core.now_seconds(now_ms))
+        except ProposalError as e:
+            if "unknown proposal" in str(e) and len(r.held) < MAX_BUFFERED:
+                r.buffered_ids.add(mid)
+                r.held.append((ep, mid, fm))
+                step.gap(r.uri, ep, mid, "waitProposals", "hub's commit for a past epoch waits for its proposals")
+                return True
+            return False
+        except (MLSError, DecodeError, EncodeError, CryptoError, ValueError):
+            return False
+        r.seen.add(mid)
+        left = g.epoch
+        step.gap(r.uri, ep, mid, "fork", f"the hub committed {mid} for epoch {ep}, not {msg_id_of(merged)} "
+                 f"which took us on to {left}: back to epoch {ep}")
+        g.merge_fork(staged)
+        # Everything of the abandoned branch: our commits on it cannot be
+        # given back or echoed any more, its held commits never apply.
+        r.restorable = {e: v for e, v in r.restorable.items() if e < ep}
+        r.own_commits.clear()
+        r.commit_bodies.clear()
+        r.restoring = None
+        for _e, hmid, _f in r.held:
+            r.buffered_ids.discard(hmid)
+        r.held = []
+        self.after_merge(r, staged, mid, fm.external_proposals or [], now_ms, step, via="fork",
+                         committer=committer(staged))
+        # Messages of the hub's branch that arrived before its commit.
+        retry, r.unreadable = [u for u in r.unreadable if u[0] > ep], []
+        for _e, umid, ufm in retry:
+            r.seen.discard(umid)
+            if r.member:
+                self.ingest(r, ufm, umid, now_ms, step)
+        return True
+
+    def unreadable(self, r: Room, ep: int, mid: str, fm: W.FanoutMessage) -> None:
+        """Keep a commit or application message that failed in an epoch the
+        client could still fork out of (the state before it is kept): if the
+        room forked, it may be of the hub's branch and arrived before the
+        hub's commit that starts that branch (see :meth:`fork`)."""
+        g = r.group
+        if g is not None and g.active and g.merged_commit(ep - 1) is not None:
+            r.unreadable = [*r.unreadable[-(MAX_UNREADABLE - 1):], (ep, mid, fm)]
+
+    def keep_for_fork(self, r: Room, messages: list[MLSMessage], ep: int, now_ms: int, step: StepBuilder) -> None:
+        """A proposal of a past epoch whose state is kept goes into that
+        state: a commit of the hub's for that epoch may reference it (see
+        :meth:`fork`), and one held for it is tried again."""
+        g = r.group
+        assert g is not None
+        if g.merged_commit(ep) is None:
+            return
+        for m in messages:
+            try:
+                g.cache_fork_proposal(m, now_s=self.core.now_seconds(now_ms))
+            except (MLSError, DecodeError, EncodeError, CryptoError, ValueError):
+                continue
+        waiting = [h for h in r.held if h[0] == ep]
+        if waiting:
+            r.held = [h for h in r.held if h[0] != ep]
+            for _e, hmid, hfm in waiting:
+                r.buffered_ids.discard(hmid)
+                self.ingest(r, hfm, hmid, now_ms, step)
 
     def after_merge(self, r: Room, staged: StagedCommit | None, mid: str, external_proposals: Sequence[MLSMessage],
                     now_ms: int, step: StepBuilder, *, via: str, operation: str | None = None,
@@ -237,14 +329,15 @@ class Inbound:
         r.restorable.clear()
         r.pending_timer = None
 
-    def on_proposals(self, r: Room, messages: list[MLSMessage], mid: str, now_ms: int, step: StepBuilder) -> None:
+    def on_proposals(self, r: Room, messages: list[MLSMessage], mid: str, now_ms: int, step: StepBuilder) -> int:
+        """Cache proposals (our own too, if we no longer hold them), retry
+        commits held for proposals, run the pending-proposal strategy.
+        Returns how many proposals were newly cached."""
         g = r.group
         assert g is not None
         received = 0
         for m in messages:
             pid = msg_id_of(m.encode())
-            if pid in r.own_msgs:
-                continue
             try:
                 res = g.process(m, now_s=self.core.now_seconds(now_ms))
             except ReplayError:
@@ -261,9 +354,10 @@ class Inbound:
                 r.buffered_ids.discard(hmid)
                 self.ingest(r, hfm, hmid, now_ms, step)
             if not r.member:
-                return
+                return received
         if received:
             self.pending_proposals_arrived(r, now_ms, step)
+        return received
 
     def on_application(self, r: Room, fm: W.FanoutMessage, mid: str, ep: int, step: StepBuilder) -> None:
         g = r.group
@@ -278,6 +372,7 @@ class Inbound:
             return
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError) as e:
             step.drop(r.uri, ep, mid, getattr(e, "code", "invalid"), f"application: {e}"[:300])
+            self.unreadable(r, ep, mid, fm)
             return
         if not isinstance(res, ApplicationMessage):
             step.drop(r.uri, ep, mid, "invalid", "not an application message")

@@ -201,6 +201,10 @@ class Room:
     # ``distribution_service``): (FanoutMessage, msg id, HPKE private key of
     # the /groupInfo request in flight that fetches the tree).
     welcome_wait: tuple[W.FanoutMessage, str, bytes] | None = None
+    # Application messages of the current epoch that did not decrypt, the
+    # last MAX_UNREADABLE (epoch, msg id, message): after a fork onto the
+    # hub's branch (Inbound.fork) they may be that branch's and are tried again.
+    unreadable: list[tuple[int, str, W.FanoutMessage]] = field(default_factory=list)
 
     @property
     def member(self) -> bool:
@@ -286,3 +290,7 @@ RESTORABLE = 8
 #: the group). Beyond that they are dropped: a gap that never fills must not
 #: grow memory without bound.
 MAX_BUFFERED = 4096
+
+#: Undecryptable application messages of the current epoch a room keeps in
+#: case a fork onto the hub's branch makes them readable (``Room.unreadable``).
+MAX_UNREADABLE = 16
