@@ -162,6 +162,12 @@ def _operation() -> Any:
                 "string")
 
 
+def _content_id() -> Any:
+    return _col("MIMI message id of the content (draft-ietf-mimi-content s.3.3: a hash of the sender URI, room "
+                "URI, content and salt), first 8 bytes in hex: the same across resubmissions of one message",
+                "string")
+
+
 def _added() -> Any:
     return _col("members (clients) the commit adds", "int64", "clients")
 
@@ -504,6 +510,7 @@ class ClientSend(TraceEvent):
 class ClientSubmit(TraceEvent):
     attempt: int | None = _attempt()
     content_bytes: int | None = _col("size of the encoded MIMI content (before encryption)", "int64", "bytes")
+    content_id: str | None = _content_id()
 
     @property
     def detail(self) -> str:
@@ -515,6 +522,7 @@ class ClientSubmit(TraceEvent):
 class ClientDeliver(TraceEvent):
     sender: str | None = _sender()
     frank: str | None = _col("result of the receiver's franking check: ok | absent | ...", "string")
+    content_id: str | None = _content_id()
 
     @property
     def detail(self) -> str:

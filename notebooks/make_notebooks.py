@@ -438,14 +438,17 @@ def shown_to_users(r) -> pd.DataFrame:
         ("code", 'CRASH = ["faults.schedule=[{kind: crash, node: c.example, at: 6030ms, duration: 400ms, '
                  'state: durable}]"]\nr, scn = case(CRASH, step=3)\nshown_to_users(r)'),
         ("code", '''sub = r.trace[(r.trace.kind.isin(["client.submit", "hub.accept"])) & (r.trace.t_ms.between(6000, 8000))]
-sub[["t_ms", "kind", "node", "msg_id", "status"]]'''),
+sub[["t_ms", "kind", "node", "msg_id", "status", "duplicate"]]'''),
         ("code", "invariants(CRASH)"),
-        ("md", "**What happens:** the client only knows the connection dropped, not that the hub had already "
-               "accepted its message, so it submits again, as a new MLS message (a new `msg_id`) that the hub "
-               "accepts too. If the table above shows two messages per user, the users see \"Hello, "
-               "clubhouse!\" twice, and no invariant over message ids notices: each id is delivered once. "
-               "The retried `/notify` itself is handled as the draft asks (201, processed once). A fix needs "
-               "the retry to reuse the same message, or an idempotency key the hub can recognise."),
+        ("md", "**What happens:** the client only knows the connection dropped, not whether the hub had "
+               "already accepted its message, so it sends the *same* bytes again (the same `msg_id`). The hub "
+               "recognises a retry of a message it accepted (the second `hub.accept` is marked `duplicate`: "
+               "the first answer again, nothing fanned out twice), and each user is shown the message once "
+               "per client. The retried `/notify` is handled as the draft asks (201, processed once). Before "
+               "issue 11 the client re-encrypted the message: the hub accepted a second copy under a new "
+               "`msg_id` and users saw it twice, while every invariant over message ids held; `no_duplicate` "
+               "now also compares the content's MIMI message id (draft-ietf-mimi-content s.3.3), which "
+               "survives re-encryption."),
         ("md", "## 4. Hub failover\n\na.example has a synchronous standby that takes over 200 ms after the "
                "hub fails, just after Cathy's message was accepted. The lane turns into a green dashed line: "
                "from there on the standby serves a.example's domain, with everything the hub had "

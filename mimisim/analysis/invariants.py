@@ -463,15 +463,29 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
 
 def no_duplicate(d: Digest, ctx: Context) -> list[Violation]:
     """No client processes a message twice: at most one ``client.deliver``
-    per (client, message) and one ``client.epoch`` per (client, commit)."""
+    per (client, message), judged both by the MLS message's id and by the
+    content's MIMI message id (``content_id``: the same when a sender
+    resubmits one message as a new ciphertext, which the msg id cannot see),
+    and one ``client.epoch`` per (client, commit)."""
     out: list[Violation] = []
     seen: dict[tuple[str, str], int] = {}
-    for r in d.rows("client.deliver").itertuples(index=False):
+    by_content: dict[tuple[str, str], tuple[int, str]] = {}
+    dl = d.rows("client.deliver")
+    cids = dl["content_id"] if "content_id" in dl.columns else pd.Series([None] * len(dl), index=dl.index)
+    for r, cid in zip(dl.itertuples(index=False), cids, strict=True):
         k = (r.node, r.msg_id)
         if k in seen:
             out.append(Violation("no_duplicate", f"{r.node} delivered {r.msg_id} twice", (seen[k], int(r.seq))))
+            continue
+        seen[k] = int(r.seq)
+        if _null(cid):
+            continue
+        first = by_content.get((r.node, cid))
+        if first is not None:
+            out.append(Violation("no_duplicate", f"{r.node} delivered the content {cid} twice, as {first[1]} and "
+                                 f"{r.msg_id} (one message resubmitted as a new ciphertext)", (first[0], int(r.seq))))
         else:
-            seen[k] = int(r.seq)
+            by_content[(r.node, cid)] = (int(r.seq), r.msg_id)
     seen = {}
     ep = d.rows("client.epoch")
     for r in ep[(ep["status"] == "") & (ep["msg_id"] != "")].itertuples(index=False):

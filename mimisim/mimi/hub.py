@@ -883,6 +883,16 @@ class HubRoom:
             ep[0] = pm.epoch
             if pm.group_id != self.group_id:
                 raise bad("message for another group")
+            seen = self.recent_submits.get(mid[0])
+            if seen is not None and seen[0] == from_domain:
+                # A retry of a message this hub accepted (its answer was lost,
+                # a provider crashed): the first answer, whatever the room's
+                # epoch is now, and no second fanout.
+                return self._accepted(
+                    MimiResponse(200, seen[1], "accepted"), [],
+                    self.accept_event(pm.epoch, mid[0], "accepted", from_domain, message="application",
+                                      duplicate=True),
+                )
             if pm.epoch > self.epoch:
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"epoch {pm.epoch} is ahead of the hub's {self.epoch}")
             if pm.epoch < self.epoch - self.max_past_epochs:
@@ -893,17 +903,10 @@ class HubRoom:
             if not verdict.allowed:
                 raise refuse(W.SubmitMessageResponse.not_allowed(), verdict.reason)
             role = roles.get(sender, W.RoleIndex.no_role)
-            seen = self.recent_submits.get(mid[0])
-            if seen is not None and seen[0] != from_domain:
+            if seen is not None:
                 # The same bytes from another provider: a replay, not a retry
                 # (as for commits, see _update_commit).
                 raise refuse(W.SubmitMessageResponse.not_allowed(), f"a replay of {seen[0]}'s message")
-            if seen is not None and seen[0] == from_domain:
-                return self._accepted(
-                    MimiResponse(200, seen[1], "accepted"), [],
-                    self.accept_event(pm.epoch, mid[0], "accepted", from_domain, message="application",
-                                      duplicate=True),
-                )
             ts = self._ts(now_ms)
             frank = self._frank(pm.authenticated_data, sender, ts)
             resp = W.SubmitMessageResponse.accepted(ts, frank)

@@ -7,6 +7,7 @@ See the package docstring for the encoding: a minimal but genuine CBOR
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from mimisim.mimi import cbor
@@ -33,6 +34,22 @@ class MimiContent:
     room_uri: str
     text: str
     content_type: str = TEXT_PLAIN
+
+
+def message_id(sender_uri: str, room_uri: str, content: bytes, salt: bytes) -> bytes:
+    """The content's MessageId (draft-ietf-mimi-content s.3.3, "Message ID"):
+    ``0x01 || SHA-256(len16(senderUri) || senderUri || len16(roomUri) ||
+    roomUri || content || salt)[0..30]``. The salt is chosen once per
+    message, so a resubmission of the same message, even re-encrypted in
+    another epoch, keeps its id."""
+    s, r = sender_uri.encode("utf-8"), room_uri.encode("utf-8")
+    h = hashlib.sha256(len(s).to_bytes(2, "big") + s + len(r).to_bytes(2, "big") + r + content + salt).digest()
+    return b"\x01" + h[:31]
+
+
+def content_id(mid: bytes) -> str:
+    """The trace's ``content_id``: the first 8 bytes of the hash in hex."""
+    return mid[1:9].hex()
 
 
 def encode_mimi_content(c: MimiContent) -> bytes:

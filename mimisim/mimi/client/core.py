@@ -76,8 +76,9 @@ PAST_EPOCHS = 8
 #: follow the hub onto another commit for an epoch it already left (a hub
 #: whose lagging standby lost the commit this client merged, and which then
 #: accepted another one): ``Inbound.fork``. Four covers a lost suffix of up to
-#: four commits; the price is that a captured client also yields the last four
-#: epochs' init secrets (docs/mimi-choices.md, "Lagging failover").
+#: four commits; never more than ``past_epochs`` (the configured retention of
+#: past epochs' secrets, ``protocol.past_epoch_keys``): a kept state holds its
+#: epoch's keys (docs/mimi-choices.md, "Lagging failover").
 FORK_EPOCHS = 4
 
 
@@ -216,7 +217,7 @@ class ClientCore:
 
     def group_config(self) -> GroupConfig:
         return GroupConfig(app_components=dict(client_app_components()), max_past_epochs=self.past_epochs,
-                           max_fork_epochs=FORK_EPOCHS)
+                           max_fork_epochs=min(FORK_EPOCHS, self.past_epochs))
 
     def uniform(self, lo: int, hi: int) -> int:
         """An integer uniform in [lo, hi] from the timing stream (64-bit draw)."""

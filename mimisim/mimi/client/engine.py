@@ -165,6 +165,10 @@ class OperationEngine:
         if not r.member:
             self.fail(step, r, op, "not a member of the room", "notMember")
             return
+        if op.resend:
+            op.resend = False
+            if self.resend(r, op, step):
+                return
         try:
             if op.kind == OpKind.ADD:
                 if op.key_packages is None:
@@ -191,6 +195,39 @@ class OperationEngine:
             if g is not None and g.pending is not None and g.pending is op.staged:
                 g.discard_pending_commit()
             self.fail(step, r, op, str(e), getattr(e, "code", "invalid"))
+
+    def resend(self, r: Room, op: Op, step: StepBuilder) -> bool:
+        """After a transport failure, send the same request again, if it can
+        still be right: an application message always (the hub answers a
+        retry of one it accepted with its first answer, whatever its epoch
+        now; otherwise it judges it as new), proposals and a commit while the
+        client is still at the epoch they were built at (a commit the hub
+        accepted gets its original ``success``, the committer's only proof
+        when no echo comes). A rebuilt request would be another message with
+        another id: a message accepted twice and delivered twice, or a commit
+        the hub never heard of while it had accepted the first (the client
+        then waits for an epoch it can only reach by resync). Returns whether
+        it was sent."""
+        g = r.group
+        assert g is not None
+        if op.kind == OpKind.SEND:
+            client_op, what = ClientOp.submit_message, "submit"
+        elif op.kind == OpKind.LEAVE:
+            if g.epoch != op.sent_epoch:
+                return False
+            client_op, what = ClientOp.update, "proposals"
+        elif op.kind in (OpKind.ADD, OpKind.REMOVE, OpKind.COMMIT_PENDING, OpKind.UPDATE):
+            if g.epoch != op.sent_epoch or op.msg_id not in r.own_commits:
+                return False
+            client_op, what = ClientOp.update, "commit"
+        else:
+            return False
+        op.attempts += 1
+        op.request_id = self.request(step, client_op, r.uri, op.id, what, op.body)
+        self.submitted(op)
+        if op.kind == OpKind.SEND:
+            self.core.builders.emit_submit(r, op, step)
+        return True
 
     # ------------------------------------------------------------ retries
 

@@ -20,7 +20,7 @@ from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
-from mimisim.mimi.client.content import ContentError, MimiContent, decode_mimi_content
+from mimisim.mimi.client.content import ContentError, MimiContent, content_id, decode_mimi_content, message_id
 from mimisim.mimi.client.operations import MAX_BUFFERED, MAX_UNREADABLE, RESTORABLE, OpKind, Room, Stage
 from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
@@ -399,7 +399,9 @@ class Inbound:
             self.core._franks[(r.uri, mid)] = (res.data, check.record)
         step.delivered.append((r.uri, sender_user, content.text, mid))
         step.emit(E.ClientDeliver(room=r.uri, epoch=ep, msg_id=mid, status=f"frank:{check.status.value}",
-                                  peer=sender_client, sender=sender_user, frank=check.status.value))
+                                  peer=sender_client, sender=sender_user, frank=check.status.value,
+                                  content_id=content_id(message_id(content.sender_uri, content.room_uri, res.data,
+                                                                   content.salt))))
 
     def on_welcome(self, r: Room, fm: W.FanoutMessage, mid: str, now_ms: int, step: StepBuilder) -> None:
         welcome = fm.message.body

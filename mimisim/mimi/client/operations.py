@@ -125,6 +125,13 @@ class Op:
     fetched: dict[str, list[KeyPackage]] = field(default_factory=dict)
     # send_message: the encoded content (salt included), the same across retries.
     content: bytes = b""
+    content_id: str = ""  # its MIMI message id (content.content_id), the same across retries
+    # The last request body sent (commit, proposals or message) and whether
+    # the next attempt sends it again unchanged (a transport failure: the hub
+    # may have accepted it, and only the same bytes let it say so instead of
+    # accepting a second copy; see OperationEngine.resend).
+    body: bytes = b""
+    resend: bool = False
     # The submitted commit (or first proposal / application message).
     msg_id: str = ""
     staged: StagedCommit | None = None

@@ -184,6 +184,7 @@ class ReplyHandler:
         merges, see ``own_commits``), fail on any other HTTP error."""
         status = reply.code or str(reply.status)
         if reply.status == 0 or reply.status == 408 or reply.status == 429 or reply.status >= 500:
+            op.resend = bool(op.body)
             self.engine.retry(r, op, now_ms, step, status)
         else:
             self.engine.fail(step, r, op, f"HTTP {reply.status} {reply.code} {reply.body[:100]!r}", status)
@@ -199,11 +200,14 @@ class ReplyHandler:
             self.engine.wait_next_epoch(r, op)
             op.attempts = 0
             return
+        if resp is None:
+            # The hub may have accepted them: keep them cached, and send the
+            # same bytes again (OperationEngine.resend).
+            self.transport_failure(r, op, reply, now_ms, step)
+            return
         if g.active:
             self.core.builders.forget_own_proposals(g, op)
-        if resp is None:
-            self.transport_failure(r, op, reply, now_ms, step)
-        elif code == W.UpdateResponseCode.wrongEpoch:
+        if code == W.UpdateResponseCode.wrongEpoch:
             self.wrong_epoch(r, op, resp, now_ms, step)
         elif code == W.UpdateResponseCode.invalidProposal:
             self.engine.retry(r, op, now_ms, step, "invalidProposal", hub_epoch=g.epoch + 1)

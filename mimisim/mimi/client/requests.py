@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from mimisim import events as E
 from mimisim.mimi import franking as F
 from mimisim.mimi import wire as W
-from mimisim.mimi.client.content import SALT_LEN, MimiContent, encode_mimi_content
+from mimisim.mimi.client.content import SALT_LEN, MimiContent, content_id, encode_mimi_content, message_id
 from mimisim.mimi.client.operations import Op, OpEvent, Room
 from mimisim.mimi.client.output import StepBuilder
 from mimisim.mimi.client.roomstate import (
@@ -188,7 +188,7 @@ class RequestBuilder:
         mid = msg_id_of(encoded)
         r.own_commits[mid] = out.staged
         r.commit_bodies[mid] = (g.epoch, body)
-        op.msg_id, op.staged, op.merged = mid, out.staged, False
+        op.msg_id, op.staged, op.merged, op.body = mid, out.staged, False, body
         op.attempts += 1
         op.sent_epoch = g.epoch
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "commit", body)
@@ -247,7 +247,7 @@ class RequestBuilder:
         op.msg_id = ids[0]
         op.attempts += 1
         body = W.UpdateRequest(W.HandshakeBundle.proposals(msgs[0], msgs[1:])).encode()
-        op.sent_epoch = g.epoch
+        op.sent_epoch, op.body = g.epoch, body
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
         self.engine.submitted(op)
         step.emit(E.ClientPropose(room=r.uri, epoch=g.epoch, msg_id=ids[0], peer=self.core.user_uri,
@@ -268,6 +268,7 @@ class RequestBuilder:
         if not op.content:
             salt = self.core.rng.random_bytes(SALT_LEN)
             op.content = encode_mimi_content(MimiContent(salt, self.core.user_uri, r.uri, op.text))
+            op.content_id = content_id(message_id(self.core.user_uri, r.uri, op.content, salt))
         aad = F.add_frank_aad(op.content)
         msg = g.protect(op.content, aad)
         mid = msg_id_of(msg.encode())
@@ -275,11 +276,15 @@ class RequestBuilder:
         op.msg_id = mid
         op.attempts += 1
         body = W.SubmitMessageRequest(W.MLS10, msg, W.IdentifierUri(self.core.user_uri)).encode()
-        op.sent_epoch = g.epoch
+        op.sent_epoch, op.body = g.epoch, body
         op.request_id = self.engine.request(step, ClientOp.submit_message, r.uri, op.id, "submit", body)
         self.engine.submitted(op)
-        step.emit(E.ClientSubmit(room=r.uri, epoch=g.epoch, msg_id=mid, attempt=op.attempts,
-                                 content_bytes=len(op.content)))
+        self.emit_submit(r, op, step)
+
+    def emit_submit(self, r: Room, op: Op, step: StepBuilder) -> None:
+        """The ``client.submit`` of an attempt, with the content's MIMI message id."""
+        step.emit(E.ClientSubmit(room=r.uri, epoch=op.sent_epoch, msg_id=op.msg_id, attempt=op.attempts,
+                                 content_bytes=len(op.content), content_id=op.content_id))
 
     def group_info_request(self) -> tuple[bytes, bytes]:
         """A signed GroupInfoRequest with a fresh HPKE key: (private key, body)."""
