@@ -835,6 +835,54 @@ class WorkloadAction(TraceEvent):
         return d + (f" {arg}" if arg else "")
 
 
+# ====================================================================== ds profile
+
+
+@_event("ds.request")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSRequestServed(TraceEvent):
+    """A DS answered a DSRequest (draft-robert-mimi-delivery-service): the hub
+    for group operations, a client's own DS for its KeyPackages. ``status`` is
+    the response type (``Ok``, ``WelcomeInfo``, ...) or the error code."""
+
+    ds_request: str | None = _col("the DSRequest type (ds_commits, ds_send_message, ...)", "string")
+    ds_response: str | None = _col("the DSResponse type (Ok, Error, WelcomeInfo, ExternalCommitInfo, KeyPackages)",
+                                   "string")
+    ds_error: str | None = _col("the DSError code of a refused request (null when not refused)", "string")
+    sender_index: int | None = _col("the leaf index a ClientSignature names (null: anonymous)", "int64")
+    from_ds: str | None = _col("the DS the request came from (the client's own DS, proxying it)", "string")
+    duplicate: bool | None = _col("a retry of a request already accepted (same answer, no second fanout)", "bool")
+    retained_bytes: int | None = _col("bytes of past group states the hub keeps for Welcome joiners after this "
+                                      "request", "int64", "bytes")
+    fanouts: int | None = _col("DSFanoutRequests the request caused (one per DS and message)", "int64",
+                               "requests")
+
+    @property
+    def detail(self) -> str:
+        d = f"{self.ds_request} -> {self.ds_error or self.ds_response}"
+        if self.sender_index is not None:
+            d += f" leaf {self.sender_index}"
+        if self.duplicate:
+            d += " (duplicate)"
+        return d + f" via {self.from_ds}"
+
+
+@_event("ds.fanout")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSFanoutChecked(TraceEvent):
+    """A guest DS checked a DSFanoutRequest (version, recipients, tokens):
+    ``status`` ``Ok`` or the DSFanoutError code; ``peer`` the sending hub."""
+
+    recipients: int | None = _col("recipient ids in the DSFanoutRequest", "int64", "clients")
+    refused_recipients: int | None = _col("recipients a refused DSFanoutRequest named as offending", "int64",
+                                          "clients")
+
+    @property
+    def detail(self) -> str:
+        d = f"{self.recipients} recipient(s) from {self.peer}: {self.status}"
+        return d + (f" ({self.refused_recipients} refused)" if self.refused_recipients else "")
+
+
 # ====================================================================== lookups
 
 

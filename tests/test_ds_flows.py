@@ -146,14 +146,15 @@ def test_a_losing_commit_is_discarded_and_the_client_recovers() -> None:
     assert alice.group.epoch == bob.group.epoch == fl.hub.groups[b"room"].observer.epoch == 3  # type: ignore[union-attr]
 
 
-def test_scenario_profile_defaults_to_mimi_and_ds_is_refused_clearly(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_scenario_profile_defaults_to_mimi_and_ds_refuses_mimi_adversaries(capsys) -> None:  # type: ignore[no-untyped-def]
     from pathlib import Path
 
     from mimisim.cli import main
     from mimisim.sim.scenario import load_scenario
 
-    q = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
-    assert load_scenario(q).protocol.profile == "mimi"
-    status = main(["run", str(q), "--set", "protocol.profile=ds"])
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    assert load_scenario(root / "quickstart.yaml").protocol.profile == "mimi"
+    assert load_scenario(root / "ds-quickstart.yaml").protocol.profile == "ds"
+    status = main(["validate", str(root / "adversaries.yaml"), "--set", "protocol.profile=ds"])
     err = capsys.readouterr().err
-    assert status == 2 and err.count("\n") == 1 and "profile 'ds' is not run by the simulator yet" in err
+    assert status == 2 and err.count("\n") == 1 and "not defined under protocol.profile ds" in err

@@ -75,8 +75,8 @@ def request_bodies() -> list[Any]:
 def response_bodies() -> list[D.DSResponseBody]:
     return [
         D.DSResponseBody.ok(),
-        D.DSResponseBody.of(D.DSError(D.DSErrorCode.wrong_epoch, None, "epoch 3 is gone")),
-        D.DSResponseBody.of(D.DSError(D.DSErrorCode.rate_limited, 1500, "")),
+        D.DSResponseBody.of(D.DSError(D.DSErrorCode.wrong_epoch, None, "epoch 3 is gone", 4)),
+        D.DSResponseBody.of(D.DSError(D.DSErrorCode.rate_limited, 1500, "", None)),
         D.DSResponseBody.of(D.WelcomeInfo(S["tree"])),
         D.DSResponseBody.of(D.ExternalCommitInfo(S["group_info"], S["tree"])),
         D.DSResponseBody.of(D.KeyPackages([S["kp"], S["kp"]])),
@@ -145,7 +145,7 @@ def test_known_answer_key_packages_request_client_signature() -> None:
 
 
 def test_known_answer_responses() -> None:
-    err = D.DSResponse(D.DS10, D.DSResponseBody.of(D.DSError(D.DSErrorCode.rate_limited, 1000, "slow")))
+    err = D.DSResponse(D.DS10, D.DSResponseBody.of(D.DSError(D.DSErrorCode.rate_limited, 1000, "slow", None)))
     assert err.encode() == bytes.fromhex("0001" "01" "0a" "00000000000003e8" "04736c6f77")
     assert D.DSResponse(D.DS10, D.DSResponseBody.ok()).encode() == bytes.fromhex("0001" "00")
     assert D.DSResponse(D.DS10, D.DSResponseBody.of(D.WelcomeInfo([]))).encode() == bytes.fromhex("0001" "02" "00")

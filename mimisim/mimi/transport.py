@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mimisim.events import TraceEvent
+from mimisim.mimi.ds.endpoints import DSEndpoint
 from mimisim.mimi.endpoints import Endpoint
 
 # ---------------------------------------------------------------- provider to provider
@@ -49,7 +50,7 @@ class MimiRequest:
     ``Idempotency-Key``) used by the ``transaction_id`` dedup strategy.
     """
 
-    endpoint: Endpoint
+    endpoint: Endpoint | DSEndpoint
     target: str
     from_domain: str
     host: str
@@ -127,6 +128,7 @@ class ClientOp(enum.Enum):
     update_consent = "update_consent"  # body: UpdateConsentBody bytes
     identifier_query = "identifier_query"  # body: IdentifierRequest bytes
     left_room = "left_room"  # the client is no longer in the room: stop delivering to it
+    ds_request = "ds_request"  # ds profile: body a DSRequest for the DS named by ``target`` (C15)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,10 @@ KINDS: dict[str, str] = {
     "client.error": "a client could not process something it received",
     "client.fail": "a client gave up an operation (retries exhausted or no longer possible)",
     "client.propose": "a client sent proposals (a leave starts here)",
+    # ds profile (draft-robert-mimi-delivery-service)
+    "ds.request": ("a DS answered a DSRequest (status: the response type or the DSError code; ds_request, "
+                   "sender_index, from_ds, duplicate, retained_bytes, fanouts)"),
+    "ds.fanout": "a guest DS checked a DSFanoutRequest (status: Ok or the DSFanoutError code; recipients)",
     # faults
     "fault.crash": "a node stops (status: durable | volatile)",
     "fault.restart": "a node starts again",

@@ -33,6 +33,9 @@ import simpy
 from mimisim import events as E
 from mimisim.mimi import policy as P
 from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
+from mimisim.mimi.ds.endpoints import DSEndpoint
+from mimisim.mimi.ds.member import DSMember
+from mimisim.mimi.ds.provider import DSProviderConfig, DSProviderCore
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
@@ -82,7 +85,7 @@ def _link_model(spec: S.LinkSpec, base_dir: Any) -> LinkModel:
     return LinkModel.from_dict(spec.to_link_dict(base_dir))
 
 
-def _retry_policy(rp: S.RequestPolicy, *, notify: bool) -> RetryPolicy:
+def _retry_policy(rp: S.RequestPolicy, *, notify: bool, ds: bool = False) -> RetryPolicy:
     b = rp.retry.backoff
     return RetryPolicy(
         timeout_ms=float(rp.timeout),
@@ -92,7 +95,8 @@ def _retry_policy(rp: S.RequestPolicy, *, notify: bool) -> RetryPolicy:
         backoff_cap_ms=float(b.cap),
         jitter=b.jitter,
         honour_retry_after=rp.retry.honour_retry_after,
-        success_statuses=frozenset({Endpoint.NOTIFY.success_status}) if notify else None,
+        success_statuses=(frozenset({(DSEndpoint.DS_FANOUT if ds else Endpoint.NOTIFY).success_status}) if notify
+                          else None),
     )
 
 
@@ -149,10 +153,14 @@ class World:
             notify_pipelining=proto.notify_pipelining, welcome_tree=proto.ratchet_tree.welcome,
         )
         self.provider_config = config
-        notify_policy = _retry_policy(proto.notify, notify=True)
+        notify_policy = _retry_policy(proto.notify, notify=True, ds=proto.profile == "ds")
         request_policy = _retry_policy(proto.requests, notify=False)
+        self.ds = proto.profile == "ds"
+        ds_config = DSProviderConfig(suite_id=proto.suite, pipelining=proto.notify_pipelining)
         for domain, spec in scn.providers.items():
-            def make(domain: str = domain) -> ProviderCore:
+            def make(domain: str = domain) -> Any:
+                if self.ds:
+                    return self._ds_core(domain, ds_config)
                 return ProviderCore.new(domain, protocol_random(self.seed, f"provider {domain}"), config)
 
             lag = None
@@ -202,6 +210,17 @@ class World:
 
     # ---------------------------------------------------------------- building
 
+    def _ds_core(self, domain: str, config: DSProviderConfig) -> DSProviderCore:
+        """A ds-profile DS with its seeded FanoutAuth secret (C6), its clients
+        registered (a standby taking over rebuilds the core: the registry is
+        part of the DS's database)."""
+        key = protocol_random(self.seed, f"ds token key {domain}").random_bytes(32)
+        core = DSProviderCore(domain, protocol_random(self.seed, f"provider {domain}"), config, key)
+        for uri, node in getattr(self, "clients", {}).items():
+            if node.provider.domain == domain:
+                core.register_client(uri)
+        return core
+
     def add_client(self, uri: str, provider: str, access: str | None) -> ClientNode:
         scn = self.scenario
         self.network.add_client(uri, provider, access)
@@ -220,6 +239,11 @@ class World:
                 committer = scn.client(pp.committer).uri if pp.committer is not None else None
                 core.set_pending_strategy(scn.room_uri(name), pp.strategy, (int(pp.min_delay), int(pp.max_delay)),
                                           committer=committer)
+        if self.ds:
+            pcore = self.providers[provider].core
+            assert isinstance(pcore, DSProviderCore)
+            token = pcore.register_client(uri)
+            core = DSMember(core, token, lambda user: list(self.clients_of_user.get(user, ())))  # type: ignore[assignment]
         node = ClientNode(self, core, self.providers[provider])
         self.clients[uri] = node
         self.clients_of_user.setdefault(user_of_client(uri), []).append(uri)

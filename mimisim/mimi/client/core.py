@@ -17,6 +17,7 @@ See the package docstring for what the client does and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mimisim import events as E
@@ -31,6 +32,7 @@ from mimisim.mimi.client.operations import (
     GROUP_INFO_OPTIONS,
     PENDING_STRATEGIES,
     WELCOME_TREE_OPTIONS,
+    Op,
     OpKind,
     RetryStrategy,
     Room,
@@ -54,13 +56,15 @@ from mimisim.mimi.transport import ClientOp, ClientReply, Deliver
 from mimisim.mls.crypto import CipherSuite, RandomSource, get_suite
 from mimisim.mls.errors import MLSError
 from mimisim.mls.group import Group, GroupConfig
-from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package
+from mimisim.mls.keypackage import KeyPackagePrivate, create_key_package, default_capabilities
 from mimisim.mls.structs import (
+    Capabilities,
     Credential,
     Extension,
     ExtensionType,
     ExternalSender,
     ExternalSenders,
+    GroupInfo,
     KeyPackage,
     MLSMessage,
 )
@@ -152,6 +156,16 @@ class ClientCore:
         self._franks: dict[tuple[str, str], tuple[bytes, F.ReceivedFrank]] = {}
         # Per-room pending-proposal strategy (the room policy's), overriding the default.
         self._room_pending: dict[str, tuple[str, tuple[int, int]]] = {}
+        #: Profile hooks (the ds profile's :class:`mimisim.mimi.ds.member.DSMember`
+        #: sets them; empty/None for MIMI): extensions every KeyPackage and every
+        #: own leaf carries (the FanoutAuth token, docs/ds-choices.md C11), and
+        #: how a group-info reply decodes to (GroupInfo, tree, SelfRemoves).
+        self.key_package_extensions: list[Extension] = []
+        #: whether application messages carry a franking tag (a MIMI hub franks them)
+        self.frank_messages = True
+        self.leaf_extensions: list[Extension] = []
+        self.group_info_decoder: Callable[[Room, Op, ClientReply], tuple[GroupInfo, list[Any] | None,
+                                                                          list[MLSMessage]]] | None = None
         self.engine = OperationEngine(self)
         self.builders = RequestBuilder(self)
         self.replies = ReplyHandler(self)
@@ -215,6 +229,14 @@ class ClientCore:
         """Wall-clock seconds for MLS lifetime checks."""
         return self.now_s + now_ms // 1000
 
+    def capabilities(self) -> Capabilities:
+        """The capabilities of this client's leaves: the defaults, plus the
+        types of :attr:`leaf_extensions` (RFC 9420 s.7.2: a leaf lists the
+        extensions it carries)."""
+        caps = default_capabilities(self.suite)
+        caps.extensions = [*caps.extensions, *(e.extension_type for e in self.leaf_extensions)]
+        return caps
+
     def group_config(self) -> GroupConfig:
         return GroupConfig(app_components=dict(client_app_components()), max_past_epochs=self.past_epochs,
                            max_fork_epochs=min(FORK_EPOCHS, self.past_epochs))
@@ -246,7 +268,8 @@ class ClientCore:
             lr = i >= count
             kp, priv = create_key_package(
                 self.suite, self.credential, self.signature_priv, fork_rng(self.rng, f"key package {self._kp_counter}"),
-                extensions=[last_resort_extension()] if lr else [],
+                extensions=([last_resort_extension()] if lr else []) + self.key_package_extensions,
+                leaf_extensions=self.leaf_extensions, capabilities=self.capabilities(),
             )
             self._key_packages[self.suite.make_key_package_ref(kp.encode())] = (kp, priv, lr)
             kps.append(kp)
@@ -310,7 +333,9 @@ class ClientCore:
             ]
             self._kp_counter += 1
             kp, priv = create_key_package(
-                self.suite, self.credential, self.signature_priv, fork_rng(self.rng, f"key package {self._kp_counter}")
+                self.suite, self.credential, self.signature_priv, fork_rng(self.rng, f"key package {self._kp_counter}"),
+                extensions=self.key_package_extensions, leaf_extensions=self.leaf_extensions,
+                capabilities=self.capabilities(),
             )
             r.joins += 1
             group = Group.create(

@@ -37,6 +37,9 @@ from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import (
     ExtensionType,
     ExternalSenders,
+    GroupInfo,
+    MLSMessage,
+    Node,
     ProposalType,
     RatchetTreeOption,
     RatchetTreeRepresentation,
@@ -264,6 +267,11 @@ class ReplyHandler:
         if reply.status != 200:
             self.transport_failure(r, op, reply, now_ms, step)
             return
+        if self.core.group_info_decoder is not None:
+            # another profile's framing (ds: ExternalCommitInfo, no SelfRemoves)
+            gi, tree, self_removes = self.core.group_info_decoder(r, op, reply)
+            self.external_join(r, op, gi, tree, self_removes, step)
+            return
         resp = W.GroupInfoResponse.decode(reply.body)
         if resp.status != W.GroupInfoCode.success:
             self.engine.fail(step, r, op, f"groupInfo: {W.GroupInfoCode(resp.status).name}", W.GroupInfoCode(resp.status).name)
@@ -277,6 +285,11 @@ class ReplyHandler:
             if p.proposal.body.content.proposal is not None
             and p.proposal.body.content.proposal.proposal_type == ProposalType.self_remove
         ]
+        self.external_join(r, op, gi, tree, self_removes, step)
+
+    def external_join(self, r: Room, op: Op, gi: GroupInfo, tree: list[Node | None] | None,
+                      self_removes: list[MLSMessage], step: StepBuilder) -> None:
+        """Join (or resync) by external commit from a GroupInfo and tree the hub served."""
         resync_leaf = None
         if op.resync:
             full = tree_from_group_info(self.core.suite, gi, tree)
@@ -289,6 +302,8 @@ class ReplyHandler:
         group, commit = Group.external_join(
             gi, self.core.credential, self.core.signature_priv, fork_rng(self.core.rng, f"group {r.uri} #{r.joins}"),
             ratchet_tree=tree, self_removes=self_removes, config=self.core.group_config(), resync_leaf=resync_leaf,
+            leaf_extensions=self.core.leaf_extensions,
+            capabilities=self.core.capabilities() if self.core.leaf_extensions else None,
         )
         gio = W.GroupInfoOption.partial(partial_group_info(group.group_info()))
         rto_out = RatchetTreeOption(RatchetTreeRepresentation.distribution_service, None, None, None)

@@ -269,7 +269,8 @@ class RequestBuilder:
             salt = self.core.rng.random_bytes(SALT_LEN)
             op.content = encode_mimi_content(MimiContent(salt, self.core.user_uri, r.uri, op.text))
             op.content_id = content_id(message_id(self.core.user_uri, r.uri, op.content, salt))
-        aad = F.add_frank_aad(op.content)
+        # No franking tag where no hub franks (the ds profile, docs/ds-choices.md C19).
+        aad = F.add_frank_aad(op.content) if self.core.frank_messages else b""
         msg = g.protect(op.content, aad)
         mid = msg_id_of(msg.encode())
         r.own_msgs.add(mid)

@@ -34,8 +34,10 @@ Sans-IO: no clock, no randomness; the owner sends the fanouts.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mimisim.codec import DecodeError
 from mimisim.mimi.ds.ratelimit import Limiter
@@ -85,12 +87,18 @@ from mimisim.mls.structs import PartialGroupInfo as MLSPartialGroupInfo
 
 
 class DSFailure(Exception):
-    """A request the hub refuses: becomes a DSError response (not a bug)."""
+    """A request the hub refuses: becomes a DSError response (not a bug).
+    ``epoch``: the group's current epoch, for ``wrong_epoch`` [C5]."""
 
-    def __init__(self, code: DSErrorCode, reason: str) -> None:
+    def __init__(self, code: DSErrorCode, reason: str, epoch: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.epoch = epoch
+
+
+#: How many accepted DSRequests the hub remembers for replay protection [C17].
+REPLAY_WINDOW = 4096
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,9 @@ class HubResult:
     response: DSResponse
     fanout: tuple[Fanout, ...] = ()
     deleted: bool = False
+    #: a replay (or retry) of a request already accepted: answered with the
+    #: original response, nothing processed or fanned out again [C17]
+    duplicate: bool = False
 
     @property
     def ok(self) -> bool:
@@ -163,14 +174,33 @@ def client_id(leaf: LeafNode) -> bytes:
     return ident
 
 
+def group_of(request: DSRequest) -> bytes | None:
+    """The group a request is about, as its first MLS message names it (None:
+    KeyPackages, WelcomeInfo)."""
+    body = request.request_body.body
+    if isinstance(body, SendMessageRequest):
+        gid: bytes = body.application_messages[0].body.group_id
+        return gid
+    if isinstance(body, ProposalRequest):
+        return bytes(body.proposals[0].body.content.group_id)
+    if isinstance(body, CommitRequest):
+        return bytes(body.group_updates[0].commit.body.content.group_id)
+    if isinstance(body, DeleteGroupRequest):
+        return bytes(body.group_update.commit.body.content.group_id)
+    if isinstance(body, GroupInfoRequest):
+        return bytes(body.group_id)
+    return None
+
+
 def _mls_pgi(pgi: PartialGroupInfo) -> MLSPartialGroupInfo:
     # [C9] the DS draft's PartialGroupInfo has no tree presence: the GroupInfo
     # it completes never carries the tree (WelcomeInfo/ExternalCommitInfo do).
     return MLSPartialGroupInfo(RatchetTreePresence.no_ratchet_tree, list(pgi.group_info_extensions), pgi.signature)
 
 
-def _error(code: DSErrorCode, reason: str) -> HubResult:
-    return HubResult(DSResponse(DS10, DSResponseBody.of(DSError(code, None, reason))))
+def _error(code: DSErrorCode, reason: str, epoch: int | None = None) -> HubResult:
+    current = (epoch if epoch is not None else 0) if code == DSErrorCode.wrong_epoch else None
+    return HubResult(DSResponse(DS10, DSResponseBody.of(DSError(code, None, reason, current))))
 
 
 @dataclass
@@ -190,26 +220,43 @@ class DSHub:
     #: rate limits of DSRequests per "client" (group, sender_index), "ds" (the
     #: sending or proxying DS) and "group"; None: unlimited
     limiter: Limiter | None = None
+    #: how the groups' application components (RFC 9420 extensions, e.g. the
+    #: MIMI participant list) apply; the hub tracks them as a client would
+    app_components: Mapping[int, Any] | None = None
     groups: dict[bytes, HubGroup] = field(default_factory=dict)
     #: KeyPackageRef of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
     joiners: dict[bytes, tuple[bytes, int, int]] = field(default_factory=dict)
+    #: SHA-256 of each recently accepted DSRequest -> (group, its response) [C17]
+    recent: dict[bytes, tuple[bytes, DSResponse]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ groups
 
     def create_group(
-        self, group_info: GroupInfo, ratchet_tree: Sequence[Node | None] | None, creator_key_package: KeyPackage
+        self, group_info: GroupInfo, ratchet_tree: Sequence[Node | None] | None,
+        creator_key_package: KeyPackage | None = None,
     ) -> None:
         """Host a new group (creation is between the creator and its own DS [C10])."""
         gid = group_info.group_context.group_id
         if gid in self.groups:
             raise DSFailure(DSErrorCode.not_allowed, "group exists")
-        obs = GroupObserver.from_group_info(group_info, ratchet_tree)
-        token = fanout_token(creator_key_package.extensions)
-        if token is None:
-            raise DSFailure(DSErrorCode.not_allowed, "creator KeyPackage has no FanoutAuth extension")
+        try:
+            obs = GroupObserver.from_group_info(group_info, ratchet_tree, app_components=self.app_components)
+        except (MLSError, ValidationError, DecodeError) as e:
+            raise DSFailure(DSErrorCode.invalid_message, f"GroupInfo: {e}") from None
         leaves = obs.tree.members()
-        if len(leaves) != 1 or leaves[0][1].signature_key != creator_key_package.leaf_node.signature_key:
+        if len(leaves) != 1:
             raise DSFailure(DSErrorCode.invalid_message, "a new group has exactly its creator")
+        if creator_key_package is None:
+            # [C10] without the KeyPackage, the token of the creator's leaf (C11)
+            token = fanout_token(leaves[0][1].extensions)
+            if token is None:
+                raise DSFailure(DSErrorCode.not_allowed, "creator's leaf has no FanoutAuth extension")
+        else:
+            token = fanout_token(creator_key_package.extensions)
+            if token is None:
+                raise DSFailure(DSErrorCode.not_allowed, "creator KeyPackage has no FanoutAuth extension")
+            if leaves[0][1].signature_key != creator_key_package.leaf_node.signature_key:
+                raise DSFailure(DSErrorCode.invalid_message, "a new group has exactly its creator")
         self.groups[gid] = HubGroup(obs, {leaves[0][0]: token})
 
     def retained_bytes(self) -> int:
@@ -242,10 +289,33 @@ class DSHub:
         proxies, or the client's domain); ``now_ms`` is needed with a limiter.
         """
         if isinstance(request, bytes):
+            raw = request
             try:
                 request = DSRequest.decode(request)
             except DecodeError as e:
                 return _error(DSErrorCode.malformed, str(e))
+        else:
+            raw = request.encode()
+        digest = hashlib.sha256(raw).digest()
+        seen = self.recent.get(digest)
+        if seen is not None and (seen[0] in self.groups or not seen[0]):
+            return HubResult(seen[1], duplicate=True)
+        result = self._handle(request, now_ms, from_ds)
+        # read-only requests are not kept; nor is WelcomeInfo (its tree is freed
+        # once served [C10], and a copy here would keep it)
+        if result.ok and not isinstance(request.request_body.body,
+                                        (KeyPackagesRequest, GroupInfoRequest, WelcomeInfoRequest)):
+            self._remember(digest, request, result.response)
+        return result
+
+    def _remember(self, digest: bytes, request: DSRequest, response: DSResponse) -> None:
+        """[C17] Keep an accepted request's digest and response (bounded, oldest first out)."""
+        gid = group_of(request) or b""
+        self.recent[digest] = (gid, response)
+        while len(self.recent) > REPLAY_WINDOW:
+            del self.recent[next(iter(self.recent))]
+
+    def _handle(self, request: DSRequest, now_ms: float | None, from_ds: str | None) -> HubResult:
         if request.version not in self.versions:
             return _error(DSErrorCode.unsupported_version, f"version {request.version} not supported")
         body = request.request_body.body
@@ -254,7 +324,7 @@ class DSHub:
                 raise ValueError("a rate-limited hub needs now_ms")
             wait = self.limiter.admit(self._limit_keys(request, from_ds), now_ms)
             if wait:
-                err = DSError(DSErrorCode.rate_limited, wait, "rate limited")
+                err = DSError(DSErrorCode.rate_limited, wait, "rate limited", None)
                 return HubResult(DSResponse(DS10, DSResponseBody.of(err)))
         try:
             if isinstance(body, KeyPackagesRequest):
@@ -272,7 +342,7 @@ class DSHub:
             if isinstance(body, DeleteGroupRequest):
                 return self._commits(request, [body.group_update], [], delete=True)
         except DSFailure as f:
-            return _error(f.code, f.reason)
+            return _error(f.code, f.reason, f.epoch)
         raise AssertionError(f"unhandled request body {type(body).__name__}")  # decoding admits no other
 
     # ------------------------------------------------------------ helpers
@@ -281,18 +351,7 @@ class DSHub:
     def _limit_keys(request: DSRequest, from_ds: str | None) -> list[tuple[str, object]]:
         """The buckets a request draws from (before authentication, so that a
         flood of forged requests is limited too)."""
-        body = request.request_body.body
-        gid: bytes | None = None
-        if isinstance(body, SendMessageRequest):
-            gid = body.application_messages[0].body.group_id
-        elif isinstance(body, ProposalRequest):
-            gid = body.proposals[0].body.content.group_id
-        elif isinstance(body, CommitRequest):
-            gid = body.group_updates[0].commit.body.content.group_id
-        elif isinstance(body, DeleteGroupRequest):
-            gid = body.group_update.commit.body.content.group_id
-        elif isinstance(body, GroupInfoRequest):
-            gid = body.group_id
+        gid = group_of(request)
         keys: list[tuple[str, object]] = []
         if gid is not None:
             keys.append(("group", gid))
@@ -410,7 +469,8 @@ class DSHub:
         sender = self._authenticate(request, g, self._member_leaf(g))
         for m in body.application_messages:
             if m.body.epoch != g.observer.epoch:
-                raise DSFailure(DSErrorCode.wrong_epoch, f"epoch {m.body.epoch}, group at {g.observer.epoch}")
+                raise DSFailure(DSErrorCode.wrong_epoch, f"epoch {m.body.epoch}, group at {g.observer.epoch}",
+                                g.observer.epoch)
         self._joined(g, sender)
         others = [i for i in g.observer.tree.leaf_indices() if i != sender]
         fan: list[Fanout] = []
@@ -439,7 +499,7 @@ class DSHub:
             try:
                 trial.process_proposal(m)
             except WrongEpochError as e:
-                raise DSFailure(DSErrorCode.wrong_epoch, str(e)) from None
+                raise DSFailure(DSErrorCode.wrong_epoch, str(e), g.observer.epoch) from None
             except (MLSError, ValidationError) as e:
                 raise DSFailure(DSErrorCode.invalid_message, str(e)) from None
         g.observer = trial
@@ -488,13 +548,14 @@ class DSHub:
         obs = g.observer
         msg = update.commit
         if msg.body.content.epoch != obs.epoch:
-            raise DSFailure(DSErrorCode.wrong_epoch, f"commit for epoch {msg.body.content.epoch}, group at {obs.epoch}")
+            raise DSFailure(DSErrorCode.wrong_epoch, f"commit for epoch {msg.body.content.epoch}, group at {obs.epoch}",
+                            obs.epoch)
         self._mls_sender(request, g, msg)
         before = obs.tree.leaf_indices()
         try:
             staged: ObservedCommit = obs.stage_commit(msg)
         except WrongEpochError as e:
-            raise DSFailure(DSErrorCode.wrong_epoch, str(e)) from None
+            raise DSFailure(DSErrorCode.wrong_epoch, str(e), obs.epoch) from None
         except (MLSError, ValidationError) as e:
             raise DSFailure(DSErrorCode.invalid_message, str(e)) from None
         out = staged.outcome

@@ -360,13 +360,18 @@ class DSErrorCode(enum.IntEnum):
 
 
 class DSError(Struct):
-    """[C5] code, Retry-After in milliseconds when rate limited, and a reason text."""
+    """[C5] code, Retry-After in milliseconds when rate limited, a reason text,
+    and the group's current epoch when the request named another one
+    (``wrong_epoch``: the client learns whether it or the hub is behind)."""
 
     code: DSErrorCode = field(closed(DSErrorCode))
     retry_after_ms: int | None = field(
         Select("code", {DSErrorCode.rate_limited: uint64}, default=None)
     )
     reason: str = field(UTF8String)
+    current_epoch: int | None = field(
+        Select("code", {DSErrorCode.wrong_epoch: uint64}, default=None)
+    )
 
 
 class DSResponseType(enum.IntEnum):

@@ -263,6 +263,11 @@ def check_adversaries(c: _Checker) -> None:
     """Attackers name known providers, clients and rooms; a follower is not its room's hub."""
     sc = c.sc
     adv = sc.adversaries
+    if sc.protocol.profile == "ds" and adv.any():
+        # The attacks forge MIMI bodies (/notify, /update, franks); the ds
+        # profile's attacks are tests/test_ds_adversaries.py (docs/ds-choices.md).
+        c.bad(("adversaries",), "adversaries are MIMI attacks and are not defined under protocol.profile ds")
+        return
     for i, f in enumerate(adv.followers):
         loc = ("adversaries", "followers", i)
         c.before_end((*loc, "start"), f.start)

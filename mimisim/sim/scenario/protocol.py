@@ -60,19 +60,10 @@ class RatchetTreeOptions(_Model):
 class Protocol(_Model):
     profile: Literal["mimi", "ds"] = "mimi"
     """Which design runs the rooms: ``mimi`` (draft-ietf-mimi-protocol, the default) or ``ds``
-    (draft-robert-mimi-delivery-service). The ``ds`` profile's sans-IO cores exist (``mimisim.mimi.ds``)
-    but the simulator does not drive them yet, so a scenario asking for it is refused (issue 15)."""
+    (draft-robert-mimi-delivery-service: DSRequests from clients through their own DS to the hub,
+    DSFanoutRequests checked by guest DSs; ``mimisim.mimi.ds``, docs/ds-choices.md)."""
     suite: int = Field(default=1, ge=1, le=7)
     """MLS cipher suite (RFC 9420)."""
-
-    @field_validator("profile")
-    @classmethod
-    def _profile(cls, v: str) -> str:
-        if v != "mimi":
-            raise ValueError(
-                "profile 'ds' is not run by the simulator yet (its cores are in mimisim.mimi.ds; issue 15)"
-            )
-        return v
     dedup: Dedup = Field(default_factory=Dedup)
     """How followers recognise a retried /notify (default: body hash, 4096 entries, 10min)."""
     notify: RequestPolicy = Field(default_factory=lambda: RequestPolicy(timeout=2_000.0))
