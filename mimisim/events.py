@@ -594,6 +594,8 @@ class ClientRetry(TraceEvent):
     wait_epoch: int | None = _col("the epoch the retry waits for, if any", "int64", "epoch")
     wait_proposals: int | None = _col("proposals the retry waits for, if any", "int64", "proposals")
     delay_ms: int | None = _col("backoff before the retry, if any", "int64", "ms")
+    retry_after_ms: int | None = _col("the Retry-After of a rate-limited refusal (the delay is at least this)",
+                                      "int64", "ms")
 
     @property
     def detail(self) -> str:

@@ -86,3 +86,16 @@ def test_a_replayed_request_is_answered_once_and_never_fanned_out_again() -> Non
     assert not r1.duplicate and not r2.duplicate
     err = r2.response.error
     assert err is not None and err.code == D.DSErrorCode.wrong_epoch and err.current_epoch == epoch
+
+
+def test_rate_limits_from_the_scenario_are_answered_429_and_retried_no_earlier() -> None:
+    scn = load_scenario(ROOT / "scenarios" / "ds-quickstart.yaml", [
+        "protocol.ds.hub_limits={group: {rate: 0.5/s, burst: 2}}", "workload.messages.rate=1/s", "duration=35s"])
+    df = World(scn).run(progress=False).trace.to_pandas()
+    refused = df[(df["kind"] == "ds.request") & (df["status"] == "rate_limited")]
+    assert len(refused) > 5
+    retries = df[(df["kind"] == "client.retry") & (df["status"] == "rate_limited")]
+    assert len(retries) and retries["retry_after_ms"].notna().all()
+    assert (retries["delay_ms"] >= retries["retry_after_ms"]).all()
+    assert (retries["retry_after_ms"] > 0).all()
+    assert {k: v for k, v in check_trace(df, Context.from_scenario(scn)).items() if v} == {}

@@ -173,6 +173,8 @@ class ClientReply:
     status: int
     body: bytes = b""
     code: str = ""
+    #: a refusal's Retry-After (429): the client waits at least this long
+    retry_after_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,9 @@ class SendRequest:
     token: int
     ordered_key: str = ""
     msg_ids: tuple[str, ...] = ()
+    #: the room the request is about when its path names something else (a ds
+    #: fanout's path names the guest DS); empty: the path's target is the room
+    room: str = ""
 
     @property
     def retry_until_done(self) -> bool:

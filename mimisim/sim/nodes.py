@@ -478,7 +478,8 @@ class ProviderNode:
         if action.retry_until_done:
             for mid in action.msg_ids:
                 method, _, path = req.detail.partition(" ")
-                w.trace.record(w.env.now, E.HubFanout(peer=req.host, room=req.target, msg_id=mid, method=method,
+                w.trace.record(w.env.now, E.HubFanout(peer=req.host, room=action.room or req.target, msg_id=mid,
+                                                      method=method,
                                                       path=path), self.domain)
         after: simpy.Event | None = None
         done: simpy.Event | None = None

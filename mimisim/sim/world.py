@@ -36,6 +36,7 @@ from mimisim.mimi.client import ClientCore, ClientStep, RetryStrategy
 from mimisim.mimi.ds.endpoints import DSEndpoint
 from mimisim.mimi.ds.member import DSMember
 from mimisim.mimi.ds.provider import DSProviderConfig, DSProviderCore
+from mimisim.mimi.ds.ratelimit import Rate
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
@@ -156,7 +157,11 @@ class World:
         notify_policy = _retry_policy(proto.notify, notify=True, ds=proto.profile == "ds")
         request_policy = _retry_policy(proto.requests, notify=False)
         self.ds = proto.profile == "ds"
-        ds_config = DSProviderConfig(suite_id=proto.suite, pipelining=proto.notify_pipelining)
+        ds_config = DSProviderConfig(
+            suite_id=proto.suite, pipelining=proto.notify_pipelining,
+            hub_limits={k: Rate(v.rate, v.burst) for k, v in proto.ds.hub_limits.items()},
+            guest_limits={k: Rate(v.rate, v.burst) for k, v in proto.ds.fanout_limits.items()},
+        )
         for domain, spec in scn.providers.items():
             def make(domain: str = domain) -> Any:
                 if self.ds:

@@ -232,8 +232,10 @@ class OperationEngine:
     # ------------------------------------------------------------ retries
 
     def retry(self, r: Room, op: Op, now_ms: int, step: StepBuilder, why: str, *,
-              hub_epoch: int | None = None, refs: Sequence[bytes] | None = None) -> None:
-        """Schedule the rebuild of ``op`` after a refusal (see RetryStrategy)."""
+              hub_epoch: int | None = None, refs: Sequence[bytes] | None = None,
+              retry_after_ms: int | None = None) -> None:
+        """Schedule the rebuild of ``op`` after a refusal (see RetryStrategy);
+        never before a rate limit's ``retry_after_ms``."""
         rs = self.core.retry
         g = r.group
         # A leave refused because the room moved on is retried for as long as
@@ -263,12 +265,15 @@ class OperationEngine:
             # processed): nothing we receive will say when it caught up, so
             # wait a while for the commit's restore before rebuilding.
             delay = max(delay, HUB_BEHIND_WAIT_MS * op.attempts)
+        if retry_after_ms is not None:
+            delay = max(delay, int(retry_after_ms))
         op.backoff_timer = self.timer(step, now_ms + delay, "retry", r.uri, op.id) if delay > 0 else None
         step.emit(E.ClientRetry(
             room=r.uri, epoch=hub_epoch if hub_epoch is not None else (g.epoch if g else None), msg_id=op.msg_id,
             status=why, peer=op.target, operation=op.kind.value, attempt=op.attempts + 1,
             max_attempts=None if contended else rs.max_attempts, wait_epoch=op.wait_epoch,
-            wait_proposals=len(op.wait_refs) if op.wait_refs else None, delay_ms=delay))
+            wait_proposals=len(op.wait_refs) if op.wait_refs else None, delay_ms=delay,
+            retry_after_ms=None if retry_after_ms is None else int(retry_after_ms)))
 
     # ------------------------------------------------------------ lagging failover
 

@@ -188,7 +188,7 @@ class ReplyHandler:
         status = reply.code or str(reply.status)
         if reply.status == 0 or reply.status == 408 or reply.status == 429 or reply.status >= 500:
             op.resend = bool(op.body)
-            self.engine.retry(r, op, now_ms, step, status)
+            self.engine.retry(r, op, now_ms, step, status, retry_after_ms=reply.retry_after_ms)
         else:
             self.engine.fail(step, r, op, f"HTTP {reply.status} {reply.code} {reply.body[:100]!r}", status)
 

@@ -261,7 +261,8 @@ class DSMember:
             return ClientReply(reply.client, reply.request_id, 502, b"", "badDSResponse")
         err = resp.error
         if err is not None and err.code == D.DSErrorCode.rate_limited:
-            return ClientReply(reply.client, reply.request_id, 429, b"", "rate_limited")
+            return ClientReply(reply.client, reply.request_id, 429, b"", "rate_limited",
+                               retry_after_ms=err.retry_after_ms)
         rid, client = reply.request_id, reply.client
         if sent.what in ("commit", "proposals"):
             if err is None:

@@ -484,7 +484,7 @@ class DSProviderCore:
             token = self._token(_Pending("fanout", domain=f.domain))
             req = MimiRequest(DSEndpoint.DS_FANOUT, f.domain, self.domain, f.domain, body)
             key = "" if self.config.pipelining else f"{room}>{f.domain}"
-            out.actions.append(SendRequest(req, token, ordered_key=key, msg_ids=(mid,)))
+            out.actions.append(SendRequest(req, token, ordered_key=key, msg_ids=(mid,), room=room))
 
 
 def _proposal_type(m: MLSMessage) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from mimisim.sim.scenario.base import _Model
-from mimisim.sim.scenario.fields import Duration, PositiveDuration
+from mimisim.sim.scenario.fields import Duration, PositiveDuration, Rate
 from mimisim.sim.scenario.keypath import parse_key_path
 from mimisim.sim.scenario.parties import PendingProposals
 from mimisim.sim.scenario.workload import Backoff
@@ -57,6 +57,27 @@ class RatchetTreeOptions(_Model):
     extension, what deployments whose server keeps no tree upload; /groupInfo then returns it with the tree inside)."""
 
 
+class DSLimit(_Model):
+    """One token bucket of the ds profile's rate limiting (docs/ds-choices.md C14)."""
+
+    rate: Rate
+    """Tokens refilled per time unit (``2/s``): the sustained rate admitted."""
+    burst: int = Field(default=1, ge=1)
+    """Tokens a bucket holds at most (requests admitted back to back after a quiet spell)."""
+
+
+class DSOptions(_Model):
+    """Options of the ``ds`` profile (ignored under ``mimi``)."""
+
+    hub_limits: dict[Literal["client", "ds", "group"], DSLimit] = Field(default_factory=dict)
+    """Rate limits of DSRequests at every hub, one bucket per client (group, leaf), per sending DS and per
+    group ([DS] Rate-limiting and spam prevention); a refused request is answered ``rate_limited`` with its
+    Retry-After (HTTP 429), and the client retries no earlier. Default: none."""
+    fanout_limits: dict[Literal["ds", "group"], DSLimit] = Field(default_factory=dict)
+    """Rate limits of DSFanoutRequests at every guest DS, per sending DS and per group; the hub retries a
+    refused fanout after its Retry-After. Default: none."""
+
+
 class Protocol(_Model):
     profile: Literal["mimi", "ds"] = "mimi"
     """Which design runs the rooms: ``mimi`` (draft-ietf-mimi-protocol, the default) or ``ds``
@@ -64,6 +85,8 @@ class Protocol(_Model):
     DSFanoutRequests checked by guest DSs; ``mimisim.mimi.ds``, docs/ds-choices.md)."""
     suite: int = Field(default=1, ge=1, le=7)
     """MLS cipher suite (RFC 9420)."""
+    ds: DSOptions = Field(default_factory=DSOptions)
+    """Options of the ``ds`` profile: rate limits (ignored under ``mimi``)."""
     dedup: Dedup = Field(default_factory=Dedup)
     """How followers recognise a retried /notify (default: body hash, 4096 entries, 10min)."""
     notify: RequestPolicy = Field(default_factory=lambda: RequestPolicy(timeout=2_000.0))
