@@ -342,3 +342,26 @@ def test_member_checks_by_index_never_miss_a_conflict() -> None:
     assert not _may_conflict(tree, fake_leaf(100), None)  # the fast path is taken when nothing conflicts
     assert _may_conflict(tree, fake_leaf(2), 5) and not _may_conflict(tree, fake_leaf(2), 2)
     assert _may_conflict(tree, x509_only, None)
+
+
+def test_capability_index_matches_a_recount() -> None:
+    """The capability profile index, kept incrementally under adds, removes and
+    updates, equals a recount from the leaves (apply_proposals trusts it to skip
+    the scan over every member for proposal-type and extension support)."""
+    from collections import Counter
+
+    tree = RatchetTree(SUITE, 1)
+    tree.set_leaf(0, fake_leaf(0))
+    tree.leaf_capability_counts()  # built early: kept up to date from here on
+    for tag in range(1, 10):
+        tree.add_leaf(fake_leaf(tag))
+    tree.update_leaf(4, dataclasses.replace(fake_leaf(4), capabilities=Capabilities([1], [1], [7], [9], [1])))
+    tree.remove_leaf(2)
+    copy = tree.copy()
+    copy.remove_leaf(4)
+    for t in (tree, copy):
+        want = Counter((tuple(leaf.capabilities.extensions), tuple(leaf.capabilities.proposals),
+                        tuple(leaf.capabilities.credentials)) for _, leaf in t.members())
+        assert t.leaf_capability_counts() == dict(want)
+    assert ((7,), (9,), (1,)) in tree.leaf_capability_counts()
+    assert ((7,), (9,), (1,)) not in copy.leaf_capability_counts()

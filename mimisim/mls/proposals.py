@@ -16,6 +16,8 @@ from mimisim.codec import DecodeError
 from mimisim.mls.crypto import CipherSuite
 from mimisim.mls.errors import MLSError, ProposalError, ValidationError
 from mimisim.mls.structs import (
+    DEFAULT_EXTENSION_TYPES,
+    DEFAULT_PROPOSAL_TYPES,
     AppDataDictionary,
     AppDataUpdateOperation,
     Commit,
@@ -221,15 +223,18 @@ def apply_proposals(
         raise ProposalError("more than one GroupContextExtensions proposal")
 
     new_tree = tree.copy()
-    members = tree.members()
     outcome = ProposalOutcome(tree=new_tree, extensions=list(extensions))
     outcome.path_required = not resolved or bool(types & PATH_REQUIRED)
 
-    # --- proposals that need every member's support
+    # --- proposals that need every member's support. The tree's capability
+    # index answers for all members at once (one test per distinct profile);
+    # the members are scanned, for the exact error, only when one may fail.
     for rp in resolved:
         pt = rp.proposal.proposal_type
         if pt not in (ProposalType.add,) and int(pt) > 7:
-            for i, leaf in members:
+            if pt in DEFAULT_PROPOSAL_TYPES or all(pt in props for _, props, _ in tree.leaf_capability_counts()):
+                continue
+            for i, leaf in tree.members():
                 if not supports_proposal(leaf, pt):
                     raise ProposalError(f"member {i} does not support proposal type {pt.name}", _refs(rp))
 
@@ -239,7 +244,7 @@ def apply_proposals(
         ext_types = [e.extension_type for e in new_exts]
         if len(set(ext_types)) != len(ext_types):
             raise ProposalError("duplicate extension types in GroupContextExtensions", _refs(rp))
-        for i, leaf in members:
+        for i, leaf in tree.members():
             try:
                 check_capabilities(leaf, new_exts)
             except ValidationError as e:
@@ -356,10 +361,13 @@ def apply_proposals(
 
     # Every member left must support the (possibly changed) GroupContext extensions.
     if outcome.extensions != list(extensions):
-        for i, leaf in new_tree.members():
-            for ext in outcome.extensions:
-                if not supports_extension(leaf, ext.extension_type):
-                    raise ProposalError(f"member {i} does not support extension {ext.extension_type}")
+        ext_types = [ext.extension_type for ext in outcome.extensions]
+        if not all(t in DEFAULT_EXTENSION_TYPES or t in exts
+                   for exts, _, _ in new_tree.leaf_capability_counts() for t in ext_types):
+            for i, leaf in new_tree.members():
+                for ext in outcome.extensions:
+                    if not supports_extension(leaf, ext.extension_type):
+                        raise ProposalError(f"member {i} does not support extension {ext.extension_type}")
     return outcome
 
 

@@ -76,6 +76,16 @@ def _profile(leaf: LeafNode) -> tuple[int, tuple[int, ...]]:
     return int(leaf.credential.credential_type), tuple(leaf.capabilities.credentials)
 
 
+#: A leaf's supported (extension types, proposal types, credential types): what
+#: the group-wide capability checks of s.12.1 and s.12.2 look at.
+CapProfile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def _cap_profile(leaf: LeafNode) -> CapProfile:
+    c = leaf.capabilities
+    return tuple(c.extensions), tuple(c.proposals), tuple(c.credentials)
+
+
 def _encode_parent(p: ParentNode) -> bytes:
     """ParentNode encoding without the generic codec (hot path)."""
     unmerged = b"".join(i.to_bytes(4, "big") for i in p.unmerged_leaves)
@@ -109,7 +119,8 @@ class RatchetTree:
     and resolutions above it). Whole-tree validation is in
     :mod:`mimisim.mls.tree_validation`."""
 
-    __slots__ = ("suite", "_nodes", "_n_leaves", "_root", "_hash", "_res", "_enc_index", "_sig_index", "_prof_index")
+    __slots__ = ("suite", "_nodes", "_n_leaves", "_root", "_hash", "_res", "_enc_index", "_sig_index", "_prof_index",
+                 "_cap_index")
 
     def __init__(self, suite: CipherSuite, n_leaves: int = 1) -> None:
         if n_leaves < 1 or n_leaves & (n_leaves - 1):
@@ -124,6 +135,7 @@ class RatchetTree:
         self._enc_index: dict[bytes, int] | None = None
         self._sig_index: dict[bytes, int] | None = None
         self._prof_index: dict[tuple[int, tuple[int, ...]], int] | None = None
+        self._cap_index: dict[CapProfile, int] | None = None
 
     # ------------------------------------------------------------ construction
 
@@ -171,6 +183,7 @@ class RatchetTree:
         t._enc_index = None if self._enc_index is None else self._enc_index.copy()
         t._sig_index = None if self._sig_index is None else self._sig_index.copy()
         t._prof_index = None if self._prof_index is None else self._prof_index.copy()
+        t._cap_index = None if self._cap_index is None else self._cap_index.copy()
         return t
 
     def __eq__(self, other: object) -> bool:
@@ -299,6 +312,18 @@ class RatchetTree:
             if node is not None:
                 pk = _profile(node.leaf)  # type: ignore[arg-type]
                 pidx[pk] = pidx.get(pk, 0) + 1
+        if self._cap_index is not None and x % 2 == 0:
+            cidx = self._cap_index
+            if old is not None:
+                ck = _cap_profile(old.leaf)  # type: ignore[arg-type]
+                c = cidx.get(ck, 0) - 1
+                if c > 0:
+                    cidx[ck] = c
+                else:
+                    cidx.pop(ck, None)
+            if node is not None:
+                ck = _cap_profile(node.leaf)  # type: ignore[arg-type]
+                cidx[ck] = cidx.get(ck, 0) + 1
         self._invalidate(x)
 
     def _invalidate(self, x: int) -> None:
@@ -535,6 +560,7 @@ class RatchetTree:
         enc: dict[bytes, int] = {}
         sig: dict[bytes, int] = {}
         prof: dict[tuple[int, tuple[int, ...]], int] = {}
+        caps: dict[CapProfile, int] = {}
         for x, n in enumerate(self._nodes):
             if n is None:
                 continue
@@ -545,9 +571,12 @@ class RatchetTree:
                 sig[s] = sig.get(s, 0) + 1
                 pk = _profile(n.leaf)  # type: ignore[arg-type]
                 prof[pk] = prof.get(pk, 0) + 1
+                ck = _cap_profile(n.leaf)  # type: ignore[arg-type]
+                caps[ck] = caps.get(ck, 0) + 1
         self._enc_index = enc
         self._sig_index = sig
         self._prof_index = prof
+        self._cap_index = caps
 
     def encryption_key_count(self, key: bytes) -> int:
         """How many non-blank nodes (leaves and parents) use this HPKE key."""
@@ -571,6 +600,15 @@ class RatchetTree:
             self._build_indexes()
         assert self._prof_index is not None
         return self._prof_index
+
+    def leaf_capability_counts(self) -> dict[CapProfile, int]:
+        """How many non-blank leaves support each (extension types, proposal types,
+        credential types): the checks that every member supports a proposal type or
+        the group's extensions cost one test per distinct profile (usually one)."""
+        if self._cap_index is None:
+            self._build_indexes()
+        assert self._cap_index is not None
+        return self._cap_index
 
     # ------------------------------------------------------------ misc helpers
 
