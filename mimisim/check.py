@@ -49,7 +49,8 @@ class SeedResult:
     faults_bit: int = 0
     events: int = 0
     wall_s: float = 0.0
-    adversary: dict[str, int] = field(default_factory=dict)  # attempt / rejected / accepted
+    # attempt / rejected / accepted totals, and "<outcome>:<attack>" per attack kind
+    adversary: dict[str, int] = field(default_factory=dict)
     digest: str = ""  # trace_digest of its trace, for the determinism re-run
 
     @property
@@ -171,6 +172,10 @@ def check_seed(task: tuple[str, tuple[str, ...], int]) -> SeedResult:
                if k == "fault.effect"]
     adv = {k.split(".", 1)[1]: counts.get(k, 0) for k in ("adversary.attempt", "adversary.rejected",
                                                            "adversary.accepted") if k in counts}
+    for ev in world.trace.events:  # and by attack: "attempt:forge_sender", ... (unanswered too)
+        if ev is not None and ev.kind.startswith("adversary."):
+            key = f"{ev.kind.split('.', 1)[1]}:{getattr(ev, 'attack', None)}"
+            adv[key] = adv.get(key, 0) + 1
     return SeedResult(
         seed, {k: [v.to_json() for v in vs[:KEEP]] for k, vs in res.items() if vs},
         {k: len(vs) for k, vs in res.items()}, len(world.plan.faults), sum(1 for s in effects if s == "bit"),
