@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.client import ClientCore, ClientStep
@@ -51,7 +52,7 @@ from mimisim.mimi.client.roomstate import user_of_leaf
 from mimisim.mimi.ds import wire as D
 from mimisim.mimi.ds.client import anonymous_request, sign_request
 from mimisim.mimi.ds.hub import fanout_extension
-from mimisim.mimi.identity import domain_of, group_id_of_room, hub_of_room
+from mimisim.mimi.identity import UriError, domain_of, group_id_of_room, hub_of_room
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, Deliver
 from mimisim.mls.crypto import CryptoError
 from mimisim.mls.errors import MLSError
@@ -183,7 +184,12 @@ class DSMember:
     def _out(self, step: ClientStep, extra: list[Any] | None = None) -> ClientStep:
         actions: list[Any] = list(extra or [])
         for a in step.actions:
-            actions.append(self._frame(a) if isinstance(a, ClientMessage) else a)
+            if isinstance(a, ClientMessage):
+                try:
+                    a = self._frame(a)
+                except (UriError, DecodeError, EncodeError, MLSError, ValueError):
+                    pass  # unframeable (no room, a body the core did not build): the DS refuses it as is
+            actions.append(a)
         return ClientStep(tuple(actions), step.events, step.delivered)
 
     def _signed(self, body: object, leaf: int) -> D.DSRequest:
@@ -394,7 +400,9 @@ class DSMember:
             return self._out(self._hand_welcome(deliver, msg, deliver.room, None, now_ms))
         ref = mine[0]
         if any(w.ref == ref for w in self.welcomes.values()):
-            return self._out(self._hand_welcome(deliver, msg, deliver.room, None, now_ms))  # a duplicate: dropped
+            # another copy of a Welcome whose tree is being fetched
+            return ClientStep(events=(E.ClientDrop(room=deliver.room, msg_id=deliver.msg_id, status="duplicate",
+                                                   text="Welcome already received (its tree is being fetched)"),))
         _kp, priv, _lr = self.core._key_packages[ref]
         try:
             room = room_of_group(welcome_group_id(msg, ref, priv.init_priv, self.core.suite))
