@@ -139,6 +139,9 @@ class Context:
     #: follower one at a time: ``protocol.notify_pipelining`` false);
     #: userview.display_order is judged only then.
     ordered_fanout: bool = True
+    #: ``protocol.leave_delivery``: with ``"proposal"``, a client whose user's
+    #: leave the hub accepted is not owed later messages (``no_loss``).
+    leave_delivery: str = "commit"
 
     @classmethod
     def from_scenario(cls, scn: Any) -> Context:
@@ -149,7 +152,7 @@ class Context:
             if info.spec.joined:
                 users.setdefault(_user(info.uri), []).append(info.uri)
         return cls(Bounds.from_scenario(scn), {scn.room_uri(n): room_policy(r.policy) for n, r in scn.rooms.items()},
-                   users, not scn.protocol.notify_pipelining)
+                   users, not scn.protocol.notify_pipelining, scn.protocol.leave_delivery)
 
 
 # ====================================================================== the trace, digested
@@ -407,8 +410,14 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
     messages in ``hub.lost``, messages accepted within ``settle_ms`` of
     (or during) a window of volatile storage, and messages their sender
     built on a branch the hub had abandoned (it forked back to an earlier
-    epoch after sending: a lagging failover lost the commit it was at)."""
+    epoch after sending: a lagging failover lost the commit it was at),
+    and, with ``leave_delivery: proposal``, messages accepted after the hub
+    accepted the client's user's leave
+    (:func:`mimisim.analysis.departure.leave_windows`)."""
+    from mimisim.analysis.departure import leave_windows
+
     out: list[Violation] = []
+    leaving = leave_windows(d) if ctx.leave_delivery == "proposal" else {}
     submit = d.rows("client.submit")
     sender = dict(zip(submit["msg_id"], submit["node"], strict=True))
     gaps = d.rows("client.gap")
@@ -450,6 +459,8 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
                 continue
             removed = [e for e, st, s in members[(client, r.room)] if st == "removed" and s < int(r.seq)]
             if any(e <= hub_epoch for e in removed):
+                continue
+            if any(a < int(r.seq) < b for a, b in leaving.get((r.room, _user(client)), ())):
                 continue
             n = len(got.get((r.msg_id, client), []))
             if n == 0:
@@ -668,6 +679,7 @@ def format_violation(v: Violation, trace: pd.DataFrame, context: int = 0) -> str
 
 # The invariants of other modules register themselves on import (last, so
 # they can import what this module defines).
+from mimisim.analysis import departure as _departure  # noqa: E402,F401
 from mimisim.analysis import liveness as _liveness  # noqa: E402,F401
 from mimisim.analysis import privacy as _privacy  # noqa: E402,F401
 from mimisim.analysis import userview as _userview  # noqa: E402,F401

@@ -21,7 +21,12 @@ row, e.g. a hand-made trace, starts at its first proposal):
   ``never_completed``;
 - ``latency_accept_ms``: first proposal -> the hub accepts the removing
   commit; ``latency_all_ms``: first proposal -> the last remaining member
-  processes it; ``committer``: who committed it.
+  processes it; ``committer``: who committed it;
+- ``received_after_leave``: application messages the hub accepted after the
+  first proposal and before the removing commit that a client of the
+  leaving user still read
+  (:func:`mimisim.analysis.departure.received_after_leave`; what
+  ``protocol.leave_delivery`` changes).
 
 Model (docs/studies.md): ``E[latency_all] ~ h + E[wait] + c`` where ``h`` is
 the path of the proposals from the leaver to **the member that commits
@@ -45,10 +50,11 @@ import numpy as np
 import pandas as pd
 
 from mimisim.analysis import leave_race
+from mimisim.analysis.departure import received_after_leave
 
 LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "t_propose", "proposals", "retries", "commit", "committer",
                  "t_accept", "t_all", "remaining", "latency_accept_ms", "latency_all_ms", "completed", "gave_up",
-                 "outcome"]
+                 "outcome", "received_after_leave"]
 
 
 def _device_prefix(user_uri: str) -> str:
@@ -122,6 +128,9 @@ def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
                     "t_all": t_all, "remaining": others["node"].nunique(),
                     "latency_accept_ms": t_accept - t_prop, "latency_all_ms": t_all - t_prop,
                     "completed": done, "gave_up": gave_up, "outcome": outcome})
+    for row, n in zip(out, received_after_leave(trace, [(o["room"], o["user"], o["t_propose"], o["t_accept"]) for o in out]),
+                      strict=True):
+        row["received_after_leave"] = n
     df = pd.DataFrame(out, columns=LEAVE_COLUMNS)
     df["at_end"] = df["outcome"] == "in_progress"
     return df
@@ -272,6 +281,9 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
         "latency_all_mean_ms": float(done["latency_all_ms"].mean()) if len(done) else math.nan,
         "latency_all_p95_ms": float(done["latency_all_ms"].quantile(0.95)) if len(done) else math.nan,
         "remaining_mean": float(done["remaining"].mean()) if len(done) else math.nan,
+        # Application messages a leaver read that the hub accepted after its
+        # first leave proposal (protocol.leave_delivery), over every leave.
+        "received_after_leave": int(lv["received_after_leave"].sum()),
     }
     r["commit_rate_per_s"] = commit_rate(scenario)
     r.update(model_latency_ms(trace, scenario, r["remaining_mean"], lv))

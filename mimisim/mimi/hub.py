@@ -154,6 +154,14 @@ class HubRoom:
     # (bounded like ``recent_submits``).
     recent_commits: dict[str, tuple[int, str]] = field(default_factory=dict)
     created_ms: int = 0
+    #: When the hub stops fanning application messages out to a leaving
+    #: user's clients: ``"commit"`` (default) once the commit removing them
+    #: is accepted ([P6] s.5.3: the hub "MUST prevent any of its clients from
+    #: ... receiving any additional application messages" once it "observes
+    #: that an active participant has been removed"); ``"proposal"`` already
+    #: once it accepted the user's own leave proposals (the draft is silent on
+    #: that interval; docs/mimi-choices.md, "Leaving users").
+    leave_delivery: str = "commit"
     _participants: dict[str, int] = field(default_factory=dict)
     #: How Welcomes carry the ratchet tree ([RTO] s.3): "inline" (``full``,
     #: the hub's tree, the default) or "hub" (``distribution_service``: the
@@ -851,6 +859,30 @@ class HubRoom:
         bodies = [m.encode() for m in messages]
         return [FanoutItem(d, b, mid, kind) for d in domains for b in bodies]
 
+    def leaving_clients(self) -> frozenset[str]:
+        """The clients that no longer get application messages although still
+        members: with ``leave_delivery == "proposal"``, those a pending leave
+        removes (a Remove of a client sent by a client of the same user, or a
+        SelfRemove); empty with ``"commit"``."""
+        if self.leave_delivery != "proposal":
+            return frozenset()
+        members = members_of(self.observer.tree)
+        out: set[str] = set()
+        for cp in self.observer.pending_proposals():
+            if cp.sender.sender_type != SenderType.member or cp.sender.leaf_index is None:
+                continue
+            by = members.get(cp.sender.leaf_index)
+            t = cp.proposal.proposal_type
+            if t == ProposalType.self_remove:
+                target = by
+            elif t == ProposalType.remove:
+                target = members.get(cp.proposal.body.removed)
+            else:
+                continue
+            if by is not None and target is not None and user_or_none(by) == user_or_none(target):
+                out.add(target)
+        return frozenset(out)
+
     def _sender_clients(self, sender: Sender, tree: RatchetTree) -> frozenset[str]:
         """The client URI of a member sender (empty for any other sender)."""
         if sender.sender_type != SenderType.member or sender.leaf_index is None:
@@ -915,7 +947,7 @@ class HubRoom:
                 del self.recent_submits[next(iter(self.recent_submits))]
             fm = W.FanoutMessage.application(ts, msg, frank)
             fanout = self._fanout_to_room([fm], mid[0], "application", self.observer.tree,
-                                          self._sending_user_client(sender, from_domain))
+                                          self._sending_user_client(sender, from_domain) | self.leaving_clients())
             return self._accepted(
                 MimiResponse(200, resp.encode(), "accepted"),
                 fanout,

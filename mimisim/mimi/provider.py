@@ -98,6 +98,13 @@ class ProviderConfig:
     # joiner fetches it with /groupInfo). docs/mimi-choices.md, "Ratchet tree
     # options".
     welcome_tree: str = "inline"
+    # When a leaving user's clients stop receiving application messages:
+    # "commit" (when the commit removing them is accepted, [P6] s.5.3) or
+    # "proposal" (as soon as the hub accepted the user's leave proposals):
+    # the hub leaves them out of its fanout, and their own provider, which
+    # forwarded the leave, stops delivering to them (docs/mimi-choices.md,
+    # "Leaving users").
+    leave_delivery: str = "commit"
 
 
 @dataclass
@@ -111,6 +118,9 @@ class _Pending:
     room: str = ""
     inbound: int = 0
     target_domain: str = ""
+    # An /update that is the client's user leaving the room (the client says
+    # so in ClientMessage.target): on success the provider may stop delivering.
+    leaving_user: str = ""
 
 
 @dataclass
@@ -143,6 +153,11 @@ class ProviderCore:
     # Application messages of that epoch or earlier still reach them (the hub
     # accepted them before the removal; their notify may arrive after it).
     _departed: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Local clients whose user's leave the hub accepted, per room (in order,
+    # bounded like _departed): with leave_delivery "proposal" they get no more
+    # application messages of the room (handshakes still: they must see the
+    # commit that removes them).
+    _leaving: dict[str, dict[str, None]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, domain: str, rng: RandomSource, config: ProviderConfig | None = None) -> ProviderCore:
@@ -152,6 +167,8 @@ class ProviderCore:
         franking_key = rng.random_bytes(32)
         if config.consent_mode not in ("open", "explicit"):
             raise ValueError(f"consent_mode must be open or explicit, not {config.consent_mode!r}")
+        if config.leave_delivery not in ("commit", "proposal"):
+            raise ValueError(f"leave_delivery must be commit or proposal, not {config.leave_delivery!r}")
         return cls(
             domain=domain,
             rng=rng,
@@ -194,6 +211,8 @@ class ProviderCore:
         h.update(repr(self.dedup.state_size()).encode())
         for room in sorted(self._departed):
             h.update(room.encode() + repr(sorted(self._departed[room].items())).encode())
+        for room in sorted(self._leaving):
+            h.update(room.encode() + repr(list(self._leaving[room])).encode())
         for room in sorted(self._recent):
             h.update(room.encode() + repr([m for m, _ in self._recent[room]]).encode())
         if self.consent_store is not None:
@@ -381,6 +400,7 @@ class ProviderCore:
                     targets.append(client)
             members = self.local_members.setdefault(room, set())
             for client in targets:
+                self._leaving.get(room, {}).pop(client, None)  # joined again
                 new = client not in members
                 members.add(client)
                 out.actions.append(Deliver(client, room, body, mid))
@@ -396,13 +416,17 @@ class ProviderCore:
         if self.config.replay_window > 0:
             recent = self._recent.setdefault(room, deque(maxlen=self.config.replay_window))
             recent.append((mid, body))
+        skip: dict[str, None] = {}
+        if fm.kind == W.MessageKind.application:
+            skip = self._leaving.get(room, {})
         for client in sorted(self.local_members.get(room, ())):
-            out.actions.append(Deliver(client, room, body, mid))
+            if client not in skip:
+                out.actions.append(Deliver(client, room, body, mid))
         departed = self._departed.get(room)
         if departed and fm.kind == W.MessageKind.application and hasattr(fm.message.body, "epoch"):
             ep = fm.message.body.epoch
             for client in sorted(departed):
-                if ep <= departed[client] and client not in self.local_members.get(room, ()):
+                if ep <= departed[client] and client not in self.local_members.get(room, ()) and client not in skip:
                     out.actions.append(Deliver(client, room, body, mid))
         return out
 
@@ -482,7 +506,7 @@ class ProviderCore:
             if ctx.room in self.rooms:
                 self._record_claimed(response, ctx.target_domain, now_ms)
         if ctx.op == ClientOp.update and response.status == 200 and ctx.room:
-            self._note_member_after_update(ctx.client, ctx.room, response.body)
+            self._note_member_after_update(ctx.client, ctx.room, response.body, ctx.leaving_user)
         reply = ClientReply(ctx.client, ctx.request_id, response.status, response.body, response.code)
         return OutcomeBuilder(actions=[reply])
 
@@ -505,13 +529,29 @@ class ProviderCore:
                 not_after = lifetime.not_after if lifetime is not None else None
                 self.routing.record(suite.make_key_package_ref(c.key_package.encode()), domain, not_after, now_ms)
 
-    def _note_member_after_update(self, client: str, room: str, body: bytes) -> None:
+    def _note_member_after_update(self, client: str, room: str, body: bytes, leaving_user: str = "") -> None:
+        """An /update of ``client`` succeeded: it is a member. If the update
+        was its user leaving (``leaving_user``) and ``leave_delivery`` is
+        ``"proposal"``, the user's local clients in the room stop getting
+        application messages; any other successful update (a rejoin) lifts that."""
         try:
             resp = W.UpdateRoomResponse.decode(body)
         except DecodeError:
             return
-        if resp.response_code == W.UpdateResponseCode.success:
-            self.local_members.setdefault(room, set()).add(client)
+        if resp.response_code != W.UpdateResponseCode.success:
+            return
+        self.local_members.setdefault(room, set()).add(client)
+        leaving = self._leaving.setdefault(room, {})
+        if not leaving_user or leaving_user != self.user_of(client):
+            leaving.pop(client, None)
+            return
+        if self.config.leave_delivery != "proposal":
+            return
+        for c in sorted(self.local_members.get(room, ())):
+            if self.user_of(c) == leaving_user:
+                leaving[c] = None
+        while len(leaving) > DEPARTED_PER_ROOM:
+            del leaving[next(iter(leaving))]
 
     # ------------------------------------------------------------ own clients
 
@@ -553,6 +593,7 @@ class ProviderCore:
                     rng=self.rng, epoch_base_ms=self.config.epoch_base_ms, now_ms=now_ms,
                     welcome_tree=self.config.welcome_tree,
                 )
+                room.leave_delivery = self.config.leave_delivery
             except ValueError as e:
                 return self._reply(msg, 400, reason_bytes(str(e)), "Bad Request")
             self.rooms[msg.room] = room
@@ -588,7 +629,7 @@ class ProviderCore:
                 resp = out.response
                 assert resp is not None
                 if op == ClientOp.update and resp.status == 200:
-                    self._note_member_after_update(msg.client, msg.room, resp.body)
+                    self._note_member_after_update(msg.client, msg.room, resp.body, msg.target)
                 out.response = None
                 out.actions.insert(0, ClientReply(msg.client, msg.request_id, resp.status, resp.body, resp.code))
                 return out
@@ -596,7 +637,9 @@ class ProviderCore:
             if hub == self.domain:  # our room id, but no such room: answer here
                 r = self._no_such_room(endpoint, msg.room, msg.body)
                 return self._reply(msg, r.status, r.body, r.code)
-            send = self._send(endpoint, msg.room, hub, msg.body, _Pending("client", msg.client, msg.request_id, op, msg.room))
+            leaving_user = msg.target if op == ClientOp.update else ""
+            send = self._send(endpoint, msg.room, hub, msg.body,
+                              _Pending("client", msg.client, msg.request_id, op, msg.room, leaving_user=leaving_user))
             return OutcomeBuilder(actions=[send])
         if op in (ClientOp.request_consent, ClientOp.update_consent):
             return self._client_consent(msg, now_ms)

@@ -152,6 +152,7 @@ class World:
             suite_id=proto.suite, epoch_base_ms=scn.epoch_base_ms, dedup=proto.dedup.strategy,
             dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
             notify_pipelining=proto.notify_pipelining, welcome_tree=proto.ratchet_tree.welcome,
+            leave_delivery=proto.leave_delivery,
         )
         self.provider_config = config
         notify_policy = _retry_policy(proto.notify, notify=True, ds=proto.profile == "ds")

@@ -223,7 +223,8 @@ class OperationEngine:
         else:
             return False
         op.attempts += 1
-        op.request_id = self.request(step, client_op, r.uri, op.id, what, op.body)
+        target = self.core.user_uri if op.kind == OpKind.LEAVE else ""  # see RequestBuilder.propose_leave
+        op.request_id = self.request(step, client_op, r.uri, op.id, what, op.body, target)
         self.submitted(op)
         if op.kind == OpKind.SEND:
             self.core.builders.emit_submit(r, op, step)

@@ -86,8 +86,12 @@ class Inbound:
         g = r.group
         if not g.active or r.removed:
             r.seen.add(mid)
-            if kind == W.MessageKind.application and ep <= g.epoch and not g.active:
+            if (kind == W.MessageKind.application and ep <= g.epoch and not g.active
+                    and (r.removed_ts is None or fm.timestamp <= r.removed_ts)):
                 # Accepted before the commit that removed us, delivered after it.
+                # (Same millisecond counts as before: the hub's clock has no
+                # finer grain, and with the default epoch window a later
+                # message is of a newer epoch anyway.)
                 self.on_application(r, fm, mid, ep, step)
                 return
             step.drop(r.uri, ep, mid, "notMember", f"{kind.name} after leaving the room")
@@ -199,6 +203,8 @@ class Inbound:
         if g.pending is not None:
             g.discard_pending_commit()  # ours lost the race; the hub will say wrongEpoch
         g.merge(res)
+        if res.removed_self:
+            r.removed_ts = fm.timestamp
         self.after_merge(r, res, mid, fm.external_proposals or [], now_ms, step, via="commit",
                          committer=committer(res))
 
@@ -449,7 +455,7 @@ class Inbound:
         r.seen.add(mid)
         if not last_resort:
             del self.core._key_packages[ref]
-        r.group, r.removed = group, False
+        r.group, r.removed, r.removed_ts = group, False, None
         step.emit(epoch_event(r, "welcome", mid, "joined"))
 
     # ------------------------------------------------------------ gaps and pending proposals

@@ -188,6 +188,11 @@ class Room:
     own_commits: dict[str, StagedCommit] = field(default_factory=dict)
     pending_timer: int | None = None
     removed: bool = False
+    # The hub's acceptance time (FanoutMessage.timestamp) of the commit that
+    # removed this client: application messages the hub accepted later are
+    # not read, even of an epoch we still hold ([P6] s.5.3; possible with
+    # protocol.app_epoch_window > 0).
+    removed_ts: int | None = None
     joins: int = 0
     # Commits of the current epoch that reference proposals not yet received
     # (the hub's notifies can overtake each other): retried when proposals arrive.

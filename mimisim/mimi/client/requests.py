@@ -248,7 +248,10 @@ class RequestBuilder:
         op.attempts += 1
         body = W.UpdateRequest(W.HandshakeBundle.proposals(msgs[0], msgs[1:])).encode()
         op.sent_epoch, op.body = g.epoch, body
-        op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body)
+        # target = this user: the provider learns the update is its user
+        # leaving (ProviderConfig.leave_delivery).
+        op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "proposals", body,
+                                            target=self.core.user_uri)
         self.engine.submitted(op)
         step.emit(E.ClientPropose(room=r.uri, epoch=g.epoch, msg_id=ids[0], peer=self.core.user_uri,
                                   operation=op.kind.value, proposals=len(msgs)))

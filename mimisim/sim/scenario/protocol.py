@@ -96,6 +96,11 @@ class Protocol(_Model):
     follower one at a time, the next after the previous one's 201, so the follower processes them in hub order.
     True: each /notify leaves as soon as the hub accepts the event (lower latency; a follower may see a room's
     events out of order and its clients buffer or resync)."""
+    leave_delivery: Literal["commit", "proposal"] = "commit"
+    """When a leaving user's clients stop getting application messages: ``commit`` (default) once the commit
+    removing them is accepted (draft-ietf-mimi-protocol-06 s.5.3), ``proposal`` as soon as the hub accepted
+    the user's own leave proposals (the hub leaves them out of its fanout and their provider stops delivering
+    to them; the draft is silent on this interval)."""
     requests: RequestPolicy = Field(
         default_factory=lambda: RequestPolicy(
             retry=RetryPolicy(max_attempts=3, backoff=Backoff(base=200.0, cap=5_000.0))
