@@ -654,6 +654,25 @@ class ClientError(_TextEvent):
     pass
 
 
+@_event("client.consent")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConsent(TraceEvent):
+    """A user's consent step ([P] Convey explicit consent), by one of its
+    clients: ``operation`` ``request`` (the requester asks ``target_user``;
+    ``status`` is the key-material code that made it ask) or ``grant`` /
+    ``revoke`` (the target answers; ``peer`` is the requester). ``room``:
+    the room the consent is for."""
+
+    operation: str | None = _operation()
+    target_user: str | None = _target_user()
+
+    @property
+    def detail(self) -> str:
+        if self.operation == "request":
+            return f"request consent of {self.target_user}"
+        return f"{self.operation} {self.peer}"
+
+
 @_event("client.fail")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientFail(TraceEvent):

@@ -219,6 +219,17 @@ def fanout_to_departed_providers(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(hub_mod.HubRoom, "_fanout_to_room", patched)
 
 
+def ignore_consent(mp: pytest.MonkeyPatch) -> None:
+    """A provider hands out its users' KeyPackages without looking at
+    consent (its consent rule never consulted): under explicit consent a
+    user is added before, or without, granting it. Every delivery and
+    ordering invariant holds: the add just happens sooner."""
+    from mimisim.mimi import provider as provider_mod
+
+    target(provider_mod.ProviderCore, "consent_check")
+    mp.setattr(provider_mod.ProviderCore, "consent_check", lambda self: None)
+
+
 @dataclass(frozen=True)
 class Mutation:
     name: str
@@ -242,6 +253,7 @@ def all_mutations() -> list[Mutation]:
         Mutation("past epochs' secrets never deleted", "forward secrecy", keep_past_epoch_secrets),
         Mutation("removing commit without UpdatePath", "secrecy after removal", remove_without_path),
         Mutation("hub fans out to departed providers", "fanout scope", fanout_to_departed_providers),
+        Mutation("key store ignores consent", "explicit consent", ignore_consent),
         Mutation("hub skips the epoch check", "ordering", T.skip_epoch_check),
         Mutation("hub forgets a cached proposal", "leave", T.forget_cached_proposal),
         Mutation("no dedup anywhere", "dedup", T.drop_dedup),

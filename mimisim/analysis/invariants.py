@@ -142,6 +142,8 @@ class Context:
     #: ``protocol.leave_delivery``: with ``"proposal"``, a client whose user's
     #: leave the hub accepted is not owed later messages (``no_loss``).
     leave_delivery: str = "commit"
+    #: ``protocol.consent.mode == "explicit"``: privacy.consent_respected is judged only then.
+    explicit_consent: bool = False
 
     @classmethod
     def from_scenario(cls, scn: Any) -> Context:
@@ -152,7 +154,8 @@ class Context:
             if info.spec.joined:
                 users.setdefault(_user(info.uri), []).append(info.uri)
         return cls(Bounds.from_scenario(scn), {scn.room_uri(n): room_policy(r.policy) for n, r in scn.rooms.items()},
-                   users, not scn.protocol.notify_pipelining, scn.protocol.leave_delivery)
+                   users, not scn.protocol.notify_pipelining, scn.protocol.leave_delivery,
+                   explicit_consent=scn.protocol.consent.mode == "explicit")
 
 
 # ====================================================================== the trace, digested

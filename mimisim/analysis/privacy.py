@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from mimisim.analysis.invariants import Context, Digest, Violation, register
+from mimisim.analysis.invariants import Context, Digest, Violation, _user, register
 from mimisim.analysis.liveness import _roles
 
 
@@ -84,4 +84,42 @@ def fanout_scope(d: Digest, ctx: Context) -> list[Violation]:
     return out
 
 
+def consent_respected(d: Digest, ctx: Context) -> list[Violation]:
+    """Under explicit consent (``protocol.consent.mode: explicit``), every
+    user a commit adds (role 0/1 -> active) had granted consent to the
+    committer's user, for that room or any room, and not revoked it since:
+    the last ``client.consent`` grant or revoke by one of the added user's
+    clients naming the committer's user as requester, before the commit,
+    is a grant. A user adding its own devices, and the room's creator,
+    need no consent. Not judged under open consent.
+
+    What it catches that nothing else does: a provider that hands out
+    KeyPackages without looking at consent (every delivery and ordering
+    invariant holds: the add simply happens sooner)."""
+    out: list[Violation] = []
+    if not ctx.explicit_consent:
+        return out
+    rows = d.rows("client.consent")
+    # (target user, requester user) -> [(seq, room, operation)], in trace order
+    decisions: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for node, peer, room, op, seq in zip(rows["node"], rows["peer"], rows["room"], rows["operation"], rows["seq"],
+                                         strict=True):
+        if op in ("grant", "revoke"):
+            decisions.setdefault((_user(node), str(peer)), []).append((int(seq), str(room or ""), str(op)))
+    for c in d.commits:
+        if c.lost:
+            continue
+        adder = _user(c.committer)
+        for user, old, new in c.changes:
+            if old not in (0, 1) or new in (0, 1) or user == adder:
+                continue
+            before = [op for seq, room, op in decisions.get((user, adder), []) if seq < c.seq and room in ("", c.room)]
+            if not before or before[-1] != "grant":
+                what = "never granted" if not before else "had revoked"
+                out.append(Violation("consent_respected", f"{adder} added {user} to {c.room} (commit {c.msg_id}); "
+                                     f"{user} {what} consent", (c.seq,)))
+    return out
+
+
 register("fanout_scope", fanout_scope)
+register("consent_respected", consent_respected)

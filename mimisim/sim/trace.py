@@ -60,6 +60,7 @@ KINDS: dict[str, str] = {
     "client.leave": "a client asked to leave a room",
     "client.error": "a client could not process something it received",
     "client.fail": "a client gave up an operation (retries exhausted or no longer possible)",
+    "client.consent": "a user asked for consent to add another user, or answered a consent request (grant or revoke)",
     "client.propose": "a client sent proposals (a leave starts here)",
     # ds profile (draft-robert-mimi-delivery-service)
     "ds.request": ("a DS answered a DSRequest (status: the response type or the DSError code; ds_request, "

@@ -41,6 +41,7 @@ from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.identity import user_of_client
 from mimisim.mimi.provider import ProviderConfig, ProviderCore
 from mimisim.mimi.wire import Capability
+from mimisim.sim import consent
 from mimisim.sim import scenario as S
 from mimisim.sim.adversary import Adversaries
 from mimisim.sim.faults import FaultPlan, expand, fault_effects
@@ -153,6 +154,7 @@ class World:
             dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
             notify_pipelining=proto.notify_pipelining, welcome_tree=proto.ratchet_tree.welcome,
             leave_delivery=proto.leave_delivery,
+            consent_mode=proto.consent.mode,
         )
         self.provider_config = config
         notify_policy = _retry_policy(proto.notify, notify=True, ds=proto.profile == "ds")
@@ -436,6 +438,7 @@ class World:
         self.trace.record(0.0, E.RunStart(scenario=scn.name, seed=self.seed))
         env.process(self._setup())
         self.workload.start()
+        consent.start(self)
         if self.adversaries is not None:
             self.adversaries.start()
         for f in self.plan.faults:

@@ -276,6 +276,22 @@ class ClientCore:
         self.engine.request(step, ClientOp.upload_key_packages, "", 0, "upload", encode_upload(kps))
         return step.freeze()
 
+    def answer_consent(self, requester: str, room_uri: str | None, grant: bool, now_ms: int) -> ClientStep:
+        """This client's user answers a consent request ([P] Convey explicit
+        consent): ``grant`` (with no KeyPackages: the requester claims them
+        from the key store as usual) or ``revoke`` (a denial), for one room
+        or (``room_uri`` None) any room. Sent to our provider, which records
+        it and tells the requester's provider (``updateConsent``)."""
+        step = StepBuilder()
+        op = W.ConsentOperation.grant if grant else W.ConsentOperation.revoke
+        entry = W.UpdateConsentBody(op, W.IdentifierUri(requester), W.IdentifierUri(self.user_uri),
+                                    W.IdentifierUri(room_uri) if room_uri is not None else None,
+                                    [] if grant else None, W.AppDataDictionary([]))
+        self.engine.request(step, ClientOp.update_consent, room_uri or "", 0, "consent_answer", entry.encode(),
+                            requester)
+        step.emit(E.ClientConsent(room=room_uri or "", peer=requester, operation=op.name, target_user=self.user_uri))
+        return step.freeze()
+
     # ================================================================ API: room operations
 
     def create_room(
@@ -456,6 +472,11 @@ class ClientCore:
                                        reason=f"{reply.body[:100]!r}"))
             return step.freeze()
         if what == "left":
+            return step.freeze()
+        if what == "consent_answer":
+            if reply.status not in (200, 201):
+                step.emit(E.ClientFail(room=room, status=reply.code or str(reply.status), operation="update_consent",
+                                       reason=f"{reply.body[:100]!r}"))
             return step.freeze()
         r = self._rooms.get(room)
         if what == "restore":

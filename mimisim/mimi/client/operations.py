@@ -123,6 +123,9 @@ class Op:
     targets: list[tuple[str, int | str | None]] = field(default_factory=list)
     fetches: dict[int, str] = field(default_factory=dict)
     fetched: dict[str, list[KeyPackage]] = field(default_factory=dict)
+    # add_user under explicit consent: how often the target's provider has
+    # answered noConsent (the first time, the client asks for consent).
+    consent_polls: int = 0
     # send_message: the encoded content (salt included), the same across retries.
     content: bytes = b""
     content_id: str = ""  # its MIMI message id (content.content_id), the same across retries

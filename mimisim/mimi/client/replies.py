@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     from mimisim.mimi.client.core import ClientCore
     from mimisim.mimi.client.engine import OperationEngine
 
+#: Key-material answers that mean "no consent" ([P] Fetch Key Material).
+CONSENT_CODES = frozenset({W.KeyMaterialUserCode.noConsent, W.KeyMaterialUserCode.noConsentForThisRoom})
+#: An add waiting for consent fetches again this often (ms) ...
+CONSENT_POLL_MS = 1_000
+#: ... and gives up after this many noConsent answers (about 15 s with the poll).
+CONSENT_POLLS = 15
+
 
 class ReplyHandler:
     """Handles the replies to one client's requests."""
@@ -67,6 +74,7 @@ class ReplyHandler:
         handler = {
             "create": self.on_create_reply,
             "key_material": self.on_key_material_reply,
+            "consent": self.on_consent_reply,
             "commit": self.on_commit_reply,
             "proposals": self.on_proposals_reply,
             "submit": self.on_submit_reply,
@@ -101,12 +109,54 @@ class ReplyHandler:
         resp = W.KeyMaterialResponse.decode(reply.body)
         kps = [c.key_package for c in resp.clients
                if c.client_status == W.KeyMaterialClientCode.success and c.key_package is not None]
+        if not kps and resp.user_status in CONSENT_CODES:
+            self.no_consent(r, op, W.KeyMaterialUserCode(resp.user_status).name, now_ms, step)
+            return
         if not kps:
             self.engine.fail(step, r, op, f"no KeyPackage for {op.target} ({W.KeyMaterialUserCode(resp.user_status).name})",
                              W.KeyMaterialUserCode(resp.user_status).name)
             return
         op.key_packages = kps
         op.advance(OpEvent.FETCHED)  # the pump commits now
+
+    def no_consent(self, r: Room, op: Op, code: str, now_ms: int, step: StepBuilder) -> None:
+        """The target's provider says its user has not consented to being
+        added by us ([P] Fetch Key Material: ``noConsent``,
+        ``noConsentForThisRoom``). The first time, ask for consent for this
+        room ([P] Convey explicit consent: ``requestConsent``); then fetch
+        again every :data:`CONSENT_POLL_MS` (the draft gives the requester
+        no notice of a grant: its provider receives the ``updateConsent``,
+        its client does not) and give up, reported, after
+        :data:`CONSENT_POLLS` refusals (the user did not answer, or
+        refused: a revoke looks the same from here)."""
+        op.consent_polls += 1
+        if op.consent_polls > CONSENT_POLLS:
+            self.engine.fail(step, r, op, f"{op.target} did not consent ({code} after {CONSENT_POLLS} tries)", code)
+            return
+        if op.consent_polls == 1:
+            entry = W.RequestConsentBody(W.ConsentOperation.request, W.IdentifierUri(self.core.user_uri),
+                                         W.IdentifierUri(op.target), W.IdentifierUri(r.uri), None,
+                                         W.AppDataDictionary([]))
+            op.request_id = self.engine.request(step, ClientOp.request_consent, r.uri, op.id, "consent",
+                                                entry.encode(), op.target)
+            step.emit(E.ClientConsent(room=r.uri, status=code, peer=op.target, operation="request",
+                                      target_user=op.target))
+            return
+        self.poll_consent(r, op, now_ms, step)
+
+    def poll_consent(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:
+        """Wait :data:`CONSENT_POLL_MS`, then fetch the KeyPackages again."""
+        op.advance(OpEvent.WAIT)
+        op.backoff_timer = self.engine.timer(step, now_ms + CONSENT_POLL_MS, "retry", r.uri, op.id)
+
+    def on_consent_reply(self, r: Room, op: Op, reply: ClientReply, now_ms: int, step: StepBuilder) -> None:
+        """The answer to our ``requestConsent``: 201 says only that it was
+        received (the target decides later); 404 that the target is unknown."""
+        if reply.status != 201:
+            self.engine.fail(step, r, op, f"consent request refused: {reply.code or reply.status}",
+                             reply.code or str(reply.status))
+            return
+        self.poll_consent(r, op, now_ms, step)
 
     def on_key_material_reply_many(self, r: Room, op: Op, reply: ClientReply, step: StepBuilder) -> None:
         """add_users: keep this user's KeyPackages; a user without any is left

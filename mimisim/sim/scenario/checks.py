@@ -154,6 +154,13 @@ def _created_by_script(sc: Scenario) -> set[str]:
     return {s.room for s in sc.workload.script if s.action == "create_room"}
 
 
+def check_consent(c: _Checker) -> None:
+    """The users who refuse consent exist."""
+    for i, user in enumerate(c.sc.protocol.consent.refuse):
+        if user not in c.sc.users:
+            c.bad(("protocol", "consent", "refuse", i), f"unknown user '{user}'")
+
+
 def check_rooms(c: _Checker) -> None:
     """Hubs exist; participants are users with active roles; a room has
     initial participants (and a creator among them) or is created by the script."""
@@ -369,6 +376,7 @@ SECTION_CHECKS = (
     check_activities,
     check_script,
     check_adversaries,
+    check_consent,
     check_fault_schedule,
     check_random_faults,
 )

@@ -78,6 +78,22 @@ class DSOptions(_Model):
     refused fanout after its Retry-After. Default: none."""
 
 
+class Consent(_Model):
+    """Who may fetch a user's KeyPackages to add it to a room ([P] Consent, "Convey explicit consent")."""
+
+    mode: Literal["open", "explicit"] = "open"
+    """``open``: every requester has consent unless the target revoked it (the providers' implicit
+    consent, what the drafts' examples assume); ``explicit``: a user can be added only after it granted
+    consent. An adder's client that gets ``noConsent`` sends a ``requestConsent`` for the room, then fetches
+    again every second and gives up, reported (``client.fail``), after 15 refusals; the target user answers
+    after ``answer_delay`` (docs/mimi-choices.md, Client, "Explicit consent")."""
+    answer_delay: PositiveDuration = 1_000.0
+    """How often a user looks at the consent requests its provider holds for it and answers them (a grant,
+    or a revoke for the users in ``refuse``); greater than 0."""
+    refuse: list[str] = Field(default_factory=list)
+    """Users (keys of ``users``) who answer every consent request with a revoke (a denial)."""
+
+
 class Protocol(_Model):
     profile: Literal["mimi", "ds"] = "mimi"
     """Which design runs the rooms: ``mimi`` (draft-ietf-mimi-protocol, the default) or ``ds``
@@ -112,6 +128,8 @@ class Protocol(_Model):
     ratchet_tree: RatchetTreeOptions = Field(default_factory=RatchetTreeOptions)
     """How Welcomes get the ratchet tree and how commits carry the GroupInfo (default: the tree inline, a
     PartialGroupInfo)."""
+    consent: Consent = Field(default_factory=Consent)
+    """Consent for adds (default ``open``)."""
     past_epoch_keys: int = Field(default=8, ge=0, le=1024)
     """How many past epochs' application secrets (secret tree, sender-data secret) a client keeps for
     messages that arrive after a later commit (default 8; RFC 9420 s.14 leaves the number to the
