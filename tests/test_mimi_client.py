@@ -967,3 +967,41 @@ def test_own_leave_proposals_echoed_after_the_commit_that_uses_them(monkeypatch:
     assert not [e for e in net.kinds(B1, "client.drop") if e.status == "ownEcho"]
     assert alice.participants(ROOM) == {ALICE: 3, CATHY: 2}
     assert not net.kinds(B1, "client.fail")
+
+
+@pytest.mark.parametrize("echo_first", [True, False])
+def test_a_hub_that_lost_a_commit_and_took_ours_instead(echo_first: bool) -> None:
+    """Issue 11 (chaos-lagging seeds 2 and 6): Alice's commit for epoch e is
+    accepted and merged by everyone; the hub then loses it (a lagging
+    standby takes over) and accepts Cathy's commit for e, which her provider
+    had sent before and retries now. Alice and Bob go back to e and merge
+    Cathy's commit on its fanout; Cathy, who had merged Alice's too, does the
+    same on her own commit's echo or its late success, whichever comes first."""
+    import copy
+
+    net, alice = room_with_alice()
+    b1, c1 = with_users(net, [B1, C1])
+    net.do(A1, alice.add_user(ROOM, BOB, net.now))
+    net.do(A1, alice.add_user(ROOM, CATHY, net.now))
+    base = alice.epoch(ROOM)
+    before = copy.deepcopy(net.hub.observer)
+    net.absorb(C1, c1.update(ROOM, net.now))  # built at e, held at her provider
+    held = net.queue.pop()
+    assert isinstance(held, ClientMessage) and held.client == C1
+    net.do(A1, alice.update(ROOM, net.now))  # accepted and merged by all three
+    assert {c.epoch(ROOM) for c in (alice, b1, c1)} == {base + 1}
+    net.hub.observer = before  # the failover: the new hub never saw Alice's commit
+    if not echo_first:
+        net.hold_for.add(C1)
+    net.queue.append(held)
+    net.run()
+    if not echo_first:
+        net.release(C1)
+    forks = [(u, e) for u, e in net.events if e.kind == "client.gap" and e.status == "fork"]
+    assert sorted(u for u, _ in forks) == sorted([A1, B1, C1])
+    assert {e.epoch for _, e in forks} == {base}
+    assert_agree(net, [A1, B1, C1])
+    assert net.hub.observer.epoch == base + 1
+    assert not [e for _, e in net.events if e.kind == "client.drop" and e.status == "staleSuccess"]
+    net.do(B1, b1.send_message(ROOM, "one room again", net.now))
+    assert ("one room again" in net.texts(A1)) and ("one room again" in net.texts(C1))

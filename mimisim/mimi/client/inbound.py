@@ -162,6 +162,12 @@ class Inbound:
             own_echo = mid in r.own_commits or (head is not None and head.msg_id == mid)
             if not own_echo and self.fork(r, fm, mid, ep, now_ms, step):
                 return
+            mine = r.own_commits.get(mid) or (head.staged if head is not None and head.msg_id == mid else None)
+            if mine is not None and self.fork_own(r, mine, mid, now_ms, step):
+                for op in r.queue:
+                    if op.msg_id == mid and op.stage == Stage.SUBMITTED:
+                        op.merged = True
+                return
             status = "ownEcho" if own_echo else "stale"
             r.own_commits.pop(mid, None)
             step.drop(r.uri, ep, mid, status, f"commit of epoch {ep} < {g.epoch}")
@@ -237,9 +243,33 @@ class Inbound:
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError):
             return False
         r.seen.add(mid)
+        self.follow_fork(r, staged, mid, fm.external_proposals or [], now_ms, step)
+        return True
+
+    def fork_own(self, r: Room, staged: StagedCommit, mid: str, now_ms: int, step: StepBuilder) -> bool:
+        """Our own commit for a past epoch, which the hub accepted (its echo
+        or its late ``success``) while we went on with another commit: the
+        hub lost that one (a request of ours it took after a lagging
+        failover). Follow the hub as in :meth:`fork`. Returns whether we did."""
+        g = r.group
+        assert g is not None
+        base = staged.epoch - 1
+        merged = g.merged_commit(base)
+        if not g.active or base >= g.epoch or merged is None or msg_id_of(merged) == mid:
+            return False
+        self.follow_fork(r, staged, mid, [], now_ms, step)
+        return True
+
+    def follow_fork(self, r: Room, staged: StagedCommit, mid: str, external_proposals: Sequence[MLSMessage],
+                    now_ms: int, step: StepBuilder) -> None:
+        """Go back to the kept epoch ``staged`` leaves and merge it there."""
+        g = r.group
+        assert g is not None
+        ep = staged.epoch - 1
+        merged = g.merged_commit(ep)
         left = g.epoch
-        step.gap(r.uri, ep, mid, "fork", f"the hub committed {mid} for epoch {ep}, not {msg_id_of(merged)} "
-                 f"which took us on to {left}: back to epoch {ep}")
+        step.gap(r.uri, ep, mid, "fork", f"the hub committed {mid} for epoch {ep}, not "
+                 f"{msg_id_of(merged) if merged else '?'} which took us on to {left}: back to epoch {ep}")
         g.merge_fork(staged)
         # Everything of the abandoned branch: our commits on it cannot be
         # given back or echoed any more, its held commits never apply.
@@ -250,7 +280,7 @@ class Inbound:
         for _e, hmid, _f in r.held:
             r.buffered_ids.discard(hmid)
         r.held = []
-        self.after_merge(r, staged, mid, fm.external_proposals or [], now_ms, step, via="fork",
+        self.after_merge(r, staged, mid, external_proposals, now_ms, step, via="fork",
                          committer=committer(staged))
         # Messages of the hub's branch that arrived before its commit.
         retry, r.unreadable = [u for u in r.unreadable if u[0] > ep], []
@@ -258,7 +288,6 @@ class Inbound:
             r.seen.discard(umid)
             if r.member:
                 self.ingest(r, ufm, umid, now_ms, step)
-        return True
 
     def unreadable(self, r: Room, ep: int, mid: str, fm: W.FanoutMessage) -> None:
         """Keep a commit or application message that failed in an epoch the

@@ -200,6 +200,9 @@ class ReplyHandler:
                 g.merge_pending_commit()
             elif staged is not None and g.active and staged.epoch == g.epoch + 1:
                 g.merge(staged)
+            elif op.staged is not None and self.core.inbound.fork_own(r, op.staged, op.msg_id, now_ms, step):
+                self.engine.done(op)  # the hub took it, after losing the commit we had merged
+                return
             else:
                 step.drop(r.uri, g.epoch, op.msg_id, "staleSuccess",
                         "accepted commit no longer applies to this client's state")
