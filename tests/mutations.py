@@ -230,6 +230,17 @@ def ignore_consent(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(provider_mod.ProviderCore, "consent_check", lambda self: None)
 
 
+def committed_roles_only(mp: pytest.MonkeyPatch) -> None:
+    """The hub judges who may send on the committed participant list only,
+    ignoring the accepted-but-uncommitted changes ([P] "Room state" applies
+    them at once): a user whose leave the hub accepted can still send
+    until the commit."""
+    from mimisim.mimi import hub as hub_mod
+
+    target(hub_mod.HubRoom, "effective_roles")
+    mp.setattr(hub_mod.HubRoom, "effective_roles", lambda self: dict(target(self, "_participants")))
+
+
 @dataclass(frozen=True)
 class Mutation:
     name: str
@@ -254,6 +265,7 @@ def all_mutations() -> list[Mutation]:
         Mutation("removing commit without UpdatePath", "secrecy after removal", remove_without_path),
         Mutation("hub fans out to departed providers", "fanout scope", fanout_to_departed_providers),
         Mutation("key store ignores consent", "explicit consent", ignore_consent),
+        Mutation("hub judges senders on committed roles", "effective roles", committed_roles_only),
         Mutation("hub skips the epoch check", "ordering", T.skip_epoch_check),
         Mutation("hub forgets a cached proposal", "leave", T.forget_cached_proposal),
         Mutation("no dedup anywhere", "dedup", T.drop_dedup),

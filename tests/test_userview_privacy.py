@@ -109,3 +109,32 @@ def test_a_welcome_to_a_new_provider_is_in_scope() -> None:
     assert verdicts(tr) == {}
     fanout(tr, 150, "x9", "e.example")
     assert "e.example" in verdicts(tr)["fanout_scope"][0]
+
+
+def test_policy_is_judged_on_effective_roles() -> None:
+    """A user whose leave proposals the hub accepted may send nothing until
+    the room's next commit ([P] "Room state"); before the proposals, and
+    after a commit that did not remove it, it may."""
+    from tests.test_check_mutations import scenario
+
+    ctx = Context.from_scenario(scenario())
+    assert ROOM in ctx.policies
+
+    def run(after_commit: bool) -> list[str]:
+        tr = story()
+        tr.record(220, E.HubAccept(room=ROOM, epoch=2, msg_id="m0", status="accepted", message="application",
+                                   sender=BOB, role=2), "a.example")
+        tr.record(230, E.ClientPropose(room=ROOM, epoch=2, msg_id="p1", operation="leave", proposals=2), B1)
+        tr.record(240, E.HubAccept(room=ROOM, epoch=2, msg_id="p1", status="success", message="proposal"),
+                  "a.example")
+        if after_commit:
+            commit(tr, 250, "c2", 2)
+        tr.record(260, E.HubAccept(room=ROOM, epoch=2, msg_id="m9", status="accepted", message="application",
+                                   sender=BOB, role=2), "a.example")
+        tr.record(30_000, "run.end")
+        res = check_trace(tr.to_pandas(), ctx, only=["policy"])
+        return [v.message for v in res["policy"]]
+
+    bad = run(after_commit=False)
+    assert len(bad) == 1 and "m9" in bad[0] and "effective role 0" in bad[0]
+    assert run(after_commit=True) == []

@@ -550,7 +550,11 @@ def policy(d: Digest, ctx: Context) -> list[Violation]:
     (the one the hub reports must match the replayed one), and each role
     change it makes must be one that role may make (``authorized_role_changes``),
     except a move to role 0 of a user whose leave the hub accepted (the
-    hub's own proposal). Deliberately only ``RoomPolicy.can``/``changes``
+    hub's own proposal). Roles are *effective* ones for sending: a user
+    whose leave proposals (or the hub's remove proposals for it) the hub
+    accepted may send nothing until the room's next commit ([P] "Room
+    state": an accepted change applies at once; the hub's
+    ``effective_roles``). Deliberately only ``RoomPolicy.can``/``changes``
     (the policy's data) and no rule function of the core, so a core whose
     rules are broken cannot vouch for itself."""
     from mimisim.mimi import policy as P
@@ -558,6 +562,10 @@ def policy(d: Digest, ctx: Context) -> list[Violation]:
     out: list[Violation] = []
     roles: dict[str, dict[str, int]] = {}
     leaving: dict[str, set[str]] = {}
+    # Effective roles ([P] "Room state": an accepted change applies at once,
+    # before it is committed): room -> user -> seq of the accepted leave (or
+    # hub remove) proposals, until the room's next commit.
+    pending_out: dict[str, dict[str, int]] = {}
     acc = d.rows("hub.accept")
     props = set(d.rows("client.propose")["msg_id"])
     prop_user = dict(zip(d.rows("client.propose")["msg_id"], d.rows("client.propose")["node"], strict=True))
@@ -566,22 +574,30 @@ def policy(d: Digest, ctx: Context) -> list[Violation]:
         rm = roles.setdefault(r.room, {})
         if r.msg_id in props:
             leaving.setdefault(r.room, set()).add(_user(prop_user[r.msg_id]))
+            pending_out.setdefault(r.room, {}).setdefault(_user(prop_user[r.msg_id]), int(r.seq))
             continue
         if r.message == "hub_remove":
             leaving.setdefault(r.room, set()).add(str(r.target_user))
+            pending_out.setdefault(r.room, {}).setdefault(str(r.target_user), int(r.seq))
             continue
         if r.status == "accepted" and r.message == "application":
             sender = _str(r.sender)
-            if sender is None or pol is None:
+            if sender is None or pol is None or _true(r.duplicate):
                 continue
             role = rm.get(sender)
             if role is not None and (role in (0, 1) or not pol.can(role, P.C.canSendMessage)):
                 out.append(Violation("policy", f"{sender} (role {role}) had message {r.msg_id} accepted in "
                                      f"{r.room}", (int(r.seq),)))
+            elif sender in pending_out.get(r.room, {}):
+                s = pending_out[r.room][sender]
+                out.append(Violation("policy", f"{sender} had message {r.msg_id} accepted in {r.room} after the hub "
+                                     "had accepted its removal (effective role 0, not yet committed)",
+                                     (s, int(r.seq))))
             continue
         c = d.by_msg.get(r.msg_id)
         if c is None or c.seq != int(r.seq) or c.lost:
             continue
+        pending_out.pop(r.room, None)  # the next commit: it removes them, or the proposals are gone
         user = _user(c.committer)
         known = rm.get(user)
         if known is None and c.role is not None and not c.external:
