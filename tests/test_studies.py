@@ -124,6 +124,14 @@ def test_dedup_metrics_per_strategy() -> None:
     # a window of two entries forgets: some retries are processed again
     assert s_small["window_entries_max"] == 2 and s_small["window_bytes_max"] == 2 * 40
     assert s_small["dup_processed"] > 0
+    # the stream model (a Monte Carlo of the hub's attempts and the window)
+    scn = load_scenario(SCN / "notify-dedup.yaml", [
+        "duration=15s", "network.default.loss.p=0.0", "protocol.notify.timeout=70ms", "protocol.notify_pipelining=true",
+        "protocol.dedup.strategy=body_hash", "protocol.dedup.window_entries=2"])
+    m = dedup.stream_model(small, scn)
+    assert m["window_entries_max_model"] == 2 and m["window_bytes_max_model"] == 80
+    assert m["dup_at_follower_model"] == pytest.approx(s_small["dup_at_follower"], rel=0.15)
+    assert 0 < m["dup_processed_model"] < m["dup_at_follower_model"]
     w = dedup.window(body)
     assert w.entries.is_monotonic_increasing or w.groupby("follower").entries.is_monotonic_increasing.all()
 
@@ -145,6 +153,32 @@ def test_leave_metrics_and_model_parts() -> None:
     assert leave.expected_wait_ms(1.0, "random_delay", 1e9, 1e9 + 1, 1) == pytest.approx(1000, rel=1e-2)
     assert leave.expected_wait_ms(1.0, "immediate_commit") == 0
     assert row["model_quiet_ms"] > 0 and row["model_all_ms"] > 0
+
+
+def test_a_leave_requested_again_while_under_way_is_one_leave() -> None:
+    """The workload may pick a member that is already leaving (a slow
+    link): the second request repeats the first, it is not a leave with no
+    proposal and no latency (which the mean would silently leave out)."""
+    room, f1, a1 = "mimi://a.example/r/lobby", "mimi://d.example/d/fred/F1", "mimi://a.example/d/alice/A1"
+
+    def ev(t: float, kind: str, node: str, **kw: object) -> dict[str, object]:
+        return {"t_ms": t, "kind": kind, "node": node, "room": room, "peer": "", "msg_id": "", "status": "",
+                "operation": None, "action": None, "removed": None, "committer": None, "role_changes": None,
+                "attempt": None, "external": None, **kw}
+
+    rows = [ev(100, "workload.action", f1, action="leave"),
+            ev(100, "client.propose", f1, operation="leave", peer="mimi://d.example/u/fred", msg_id="p1"),
+            ev(400, "workload.action", f1, action="leave"),  # again, while the first is under way
+            ev(500, "hub.accept", "a.example", msg_id="c1", removed=1, committer=a1),
+            ev(700, "client.epoch", f1, msg_id="c1", status="removed"),
+            ev(710, "client.epoch", a1, msg_id="c1", status="")]
+    lv = leave.leaves(pd.DataFrame(rows))
+    assert len(lv) == 1 and lv["repeats"].iloc[0] == 1 and lv["latency_all_ms"].iloc[0] == 610
+    row = leave.rows(pd.DataFrame(rows))[0]
+    assert (row["leaves"], row["completed"], row["repeats"], row["latency_n"]) == (1, 1, 1, 1)
+    # asked again after the removal: a new leave (here never completed)
+    lv = leave.leaves(pd.DataFrame([*rows, ev(900, "workload.action", f1, action="leave")]), tail_ms=0)
+    assert len(lv) == 2 and list(lv["outcome"]) == ["completed", "never_completed"]
 
 
 def test_leave_race_model_by_hand() -> None:
@@ -220,10 +254,16 @@ def test_fanout_metrics_and_every_added_client_joins_beyond_its_keypackages() ->
     want = {"r1": (2, 2), "r2": (4, 3), "r3": (2, 2), "r4": (2, 2), "r5": (2, 2), "r6": (2, 2), "r7": (2, 2)}
     got = {r.rsplit("/", 1)[-1]: (int(v.members), int(v.providers)) for r, v in rooms.iterrows()}
     assert got == want
-    rows = {r["room"].rsplit("/", 1)[-1]: r for r in fanout.rows(tr)}
+    scn = load_scenario_text(FANOUT, "fanout-small.yaml")
+    rows = {r["room"].rsplit("/", 1)[-1]: r for r in fanout.rows(tr, scn)}
     # no loss: at most one /notify per follower provider per message; none
     # back to a provider whose only member sent it (r2: 1.7 of 2)
     assert 1 < rows["r2"]["requests_per_msg"] < 2 and 0 < rows["r1"]["requests_per_msg"] <= 1
+    # the model counts the targets per message from its sender: exact here
+    for r in rows.values():
+        assert r["requests_per_msg"] == pytest.approx(r["requests_per_msg_model"])
+        assert r["planned_per_msg"] == pytest.approx(r["planned_per_msg_model"]) and r["unsent_at_end"] == 0
+    assert rows["r2"]["requests_per_msg_all_providers"] == 2 and rows["r2"]["stream_load"] == pytest.approx(0.06)
     assert 0 < rows["r2"]["requests_per_follower"] <= 1
     assert rows["r2"]["bytes_per_msg"] > rows["r1"]["bytes_per_msg"]
     cs = fanout.commit_sizes(tr)

@@ -11,13 +11,22 @@
   bundle_bytes``), with
   the group size after the commit.
 
-Model (exact, no fitted slope): the hub sends one ``/notify`` per follower
-provider with members in the room and per message, so ``requests_per_msg =
-providers - 1``, and each body is the message plus a fixed framing,
-``bytes_per_msg = (providers - 1) x (size + F)``. ``F`` =
+Model (no fitted slope): the hub sends one ``/notify`` per message to each
+follower provider with a member **other than the sender** (since the
+ordered fanout of issue 13, a message is never sent back to a provider
+whose only member sent it), so per message ``followers(sender) = providers -
+1 - [the sender's provider is a follower with the sender as its only
+member]``; ``requests_per_msg_model`` is its mean over the run's messages
+(their actual senders) times the expected attempts per request under
+independent link loss ``p`` each way with a timeout above the round trip,
+``1 / (1 - p)^2``; each body is the message plus a fixed framing,
+``bytes_per_msg_model = requests_per_msg_model x (size + F)``. ``F`` =
 :data:`NOTIFY_FRAMING_BYTES`, measured once (200 B messages, the
-fanout scenario at 45 s: 602 B per /notify); the sweep's other sizes are the
-check.
+fanout scenario at 45 s: 602 B per /notify). Where it stops: ``F`` grows by
+a few bytes with the room (605 B at 16-32 members) and with the size's
+length prefix; a timeout below the round trip or a notify stream that
+cannot keep up (rate x round trip > 1 per room and follower) breaks the
+attempt count (docs/studies.md, held-out check).
 """
 
 from __future__ import annotations
@@ -48,15 +57,22 @@ def rooms(trace: pd.DataFrame) -> pd.DataFrame:
 
 def messages(trace: pd.DataFrame) -> pd.DataFrame:
     """Per application message the hub accepted: ``msg_id, room, members, providers, requests,
-    bytes, followers, requests_per_follower, bytes_per_follower, bytes_per_member``."""
+    bytes, followers, planned`` (follower notifies the hub queued, sent or not), ``requests_per_follower,
+    bytes_per_follower, bytes_per_member``."""
     accepted = set(trace.loc[trace["kind"] == "hub.accept", "msg_id"])
     sub = trace[trace["kind"] == "client.submit"].drop_duplicates("msg_id")[["msg_id", "room"]]
     sub = sub[sub["msg_id"].isin(accepted)]  # a refused attempt (epochTooOld) is never fanned out
     req = trace[trace["kind"].isin(["http.request", "http.retry"]) & is_notify_request(trace)]
     req = req[req["msg_id"].isin(sub["msg_id"])]
     g = req.groupby("msg_id").agg(requests=("req_id", "size"), bytes=("bytes", "sum"), followers=("peer", "nunique"))
+    # planned: the hub's fanout plan (hub.fanout, one per follower when the
+    # /notify is queued), which an ordered stream may not have sent by the end
+    plan = trace[(trace["kind"] == "hub.fanout") & trace["msg_id"].isin(sub["msg_id"])]
+    planned = plan.groupby("msg_id").size().rename("planned")
     m = sub.merge(g, left_on="msg_id", right_index=True, how="left").merge(rooms(trace), on="room", how="left")
-    m[["requests", "bytes", "followers"]] = m[["requests", "bytes", "followers"]].fillna(0).astype("int64")
+    m = m.merge(planned, left_on="msg_id", right_index=True, how="left")
+    m[["requests", "bytes", "followers", "planned"]] = m[["requests", "bytes", "followers", "planned"]].fillna(0).astype(
+        "int64")
     followers = (m["providers"] - 1).where(m["providers"] > 1)  # the hub's own clients need no /notify
     m["requests_per_follower"] = m["requests"] / followers
     m["bytes_per_follower"] = m["bytes"] / followers
@@ -105,6 +121,66 @@ def message_size(scenario: Any) -> float:
         return math.nan
 
 
+def follower_targets(trace: pd.DataFrame) -> pd.DataFrame:
+    """Per accepted application message: ``msg_id, room, sender, targets``,
+    the follower providers the model says it goes to (providers with a
+    member of the room other than the sender, the hub's excluded; members
+    as :func:`rooms` counts them, at the end of the run)."""
+    e = trace[trace["kind"] == "client.epoch"]
+    members: dict[str, dict[str, int]] = {}
+    for room, g in e.groupby("room", sort=True):
+        last = g.drop_duplicates("node", keep="last")
+        doms = last[last["status"] != "removed"]["node"].map(_domain)
+        members[str(room)] = doms.value_counts().to_dict()
+    accepted = set(trace.loc[trace["kind"] == "hub.accept", "msg_id"])
+    sub = trace[(trace["kind"] == "client.submit") & trace["msg_id"].isin(accepted)].drop_duplicates("msg_id")
+    out = []
+    for r in sub.itertuples(index=False):
+        room, sender = str(r.room), str(r.node)
+        counts = members.get(room, {})
+        hub, mine = _domain(room), _domain(sender)
+        n = sum(1 for d, k in counts.items() if d != hub and (d != mine or k > 1))
+        out.append({"msg_id": r.msg_id, "room": room, "sender": sender, "targets": n})
+    return pd.DataFrame(out, columns=["msg_id", "room", "sender", "targets"])
+
+
+def attempts_per_request(scenario: Any) -> float:
+    """Expected attempts per /notify under the default link's independent
+    loss ``p`` each way: ``1 / (1 - p)^2`` (1 without loss or scenario; NaN
+    for a bursty loss model, which this does not cover)."""
+    loss = getattr(getattr(getattr(scenario, "network", None), "default", None), "loss", None)
+    kind = getattr(loss, "kind", "none")
+    if kind == "none":
+        return 1.0
+    if kind == "bernoulli":
+        return 1.0 / (1.0 - float(getattr(loss, "p", 0.0))) ** 2
+    return math.nan
+
+
+def stream_load(scenario: Any, room: str) -> float:
+    """``rho`` = message rate per room x the slowest follower's round trip
+    (both link directions, mean latencies): each room's /notify stream to a
+    follower sends one request at a time (ordered fanout), so above 1 the
+    hub cannot send the notifies as fast as messages come and a backlog
+    grows (saturation); NaN without a scenario or message rate."""
+    from mimisim.analysis.conflicts import mean_latency_ms
+
+    msgs = getattr(getattr(scenario, "workload", None), "messages", None)
+    if msgs is None or getattr(scenario.protocol, "notify_pipelining", False):
+        return math.nan
+    name = room.rsplit("/", 1)[-1]
+    spec = scenario.rooms.get(name)
+    if spec is None:
+        return math.nan
+    provs = {scenario.users[u].provider for u in spec.participants} - {spec.hub}
+    if not provs:
+        return 0.0
+    rtt = max(mean_latency_ms(scenario.link(spec.hub, p).latency) + mean_latency_ms(scenario.link(p, spec.hub).latency)
+              for p in provs)
+    rate = float(msgs.rate) * (len(spec.participants) if getattr(msgs, "per", "room") == "client" else 1.0)
+    return rate * rtt / 1000.0
+
+
 def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
     """One sweep row per room: ``room, members, providers, messages,
     requests_per_msg, bytes_per_msg, requests_per_follower, bytes_per_follower,
@@ -112,15 +188,24 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
     last add's Welcome, the last commit's GroupInfo and commit)."""
     m = messages(trace)
     cs = commit_sizes(trace)
+    tg = follower_targets(trace)
+    att = attempts_per_request(scenario)
     out = []
     size = message_size(scenario)
     for r in rooms(trace).itertuples(index=False):
         g = m[m["room"] == r.room]
         c = cs[(cs["room"] == r.room) & cs["accepted"]]
         adds = c[c["welcome"] > 0]
+        t = tg[tg["room"] == r.room]["targets"]
+        req_model = float(t.mean()) * att if len(t) else math.nan
         out.append({
             "room": r.room, "members": r.members, "providers": r.providers, "messages": len(g),
             "requests_per_msg": float(g["requests"].mean()) if len(g) else math.nan,
+            "planned_per_msg": float(g["planned"].mean()) if len(g) else math.nan,
+            # measured framing: bytes per /notify sent beyond the message's plaintext
+            "framing_bytes": float(g["bytes"].sum() / g["requests"].sum() - size) if len(g) and g["requests"].sum()
+            else math.nan,
+            "unsent_at_end": int((g["planned"] - g["followers"]).clip(lower=0).sum()) if len(g) else 0,
             "bytes_per_msg": float(g["bytes"].mean()) if len(g) else math.nan,
             "requests_per_follower": float(g["requests_per_follower"].mean()) if len(g) else math.nan,
             "bytes_per_follower": float(g["bytes_per_follower"].mean()) if len(g) else math.nan,
@@ -128,8 +213,11 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
             "welcome_bytes": float(adds["welcome"].iloc[-1]) if len(adds) else math.nan,
             "groupinfo_bytes": float(c["groupinfo"].iloc[-1]) if len(c) else math.nan,
             "commit_bytes": float(c["commit"].iloc[-1]) if len(c) else math.nan,
-            "requests_per_msg_model": float(max(0, r.providers - 1)),
-            "bytes_per_msg_model": float(max(0, r.providers - 1)) * (size + NOTIFY_FRAMING_BYTES),
+            "requests_per_msg_model": req_model,
+            "bytes_per_msg_model": req_model * (size + NOTIFY_FRAMING_BYTES),
+            "requests_per_msg_all_providers": float(max(0, r.providers - 1)),
+            "planned_per_msg_model": float(t.mean()) if len(t) else math.nan,
+            "stream_load": stream_load(scenario, r.room),
         })
     return out
 

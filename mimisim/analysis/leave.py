@@ -10,7 +10,9 @@ row, e.g. a hand-made trace, starts at its first proposal):
   "no user could leave", asked nothing of a client and is not a leave); ``t_propose``: the first
   ``client.propose`` after it; ``proposals``: how many the client sent for
   this request (``retries`` = proposals - 1: re-proposals belong to the
-  same leave, never start a new one);
+  same leave, never start a new one); ``repeats``: later requests by the
+  same client while this leave was under way (the workload picked a
+  member that was already leaving), counted here and not as leaves;
 - the **removing commit**: the commit the leaver's client processes as
   ``removed`` (``client.epoch`` via removed), else the first commit the hub
   accepted after the request whose participant-list changes remove the
@@ -54,7 +56,7 @@ from mimisim.analysis.departure import received_after_leave
 
 LEAVE_COLUMNS = ["room", "leaver", "user", "t_request", "t_propose", "proposals", "retries", "commit", "committer",
                  "t_accept", "t_all", "remaining", "latency_accept_ms", "latency_all_ms", "completed", "gave_up",
-                 "outcome", "received_after_leave"]
+                 "outcome", "received_after_leave", "repeats"]
 
 
 def _device_prefix(user_uri: str) -> str:
@@ -97,6 +99,25 @@ def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
         if (r.room, r.node) not in have:
             reqs.append((r.room, r.node, float(r.t_ms)))
     reqs.sort(key=lambda x: x[2])
+    # A request by a client whose earlier leave is still under way (no
+    # removal of it and no give-up since) repeats that leave: it is counted
+    # on the earlier row (``repeats``), never as a leave of its own.
+    ends = epochs[epochs["status"] == "removed"][["room", "node", "t_ms"]]
+    ends = pd.concat([ends, fails[["room", "node", "t_ms"]]])
+    merged: list[tuple[str, str, float]] = []
+    repeats: dict[int, int] = {}
+    last: dict[tuple[str, str], tuple[int, float]] = {}
+    for room, node, t_req in reqs:
+        prev = last.get((room, node))
+        if prev is not None:
+            e = ends[(ends["room"] == room) & (ends["node"] == node) & (ends["t_ms"] >= prev[1])
+                     & (ends["t_ms"] <= t_req)]
+            if e.empty:
+                repeats[prev[0]] = repeats.get(prev[0], 0) + 1
+                continue
+        last[(room, node)] = (len(merged), t_req)
+        merged.append((room, node, t_req))
+    reqs = merged
     out = []
     for idx, (room, node, t_req) in enumerate(reqs):
         nxt = min([t for rm, nd, t in reqs[idx + 1:] if rm == room and nd == node] or [math.inf])
@@ -127,7 +148,7 @@ def leaves(trace: pd.DataFrame, tail_ms: float = 15_000.0) -> pd.DataFrame:
                     "committer": str(acc_by.get(commit, "")) if commit else "", "t_accept": t_accept,
                     "t_all": t_all, "remaining": others["node"].nunique(),
                     "latency_accept_ms": t_accept - t_prop, "latency_all_ms": t_all - t_prop,
-                    "completed": done, "gave_up": gave_up, "outcome": outcome})
+                    "completed": done, "gave_up": gave_up, "outcome": outcome, "repeats": repeats.get(idx, 0)})
     for row, n in zip(out, received_after_leave(trace, [(o["room"], o["user"], o["t_propose"], o["t_accept"]) for o in out]),
                       strict=True):
         row["received_after_leave"] = n
@@ -277,6 +298,9 @@ def rows(trace: pd.DataFrame, scenario: Any = None) -> list[dict[str, Any]]:
         "never_completed": int((lv["outcome"] == "never_completed").sum()),
         "failed": int(lv["outcome"].isin(["gave_up", "never_completed"]).sum()),
         "proposals": int(lv["proposals"].sum()), "retries": int(lv["retries"].sum()),
+        "repeats": int(lv["repeats"].sum()),
+        # the latency means are over these (a completed leave with no proposal of its own has none)
+        "latency_n": int(done["latency_all_ms"].notna().sum()),
         "latency_accept_mean_ms": float(done["latency_accept_ms"].mean()) if len(done) else math.nan,
         "latency_all_mean_ms": float(done["latency_all_ms"].mean()) if len(done) else math.nan,
         "latency_all_p95_ms": float(done["latency_all_ms"].quantile(0.95)) if len(done) else math.nan,
