@@ -164,7 +164,7 @@ def test_a_leave_requested_again_while_under_way_is_one_leave() -> None:
     def ev(t: float, kind: str, node: str, **kw: object) -> dict[str, object]:
         return {"t_ms": t, "kind": kind, "node": node, "room": room, "peer": "", "msg_id": "", "status": "",
                 "operation": None, "action": None, "removed": None, "committer": None, "role_changes": None,
-                "attempt": None, "external": None, **kw}
+                "attempt": None, "external": None, "message": None, "duplicate": None, **kw}
 
     rows = [ev(100, "workload.action", f1, action="leave"),
             ev(100, "client.propose", f1, operation="leave", peer="mimi://d.example/u/fred", msg_id="p1"),
@@ -172,12 +172,14 @@ def test_a_leave_requested_again_while_under_way_is_one_leave() -> None:
             ev(500, "hub.accept", "a.example", msg_id="c1", removed=1, committer=a1),
             ev(700, "client.epoch", f1, msg_id="c1", status="removed"),
             ev(710, "client.epoch", a1, msg_id="c1", status="")]
+    for i, r in enumerate(rows):
+        r["seq"] = i
     lv = leave.leaves(pd.DataFrame(rows))
     assert len(lv) == 1 and lv["repeats"].iloc[0] == 1 and lv["latency_all_ms"].iloc[0] == 610
     row = leave.rows(pd.DataFrame(rows))[0]
     assert (row["leaves"], row["completed"], row["repeats"], row["latency_n"]) == (1, 1, 1, 1)
     # asked again after the removal: a new leave (here never completed)
-    lv = leave.leaves(pd.DataFrame([*rows, ev(900, "workload.action", f1, action="leave")]), tail_ms=0)
+    lv = leave.leaves(pd.DataFrame([*rows, ev(900, "workload.action", f1, action="leave", seq=6)]), tail_ms=0)
     assert len(lv) == 2 and list(lv["outcome"]) == ["completed", "never_completed"]
 
 
