@@ -93,3 +93,16 @@ def test_no_delivery_after_removal_catches_a_late_read() -> None:
     row["seq"], row["t_ms"] = int(t["seq"].max()) + 1, float(t["t_ms"].max())
     bad = no_delivery_after_removal(Digest.of(pd.concat([t, row], ignore_index=True)), Context())
     assert len(bad) == 1 and "B2" in bad[0].message and "bob" in bad[0].message
+
+
+def test_app_epoch_window_reaches_the_hub() -> None:
+    """protocol.app_epoch_window is the window of every hub's rooms (issue 13, item 4)."""
+    scn = load_scenario_text(SCENARIO, overrides=["protocol.app_epoch_window=2", "duration=1s", "workload.script=[]"])
+    w = World(scn).run(progress=False)
+    rooms = [r for p in w.providers.values() for r in p.core.rooms.values()]
+    assert rooms and all(r.max_past_epochs == 2 for r in rooms)
+    from mimisim.mimi.provider import ProviderConfig, ProviderCore
+    from mimisim.sim.rng import protocol_random
+
+    with pytest.raises(ValueError, match="app_epoch_window"):
+        ProviderCore.new("a.example", protocol_random(1, "x"), ProviderConfig(app_epoch_window=-1))

@@ -105,6 +105,11 @@ class ProviderConfig:
     # forwarded the leave, stops delivering to them (docs/mimi-choices.md,
     # "Leaving users").
     leave_delivery: str = "commit"
+    # Past epochs whose application messages a hub still accepts (0: only its
+    # current epoch; a message racing a commit is refused ``epochTooOld`` and
+    # re-encrypted by its sender). [P6] s.5.4 leaves the window to the hub
+    # (docs/mimi-choices.md, "Application-message epoch window").
+    app_epoch_window: int = 0
 
 
 @dataclass
@@ -167,6 +172,8 @@ class ProviderCore:
         franking_key = rng.random_bytes(32)
         if config.consent_mode not in ("open", "explicit"):
             raise ValueError(f"consent_mode must be open or explicit, not {config.consent_mode!r}")
+        if config.app_epoch_window < 0:
+            raise ValueError(f"app_epoch_window must be >= 0, not {config.app_epoch_window}")
         if config.leave_delivery not in ("commit", "proposal"):
             raise ValueError(f"leave_delivery must be commit or proposal, not {config.leave_delivery!r}")
         return cls(
@@ -591,7 +598,7 @@ class ProviderCore:
                     msg.room, msg.body, None, msg.client, hub_domain=self.domain,
                     hub_signature_priv=self.hub_signature_priv, hub_franking_key=self.franking_key,
                     rng=self.rng, epoch_base_ms=self.config.epoch_base_ms, now_ms=now_ms,
-                    welcome_tree=self.config.welcome_tree,
+                    welcome_tree=self.config.welcome_tree, max_past_epochs=self.config.app_epoch_window,
                 )
                 room.leave_delivery = self.config.leave_delivery
             except ValueError as e:

@@ -112,6 +112,11 @@ class Protocol(_Model):
     follower one at a time, the next after the previous one's 201, so the follower processes them in hub order.
     True: each /notify leaves as soon as the hub accepts the event (lower latency; a follower may see a room's
     events out of order and its clients buffer or resync)."""
+    app_epoch_window: int = Field(default=0, ge=0, le=64)
+    """Past epochs whose application messages a hub still accepts (default 0: only its current epoch, so a
+    message racing a commit is refused ``epochTooOld`` and re-encrypted by its sender). draft-ietf-mimi-protocol-06
+    s.5.4 leaves the window to the hub; members keep the secrets of ``past_epoch_keys`` past epochs, so a wider window
+    than that only wastes fanout."""
     leave_delivery: Literal["commit", "proposal"] = "commit"
     """When a leaving user's clients stop getting application messages: ``commit`` (default) once the commit
     removing them is accepted (draft-ietf-mimi-protocol-06 s.5.3), ``proposal`` as soon as the hub accepted
