@@ -542,6 +542,9 @@ class ClientCommit(TraceEvent):
     groupinfo_bytes: int | None = _col("the full GroupInfo of the new epoch", "int64", "bytes")
     partial_groupinfo_bytes: int | None = _col("the partial GroupInfo the request carries", "int64", "bytes")
     bundle_bytes: int | None = _col("the whole /update request body", "int64", "bytes")
+    left_out: tuple[str, ...] | None = _col(
+        "pending proposals the commit left out as invalid for the group (RFC 9420 s.12.2): why, one per proposal",
+        "list<string>")
 
     @property
     def detail(self) -> str:
@@ -550,7 +553,8 @@ class ClientCommit(TraceEvent):
         return (f"{self.operation} attempt {self.attempt}: +{self.added} -{self.removed}"
                 f" sizes: commit={self.commit_bytes} welcome={self.welcome_bytes or 0}"
                 f" groupinfo={self.groupinfo_bytes} partial_groupinfo={self.partial_groupinfo_bytes}"
-                f" bundle={self.bundle_bytes}")
+                f" bundle={self.bundle_bytes}"
+                + (f" left_out={len(self.left_out)}" if self.left_out else ""))
 
 
 @_event("client.epoch")

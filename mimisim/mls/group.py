@@ -59,6 +59,7 @@ from mimisim.mls.proposals import (
     sender_signature_key,
 )
 from mimisim.mls.structs import (
+    DEFAULT_PROPOSAL_TYPES,
     MLS10,
     Add,
     AuthData,
@@ -247,6 +248,9 @@ class CommitOutput:
     staged: StagedCommit
     # New members' KeyPackageRefs and leaf indices, for Welcome routing.
     added: list[tuple[int, bytes]] = field(default_factory=list)
+    # Pending proposals the commit left out because they were invalid for the
+    # group (RFC 9420 s.12.2): (proposal ref, why), in the order found.
+    left_out: list[tuple[bytes, str]] = field(default_factory=list)
 
 
 Processed = ApplicationMessage | ProposalReceived | StagedCommit
@@ -580,6 +584,8 @@ class Group:
         """Send a proposal; it is cached here too so a commit can reference it."""
         self._check_active()
         st = self.state
+        if not self.supports_proposal(proposal.proposal_type):
+            raise ProposalError(f"not every member supports proposal type {proposal.proposal_type.name}")
         content = FramedContent(
             st.context.group_id, st.epoch, Sender.member(st.own_leaf), authenticated_data,
             ContentType.proposal, None, proposal, None,
@@ -596,8 +602,29 @@ class Group:
     def propose_remove(self, leaf_index: int) -> MLSMessage:
         return self.propose(Proposal.of(Remove(leaf_index)))
 
+    def supports_proposal(self, proposal_type: int) -> bool:
+        """Every member lists ``proposal_type`` in its capabilities (always
+        true of RFC 9420's default types 1-7). A non-default proposal that a
+        member does not support makes the commit carrying it invalid (RFC 9420
+        s.12.2) and, for an implementation that does not know the type, the
+        proposal itself undecodable; [EXT] SelfRemove: "MUST NOT be sent
+        unless all members support it"."""
+        if proposal_type in DEFAULT_PROPOSAL_TYPES:
+            return True
+        return all(proposal_type in props for _, props, _ in self.state.tree.leaf_capability_counts())
+
     def propose_self_remove(self) -> MLSMessage:
+        """A SelfRemove ([EXT]); :class:`ProposalError` unless every member supports it."""
         return self.propose(Proposal.of(SelfRemove()))
+
+    def propose_leave(self) -> MLSMessage:
+        """Ask to leave: a SelfRemove when every member supports it, else the
+        fallback, a Remove of our own leaf (RFC 9420 s.12.1.3 does not forbid a
+        member to propose its own removal; another member commits it either
+        way). docs/mls-choices.md, "SelfRemove and AppDataUpdate"."""
+        if self.supports_proposal(ProposalType.self_remove):
+            return self.propose_self_remove()
+        return self.propose_remove(self.state.own_leaf)
 
     def propose_update(self, *, leaf_extensions: Sequence[Extension] | None = None) -> MLSMessage:
         st = self.state
@@ -649,18 +676,32 @@ class Group:
         me = Sender.member(st.own_leaf)
         por: list[ProposalOrRef] = []
         resolved: list[ResolvedProposal] = []
-        if include_pending:
-            for ref, cp in self._committable(st):
-                por.append(ProposalOrRef.by_ref(ref))
-                resolved.append(ResolvedProposal(cp.proposal, cp.sender, ref))
-        for p in proposals:
-            por.append(ProposalOrRef.by_value(p))
-            resolved.append(ResolvedProposal(p, me, None))
-        outcome = apply_proposals(
-            suite, st.context.group_id, st.context.extensions, st.tree, resolved, me,
-            now_s=now_s, app_components=self.config.app_components, psk_known=self._psk_known,
-            reinit_usage=_reinit_usage if self.epoch == 0 else None,
-        )
+        pending: list[tuple[bytes, CachedProposal]] = self._committable(st) if include_pending else []
+        left_out: list[tuple[bytes, str]] = []
+        while True:
+            por = [ProposalOrRef.by_ref(ref) for ref, _ in pending]
+            resolved = [ResolvedProposal(cp.proposal, cp.sender, ref) for ref, cp in pending]
+            for p in proposals:
+                por.append(ProposalOrRef.by_value(p))
+                resolved.append(ResolvedProposal(p, me, None))
+            try:
+                outcome = apply_proposals(
+                    suite, st.context.group_id, st.context.extensions, st.tree, resolved, me,
+                    now_s=now_s, app_components=self.config.app_components, psk_known=self._psk_known,
+                    reinit_usage=_reinit_usage if self.epoch == 0 else None,
+                )
+                break
+            except ProposalError as e:
+                # RFC 9420 s.12.2: a committer leaves out pending proposals
+                # that are invalid for the group rather than fail; the error
+                # names them by reference. One invalid by-value proposal (the
+                # caller's own) or an error naming none of the pending ones
+                # is the caller's: raise it.
+                bad = [ref for ref, _ in pending if ref in e.refs]
+                if not bad:
+                    raise
+                left_out.extend((ref, str(e)) for ref in bad)
+                pending = [(ref, cp) for ref, cp in pending if ref not in bad]
         if outcome.reinit is not None:
             path = False if path is None else path
         use_path = outcome.path_required or (path if path is not None else True)
@@ -716,7 +757,7 @@ class Group:
                 outcome.added, built.path_secrets, new.tree, new.own_leaf, psk_values, self.rng,
             )
         self.pending = staged
-        return CommitOutput(built.message, welcome, gi_plain, staged, added_refs)
+        return CommitOutput(built.message, welcome, gi_plain, staged, added_refs, left_out)
 
     def _committable(self, st: EpochState) -> list[tuple[bytes, CachedProposal]]:
         """Pending proposals a commit can include: drop those that would make the

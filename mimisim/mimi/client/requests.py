@@ -199,7 +199,7 @@ class RequestBuilder:
             external=False, added=len(oc.added), removed=len(oc.removed), commit_bytes=len(encoded),
             welcome_bytes=len(out.welcome.encode()) if out.welcome is not None else None,
             groupinfo_bytes=len(out.group_info.encode()), partial_groupinfo_bytes=len(gio.encode()),
-            bundle_bytes=len(body)))
+            bundle_bytes=len(body), left_out=tuple(why for _, why in out.left_out) or None))
 
     def group_info_option(self, gi: GroupInfo, tree: RatchetTree) -> W.GroupInfoOption:
         """The commit's GroupInfo as this client's ``group_info`` option says:
