@@ -54,6 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from mimisim import sharing
 from mimisim.codec import DecodeError, Struct, Vector, field, opaque
 from mimisim.mimi import cbor
 from mimisim.mimi.cbor import CborError, CborReader
@@ -69,7 +70,7 @@ from mimisim.mimi.wire import (
     ServerFrankingContext,
     ServerFrankInput,
 )
-from mimisim.mls.crypto import CipherSuite, DeterministicRandom, UnsupportedCipherSuite, get_suite
+from mimisim.mls.crypto import CipherSuite, DeterministicRandom, UnsupportedCipherSuite, get_suite, metering
 from mimisim.mls.structs import (
     AppDataDictionary,
     Credential,
@@ -567,6 +568,42 @@ class FrankVerification:
 
 
 def verify_received_frank(
+    suite: CipherSuite,
+    group_extensions: Sequence[Extension],
+    room_uri: str,
+    sender_user_uri: str,
+    authenticated_data: bytes,
+    application_data: bytes,
+    frank: Frank | None,
+    accepted_timestamp: int,
+) -> FrankVerification:
+    """[P6] Receiver verification of frank (see :func:`_verify_received_frank`).
+
+    A pure function of its inputs, which every member of a room receiving a
+    message passes identically (the franking agent comes from the group's
+    ``app_data_dictionary``): with :mod:`mimisim.sharing` on and no provider
+    metering its crypto, the verdict is shared by exact inputs (a bounded
+    LRU), so a message is verified once per process, not once per member."""
+    if not sharing.enabled or metering() or frank is None or get_suite(suite.suite_id) is not suite:
+        return _verify_received_frank(suite, group_extensions, room_uri, sender_user_uri, authenticated_data,
+                                      application_data, frank, accepted_timestamp)
+    raw = find_extension(list(group_extensions), ExtensionType.app_data_dictionary)
+    return _verify_frank_shared(
+        suite.suite_id, raw, room_uri, sender_user_uri, bytes(authenticated_data), bytes(application_data),
+        (frank.server_frank, frank.franking_signature_ciphersuite, frank.franking_integrity_signature),
+        accepted_timestamp)
+
+
+@lru_cache(maxsize=4096)
+def _verify_frank_shared(suite_id: int, dictionary: bytes | None, room_uri: str, sender_user_uri: str,
+                         authenticated_data: bytes, application_data: bytes, frank: tuple[bytes, int, bytes],
+                         accepted_timestamp: int) -> FrankVerification:
+    exts = [] if dictionary is None else [Extension(ExtensionType.app_data_dictionary, dictionary)]
+    return _verify_received_frank(get_suite(suite_id), exts, room_uri, sender_user_uri, authenticated_data,
+                                  application_data, Frank(*frank), accepted_timestamp)
+
+
+def _verify_received_frank(
     suite: CipherSuite,
     group_extensions: Sequence[Extension],
     room_uri: str,

@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedCipherSuite",
     "get_suite",
     "metered",
+    "metering",
 ]
 
 
@@ -81,6 +82,12 @@ def metered(counter: OpCounts) -> Iterator[OpCounts]:
         yield counter
     finally:
         _METER.reset(token)
+
+
+def metering() -> bool:
+    """Whether a :func:`metered` block is counting operations here (work that
+    shares results must then still do, and count, every logical operation)."""
+    return _METER.get() is not None
 
 
 def _count_signature() -> None:
@@ -375,6 +382,11 @@ class CipherSuite:
             raise CryptoError(str(exc)) from exc
 
     def expand_with_label(self, secret: bytes, label: bytes | str, context: bytes, length: int) -> bytes:
+        if sharing.enabled and SUITES.get(self.suite_id) is self:
+            return _expand_shared(self.suite_id, bytes(secret), label, bytes(context), length)
+        return self._expand_with_label(secret, label, context, length)
+
+    def _expand_with_label(self, secret: bytes, label: bytes | str, context: bytes, length: int) -> bytes:
         if not 0 <= length <= 0xFFFF:
             raise CryptoError(f"ExpandWithLabel length {length} does not fit uint16")
         kdf_label = length.to_bytes(2, "big") + _mls_label(label) + _opaque(context)
@@ -556,6 +568,21 @@ _SUITE_TABLE: tuple[tuple[int, str, int, int, int, int, int, int, str], ...] = (
 # fmt: on
 
 SUITES: dict[int, CipherSuite] = {row[0]: CipherSuite(*row) for row in _SUITE_TABLE}
+
+
+#: ExpandWithLabel shared by exact inputs (suite, secret, label, context,
+#: length): a pure function that every simulated member of a group calls with
+#: the group's same secrets (the key schedule of each epoch, the secret tree
+#: down to each sender's leaf, each message's key and nonce), so it is
+#: computed once per process (see :mod:`mimisim.sharing`). Each member still
+#: holds and deletes its own copies as RFC 9420 s.9.2 says; this bounded
+#: cache holds values only as long as they are recent. Errors are not cached.
+_EXPAND_CACHE_SIZE = 1 << 16
+
+
+@lru_cache(maxsize=_EXPAND_CACHE_SIZE)
+def _expand_shared(suite_id: int, secret: bytes, label: bytes | str, context: bytes, length: int) -> bytes:
+    return get_suite(suite_id)._expand_with_label(secret, label, context, length)
 
 
 def get_suite(suite_id: int) -> CipherSuite:

@@ -24,10 +24,12 @@ that do not need the member's state are elsewhere: proposal validation
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from mimisim import sharing
 from mimisim.mls import framing, tree_validation
 from mimisim.mls.crypto import CipherSuite, CryptoError, RandomSource, get_suite
 from mimisim.mls.errors import MLSError, ProposalError, ReplayError, ValidationError, WrongEpochError
@@ -37,6 +39,7 @@ from mimisim.mls.keypackage import (
     sign_group_info,
     sign_leaf_node,
     tree_from_group_info,
+    tree_source,
     verify_group_info,
 )
 from mimisim.mls.keyschedule import (
@@ -409,18 +412,26 @@ class Group:
         ctx = gi.group_context
         if ctx.cipher_suite != suite.suite_id or ctx.version != MLS10:
             raise ValidationError("GroupInfo suite/version mismatch")
-        tree = tree_from_group_info(suite, gi, ratchet_tree)
+        source = tree_source(gi, ratchet_tree)
+        known = _validated_tree(suite, ctx.group_id, ctx.tree_hash, source)
+        tree = known.copy() if known is not None else tree_from_group_info(suite, gi, ratchet_tree)
         signer = tree.leaf(gi.signer) if gi.signer < tree.n_leaves else None
         if signer is None:
             raise ValidationError("GroupInfo signer is not a member")
         if not verify_group_info(suite, gi, signer.signature_key):
             raise ValidationError("invalid GroupInfo signature")
-        if tree.tree_hash() != ctx.tree_hash:
-            raise ValidationError("ratchet tree does not match the GroupContext tree hash")
-        problems = tree_validation.validate(tree, ctx.group_id)
-        if problems:
-            raise ValidationError(f"invalid ratchet tree: {problems[0]}")
-        own = tree.find_leaf(lambda leaf: leaf.encode() == key_package.leaf_node.encode())
+        if known is None:
+            if tree.tree_hash() != ctx.tree_hash:
+                raise ValidationError("ratchet tree does not match the GroupContext tree hash")
+            problems = tree_validation.validate(tree, ctx.group_id)
+            if problems:
+                raise ValidationError(f"invalid ratchet tree: {problems[0]}")
+            _remember_tree(suite, ctx.group_id, ctx.tree_hash, source, tree)
+        own_leaf = key_package.leaf_node
+        own_enc, own_bytes = own_leaf.encryption_key, own_leaf.encode()
+        # The key comparison first (cheap, and implied by equal encodings):
+        # encoding every leaf of a 1,000-member tree cost each joiner ~0.1 s.
+        own = tree.find_leaf(lambda leaf: leaf.encryption_key == own_enc and leaf.encode() == own_bytes)
         if own is None:
             raise ValidationError("own leaf not found in the ratchet tree")
         if gs.path_secret is not None:
@@ -1309,3 +1320,49 @@ def _make_welcome(
     return MLSMessage.wrap(Welcome(suite.suite_id, secrets, enc_gi)), refs
 
 
+
+
+# ---------------------------------------------------------------- shared tree validation
+
+#: What a tree is built from: a ratchet_tree extension's bytes, or node objects.
+TreeSource = bytes | Sequence[Node | None]
+
+#: Ratchet trees joiners validated, by (suite, group id, tree hash): what they
+#: were built from and the validated tree (hashes and indexes computed). With
+#: :mod:`mimisim.sharing` on, a joiner whose tree comes from the same bytes
+#: (a GroupInfo's ratchet_tree extension) or the very same node objects (a
+#: Welcome's RatchetTreeOption decoded once for every joiner of the process)
+#: copies the validated tree instead of recomputing the tree hash and
+#: validating every leaf: identical inputs, identical verdict. Bounded.
+_TREES: OrderedDict[tuple[int, bytes, bytes], tuple[bytes | tuple[Node | None, ...], RatchetTree]] = OrderedDict()
+_TREES_MAX = 16
+
+
+def _same_source(seen: bytes | tuple[Node | None, ...], source: TreeSource) -> bool:
+    if isinstance(seen, bytes) or isinstance(source, bytes):
+        return isinstance(seen, bytes) and isinstance(source, bytes) and seen == source
+    return len(seen) == len(source) and all(a is b for a, b in zip(seen, source, strict=True))
+
+
+def _validated_tree(suite: CipherSuite, group_id: bytes, tree_hash: bytes,
+                    source: TreeSource | None) -> RatchetTree | None:
+    """A tree validated before from exactly this source, or None."""
+    if not sharing.enabled or source is None:
+        return None
+    hit = _TREES.get((suite.suite_id, bytes(group_id), bytes(tree_hash)))
+    if hit is None or not _same_source(hit[0], source):
+        return None
+    return hit[1]
+
+
+def _remember_tree(suite: CipherSuite, group_id: bytes, tree_hash: bytes,
+                   source: TreeSource | None, tree: RatchetTree) -> None:
+    if not sharing.enabled or source is None:
+        return
+    kept = tree.copy()
+    kept.leaf_capability_counts()  # builds the key and profile indexes, which copies inherit
+    key = (suite.suite_id, bytes(group_id), bytes(tree_hash))
+    _TREES[key] = (source if isinstance(source, bytes) else tuple(source), kept)
+    _TREES.move_to_end(key)
+    while len(_TREES) > _TREES_MAX:
+        _TREES.popitem(last=False)

@@ -152,6 +152,13 @@ def verify_group_info(suite: CipherSuite, gi: GroupInfo, signer_key: bytes) -> b
     return suite.verify_with_label(signer_key, b"GroupInfoTBS", gi.tbs(), gi.signature)
 
 
+def tree_source(gi: GroupInfo, given: Sequence[Node | None] | None) -> bytes | Sequence[Node | None] | None:
+    """What :func:`tree_from_group_info` builds the tree from: the GroupInfo's
+    ratchet_tree extension bytes, else the node list given (None: neither)."""
+    raw = gi.extension(ExtensionType.ratchet_tree)
+    return bytes(raw) if raw is not None else given
+
+
 def tree_from_group_info(suite: CipherSuite, gi: GroupInfo, given: Sequence[Node | None] | None) -> RatchetTree:
     """The ratchet tree of a GroupInfo: its ratchet_tree extension, else the one given."""
     raw = gi.extension(ExtensionType.ratchet_tree)
