@@ -147,7 +147,7 @@ def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
         prof.disable()
     if world.setup_wall_s is not None and world.setup_cpu_s is not None and world.setup_end_ms is not None:
         at, cat = t1 + world.setup_wall_s, c1 + world.setup_cpu_s
-        setup_events = sum(1 for t in world.trace.cols["t_ms"] if t <= world.setup_end_ms)
+        setup_events = sum(1 for t in world.trace.column("t_ms") if t <= world.setup_end_ms)
     else:
         at, cat = mark.get("wall", t2), mark.get("cpu", c2)
         setup_events = int(mark.get("events", len(world.trace)))

@@ -220,12 +220,11 @@ def fault_effects(trace: Trace, plan: FaultPlan, end_ms: float) -> list[tuple[Fa
     offline, crashed) in its window and involving its nodes, or, for a
     degradation, messages sent over its links while it lasted. Returns
     ``(fault, count, explanation)``."""
-    trace_cols = trace.cols
-    kinds = trace_cols["kind"]
-    ts = trace_cols["t_ms"]
-    nodes = trace_cols["node"]
-    peers = trace_cols["peer"]
-    reasons = [getattr(ev, "reason", None) or "" for ev in trace.events]  # net.drop's typed reason
+    kinds = trace.column("kind")
+    ts = trace.column("t_ms")
+    nodes = trace.column("node")
+    peers = trace.column("peer")
+    reasons = [r or "" for r in trace.column("reason")]  # net.drop's typed reason
     drops = [i for i, k in enumerate(kinds) if k == "net.drop"]
     sends = [i for i, k in enumerate(kinds) if k == "net.send"]
     out = []

@@ -174,6 +174,11 @@ def read_parquet(path: Path) -> Any:
     return table_to_pandas(pq.read_table(path))
 
 
+#: Rows a world's trace keeps as Python objects before it turns them into one
+#: columnar Arrow batch (see :class:`Trace`): about 100 MB of objects at most.
+CHUNK_ROWS = 100_000
+
+
 @dataclass
 class Trace:
     """An append-only event log, kept column-wise for cheap DataFrame export.
@@ -181,11 +186,41 @@ class Trace:
     ``cols`` holds the common columns (``None`` for a missing ``epoch``,
     ``req_id`` or ``bytes``); ``events`` the typed event of each row
     (``None`` for a row recorded in the keyword form, which has no typed
-    columns)."""
+    columns).
 
-    cols: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
-    events: list[E.TraceEvent | None] = field(default_factory=list)
+    Memory: with ``chunk_rows`` set (a world's trace uses :data:`CHUNK_ROWS`),
+    every ``chunk_rows`` rows are turned into one Arrow record batch of the
+    trace's schema and their Python objects dropped. A row as objects (its
+    typed event and twelve list cells) costs about ten times its columnar
+    form, so a long run's memory grows with the columnar trace (what the
+    analysis loads anyway) instead of with the objects. :meth:`to_arrow` (and
+    the Parquet file) are the same with or without chunks. While rows are
+    chunked, ``cols`` and ``events`` are not the live lists: read
+    :meth:`column` (any column, any row range) instead; ``cols`` still
+    answers, by materialising the columns, and ``events`` refuses.
+    """
+
+    _cols: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
+    _events: list[E.TraceEvent | None] = field(default_factory=list)
     _seq: int = 0
+    chunk_rows: int | None = None
+    _batches: list[Any] = field(default_factory=list)
+    _flushed: int = 0
+    _flushed_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cols(self) -> dict[str, list[Any]]:
+        """The common columns as lists (the live lists while nothing is chunked)."""
+        if not self._batches:
+            return self._cols
+        return {c: self.column(c) for c in COLUMNS}
+
+    @property
+    def events(self) -> list[E.TraceEvent | None]:
+        """The typed event of each row (only while nothing is chunked)."""
+        if self._batches:
+            raise TraceError("rows were turned into columnar chunks: read Trace.column(name) instead of events")
+        return self._events
 
     def record(
         self,
@@ -218,7 +253,7 @@ class Trace:
             req_id, size, status, detail = ev.req_id, ev.size, ev.status, ev.detail
         elif kind not in KINDS:
             raise TraceError(f"unknown trace kind {kind!r}")
-        c = self.cols
+        c = self._cols
         c["t_ms"].append(float(t_ms))
         c["seq"].append(self._seq)
         self._seq += 1
@@ -232,57 +267,101 @@ class Trace:
         c["bytes"].append(None if size is None else int(size))
         c["status"].append(str(status))
         c["detail"].append(detail)
-        self.events.append(ev)
+        self._events.append(ev)
+        if self.chunk_rows is not None and len(self._events) >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn the rows held as objects into one columnar batch (see the class docstring)."""
+        if not self._events:
+            return
+        for k in self._cols["kind"]:
+            self._flushed_counts[k] = self._flushed_counts.get(k, 0) + 1
+        self._batches.append(self._live_batch())
+        self._flushed += len(self._events)
+        self._cols = {c: [] for c in COLUMNS}
+        self._events = []
 
     def __len__(self) -> int:
         return self._seq
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for k in self.cols["kind"]:
+        out: dict[str, int] = dict(self._flushed_counts)
+        for k in self._cols["kind"]:
             out[k] = out.get(k, 0) + 1
         return dict(sorted(out.items()))
 
+    def column(self, name: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """Rows ``start:stop`` of one column (common or typed) as a list, chunked
+        rows included (typed columns: ``None`` where the row has no such value;
+        tuples as lists, as in :meth:`to_arrow`)."""
+        stop = self._seq if stop is None else min(stop, self._seq)
+        out: list[Any] = []
+        if start < self._flushed:
+            pos = 0
+            for b in self._batches:
+                n = b.num_rows
+                lo, hi = max(start - pos, 0), min(stop - pos, n)
+                if lo < hi:
+                    out += b.column(name).slice(lo, hi - lo).to_pylist()
+                pos += n
+        lo, hi = max(start - self._flushed, 0), max(stop - self._flushed, 0)
+        if lo < hi:
+            if name in self._cols:
+                out += self._cols[name][lo:hi]
+            else:
+                out += [_typed_value(getattr(ev, name, None)) if ev is not None and name in ev.typed else None
+                        for ev in self._events[lo:hi]]
+        return out
+
     def _typed_set(self) -> dict[str, list[Any]]:
-        """The typed columns some row sets, as lists (``None`` elsewhere), in
-        one pass over the events; tuples become lists, role changes
+        """The typed columns some live row sets, as lists (``None`` elsewhere),
+        in one pass over the events; tuples become lists, role changes
         ``{user, old, new}`` dicts (Arrow's forms)."""
-        n = len(self.events)
+        n = len(self._events)
         out: dict[str, list[Any]] = {}
-        for i, ev in enumerate(self.events):
+        for i, ev in enumerate(self._events):
             if ev is None:
                 continue
             for name in ev.typed:
                 v = getattr(ev, name)
                 if v is None:
                     continue
-                if isinstance(v, tuple):
-                    v = [r._asdict() if isinstance(r, E.RoleChange) else r for r in v]
                 col = out.get(name)
                 if col is None:
                     col = out[name] = [None] * n
-                col[i] = v
+                col[i] = _typed_value(v)
         return out
 
     def typed_columns(self) -> dict[str, list[Any]]:
         """Every typed column as a list (``None`` where the row's event has no
-        such field or no value)."""
-        n = len(self.events)
+        such field or no value), chunked rows included."""
+        if self._batches:
+            return {c.name: self.column(c.name) for c in E.columns()}
+        n = len(self._events)
         got = self._typed_set()
         return {c.name: got.get(c.name) or [None] * n for c in E.columns()}
 
-    def to_arrow(self) -> Any:
-        """The trace as an Arrow table with :func:`schema`."""
+    def _live_batch(self) -> Any:
         import pyarrow as pa
 
         sch = schema()
-        n = len(self.events)
-        data: dict[str, Any] = {c: self.cols[c] for c in COLUMNS}
+        n = len(self._events)
+        data: list[Any] = [pa.array(self._cols[c], type=sch.field(c).type) for c in COLUMNS]
         got = self._typed_set()
         for c in E.columns():
             # a column no row sets is all nulls: built directly, not from n Nones
-            data[c.name] = got[c.name] if c.name in got else pa.nulls(n, sch.field(c.name).type)
-        return pa.table(data, schema=sch)
+            t = sch.field(c.name).type
+            data.append(pa.array(got[c.name], type=t) if c.name in got else pa.nulls(n, t))
+        return pa.RecordBatch.from_arrays(data, schema=sch)
+
+    def to_arrow(self) -> Any:
+        """The trace as an Arrow table with :func:`schema` (one chunk)."""
+        import pyarrow as pa
+
+        if not self._batches:
+            return pa.Table.from_batches([self._live_batch()], schema=schema())
+        return pa.Table.from_batches([*self._batches, self._live_batch()], schema=schema()).combine_chunks()
 
     def to_pandas(self) -> Any:
         """The trace as a DataFrame with nullable dtypes (see :func:`table_to_pandas`)."""
@@ -293,6 +372,13 @@ class Trace:
         import pyarrow.parquet as pq
 
         pq.write_table(self.to_arrow(), path, compression="zstd", write_statistics=False, store_schema=False)
+
+
+def _typed_value(v: Any) -> Any:
+    """A typed field's value in Arrow's form (tuples as lists, role changes as dicts)."""
+    if isinstance(v, tuple):
+        return [r._asdict() if isinstance(r, E.RoleChange) else r for r in v]
+    return v
 
 
 def _cell(text: str) -> str:

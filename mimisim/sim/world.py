@@ -50,7 +50,7 @@ from mimisim.sim.links import LatencyModel, LinkModel
 from mimisim.sim.network import Degradation, Network, Partition
 from mimisim.sim.nodes import ClientNode, Cost, ProviderNode
 from mimisim.sim.rng import protocol_random, stream
-from mimisim.sim.trace import Trace
+from mimisim.sim.trace import CHUNK_ROWS, Trace
 from mimisim.sim.workload import Workload
 
 #: One-time KeyPackages each client publishes at the start (plus one last-resort).
@@ -70,10 +70,8 @@ BULK_SETUP_ABOVE = 32
 SETUP_POLL_MS = 1_000.0
 
 
-def _joins(ev: E.TraceEvent | None, node: str, waiting: set[tuple[str, str]]) -> bool:
-    """Whether a trace row is a waited-for client becoming a member of its room."""
-    return (isinstance(ev, E.ClientEpoch) and ev.via in ("created", "welcome", "external_commit")
-            and (ev.room, node) in waiting)
+#: How a client becomes a member of a room (``client.epoch`` ``via``).
+_JOINED_VIA = frozenset({"created", "welcome", "external_commit"})
 
 
 def setup_mode(room: S.RoomSpec) -> str:
@@ -123,7 +121,7 @@ class World:
         self.scenario = scn = scenario
         self.seed = scn.seed if seed is None else int(seed)
         self.env = simpy.Environment()
-        self.trace = Trace()
+        self.trace = Trace(chunk_rows=CHUNK_ROWS)
         self.key_packages = KEY_PACKAGES
         base = scn.base_dir
         proto = scn.protocol
@@ -424,9 +422,13 @@ class World:
                     self.setup_cpu_s = time.process_time() - c0
                     if waiting is None:  # the rooms were created during this stretch
                         waiting = set(self.setup_targets)
-                    self.setup_end_ms = max((self.trace.cols["t_ms"][j] for j in range(rows, len(self.trace))
-                                             if _joins(self.trace.events[j], self.trace.cols["node"][j], waiting)),
-                                            default=self._setup_started_ms)
+                    tr = self.trace
+                    self.setup_end_ms = max(
+                        (t for t, k, via, room, node in zip(
+                            tr.column("t_ms", rows), tr.column("kind", rows), tr.column("via", rows),
+                            tr.column("room", rows), tr.column("node", rows), strict=True)
+                         if k == "client.epoch" and via in _JOINED_VIA and (room, node) in waiting),
+                        default=self._setup_started_ms)
                 rows = len(self.trace)
 
     def run(self, progress: bool | None = None) -> World:
