@@ -227,6 +227,37 @@ NOTEBOOKS = {
                "bytes per message grow with the number of providers and not with the room size. The Welcome "
                "and the GroupInfo grow with the group (one leaf per member in the tree they describe)."),
     ],
+    "mimi-vs-ds": [
+        ("md", "# mimi vs ds: the two designs on the same rooms\n\nThe same providers, rooms, workload and "
+               "faults (`scenarios/mimi-vs-ds.yaml`) under draft-ietf-mimi-protocol (`mimi`) and "
+               "draft-robert-mimi-delivery-service (`ds`), with and without hub failovers and DS rate limits "
+               "(the MIMI draft has none, so that axis leaves `mimi` runs alone). Metrics: "
+               "`mimisim/analysis/profiles.py`; the reading of each difference against the drafts' texts: "
+               "docs/studies.md, \"mimi vs ds\".\n\nCommand line: `mimisim sweep scenarios/mimi-vs-ds.yaml` "
+               "(the figure in docs/figures/mimi-vs-ds.png is `profiles.write_figures` of that sweep's runs)."),
+        ("code", SETUP),
+        ("code", sweep_cell("mimi-vs-ds", [
+            "duration=40s", "sweep.grid={protocol.profile: [mimi, ds], "
+            "protocol.ds.hub_limits: [{}, {group: {rate: 1/s, burst: 3}}]}"], small_seeds=2)),
+        ("md", "## Paired differences\n\nEach seed runs both profiles on the same workload draws and fault "
+               "schedule, so the difference ds - mimi per seed is what to average (the seeds' room sizes "
+               "spread the profiles' own means far more)."),
+        ("code", "from mimisim.analysis import profiles\n"
+                 "metrics = [m for m, _ in profiles.PANELS]\n"
+                 "profiles.paired(runs, metrics).round(2)"),
+        ("code", "table = profiles.compare(runs, metrics)\n"
+                 "fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))\n"
+                 "for ax, (m, label) in zip(axes, [profiles.PANELS[i] for i in (1, 2, 4, 5)]):\n"
+                 "    profiles.draw(ax, table, m, label)\n"
+                 "fig.tight_layout()"),
+        ("md", "**What it shows.** The same application message costs the same number of fanout requests "
+               "under both designs (one per guest/follower provider) and about the same bytes; a ds client "
+               "sends a few more bytes per message (its ClientSignature). A Welcome joiner under ds needs one "
+               "more round trip to the hub for the ratchet tree, and a leave waits for its proposals, fanned "
+               "out one request each. Under a DS rate limit the refused requests are retried after their "
+               "Retry-After: more requests per accepted event, slower joins and leaves, and some operations "
+               "given up."),
+    ],
     "fanout-behaviour": [
         ("md", "# Fanout behaviour in one run\n\nOne run of `scenarios/fanout.yaml`, looked at closely: "
                "per message, how many `/notify` requests the hub sends and how big they are; per commit, how "

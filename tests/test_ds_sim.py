@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mimisim.analysis import profiles
 from mimisim.analysis.invariants import Context, check_trace
 from mimisim.mimi.ds import wire as D
 from mimisim.sim.scenario import load_scenario
@@ -60,6 +61,12 @@ def test_clubhouse_under_ds_runs_the_drafts_flows_in_order() -> None:
     assert {k: v for k, v in check_trace(df, Context.from_scenario(scn)).items() if v} == {}
     # the hub kept past trees only until the joiners had fetched them
     assert rows["retained_bytes"].iloc[-1] == 0
+    # the comparison study's row of this run (mimisim.analysis.profiles)
+    st = profiles.summary(df, scn)
+    assert (st["app_messages"], st["commits"], st["welcome_joins"], st["external_joins"]) == (1, 4, 4, 1)
+    assert st["fanout_requests_per_msg"] == 2  # Cathy's message: to b.example and c.example (a.example's client: no hop)
+    assert st["leaves_completed"] == st["leaves_asked"] == 1 and st["leave_p50_ms"] > 0
+    assert st["wrong_epoch"] == 0 and st["rate_limited"] == 0
 
 
 def test_a_replayed_request_is_answered_once_and_never_fanned_out_again() -> None:

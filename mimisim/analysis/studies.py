@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mimisim.analysis import conflicts, dedup, failover, fanout, generic, leave
+from mimisim.analysis import conflicts, dedup, failover, fanout, generic, leave, profiles
 
 STUDIES: dict[str, ModuleType] = {
     "conflicts": conflicts,
@@ -25,6 +25,7 @@ STUDIES: dict[str, ModuleType] = {
     "failover": failover,
     "fanout": fanout,
     "generic": generic,
+    "profiles": profiles,
 }
 
 #: The study scenarios in scenarios/ and the study each one runs.
@@ -34,6 +35,7 @@ SCENARIO_STUDY: dict[str, str] = {
     "leave-latency": "leave",
     "failover": "failover",
     "fanout": "fanout",
+    "mimi-vs-ds": "profiles",
 }
 
 
