@@ -294,7 +294,7 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
 def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> str:
     """The headline of a sweep: each figure metric as ``mean [low, high]`` per
     point, ``(k of n runs)`` when it is defined in fewer runs than the point
-    has, and every ``never_*`` count (runs or operations that never
+    has, every other metric defined in fewer runs (named with its k), and every ``never_*`` count (runs or operations that never
     recovered or completed) that is not zero."""
     mod = STUDIES[study]
     group = [k for k in [*keys, *mod.GROUP_KEYS] if k in summary.columns]
@@ -315,6 +315,12 @@ def format_summary(summary: pd.DataFrame, keys: Sequence[str], study: str) -> st
             if k is not None and not pd.isna(k) and int(k) < n:
                 txt += f" (over {int(k)} of {n} runs)"
             parts.append(txt)
+        # every other metric defined in fewer runs than the point has, named
+        fewer = [f"{c[:-2]} {int(r[c])} of {n}" for c in summary.columns
+                 if c.endswith("_n") and f"{c[:-2]}_mean" in summary.columns and c[:-2] not in cols
+                 and not pd.isna(r[c]) and int(r[c]) < n]
+        if fewer:
+            parts.append("defined in fewer runs: " + ", ".join(fewer))
         for c in never:
             total = r[f"{c}_mean"] * r.get(f"{c}_n", n)
             if total and not pd.isna(total):

@@ -279,6 +279,16 @@ def test_fanout_metrics_and_every_added_client_joins_beyond_its_keypackages() ->
 SMALL = ["duration=20s", "sweep.grid={workload.updates.rate: [1/s, 3/s], workload.retry.mode: [rebuild]}"]
 
 
+def test_printed_summary_names_every_metric_over_fewer_runs() -> None:
+    from mimisim.sweep import format_summary
+
+    summary = pd.DataFrame([{"latency_all_mean_ms_mean": 100.0, "latency_all_mean_ms_low": 90.0,
+                             "latency_all_mean_ms_high": 110.0, "latency_all_mean_ms_n": 3, "n": 3,
+                             "recover_ms_mean": 5.0, "recover_ms_n": 2, "h_ms_mean": 1.0, "h_ms_n": 3}])
+    text = format_summary(summary, [], "leave")
+    assert "defined in fewer runs: recover_ms 2 of 3" in text and "h_ms" not in text
+
+
 def test_sweep_merges_resumes_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sw"
     sw = plan(SCN / "epoch-conflicts.yaml", SMALL, seeds=2, out=out)
