@@ -136,7 +136,7 @@ def welcome_join(net: Net, c: C) -> None:
     """Join from the delivered Welcome with the tree the hub kept for the joiner."""
     assert net.inbox[c.cid], "no Welcome delivered"
     welcome = net.inbox[c.cid].pop(0)
-    res = net.hub.handle(sign_request(SUITE, c.sig, D.WelcomeInfoRequest(ref(c)), D.JOINER_INDEX).encode())
+    res = net.hub.handle(sign_request(SUITE, c.sig, D.WelcomeInfoRequest(b"room", ref(c)), D.JOINER_INDEX).encode())
     assert res.ok, res.response
     info = res.response.response_body.body
     assert isinstance(info, D.WelcomeInfo)
@@ -179,18 +179,18 @@ def test_welcome_joiners_get_the_tree_of_their_epoch_after_the_group_moved_on(ro
     net.catch_up(carol)
     assert carol.group is not None and carol.group.epoch == alice.group.epoch == bob.group.epoch == 2  # type: ignore[union-attr]
     # without the kept state the request is refused
-    res = net.hub.handle(sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(ref(carol)), D.JOINER_INDEX).encode())
+    res = net.hub.handle(sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(b"room", ref(carol)), D.JOINER_INDEX).encode())
     assert code(res) == D.DSErrorCode.epoch_unavailable
 
 
 def test_welcome_info_needs_the_joiners_own_signature(room) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, carol = room
     # bob asks for carol's tree (signing with his key), or signs with a leaf index
-    forged = sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(ref(carol)), D.JOINER_INDEX)
+    forged = sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(b"room", ref(carol)), D.JOINER_INDEX)
     assert code(net.hub.handle(forged)) == D.DSErrorCode.authentication_failed
-    as_leaf = sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(ref(carol)), 2)
+    as_leaf = sign_request(SUITE, carol.sig, D.WelcomeInfoRequest(b"room", ref(carol)), 2)
     assert code(net.hub.handle(as_leaf)) == D.DSErrorCode.authentication_failed
-    assert code(net.hub.handle(anonymous_request(D.WelcomeInfoRequest(ref(carol))))) == D.DSErrorCode.authentication_failed
+    assert code(net.hub.handle(anonymous_request(D.WelcomeInfoRequest(b"room", ref(carol))))) == D.DSErrorCode.authentication_failed
     # a joiner removed before joining frees the kept state
     res, _ = net.commit(alice, [Proposal.of(Remove(1)), Proposal.of(Remove(2))])
     assert res.ok
@@ -472,7 +472,7 @@ def _hub_requests() -> tuple[Net, list[bytes]]:
     assert alice.group is not None
     reqs = [
         sign_request(SUITE, alice.sig, D.SendMessageRequest([alice.group.protect(b"hi")]), 0),
-        sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(ref(bob)), D.JOINER_INDEX),
+        sign_request(SUITE, bob.sig, D.WelcomeInfoRequest(b"room", ref(bob)), D.JOINER_INDEX),
         anonymous_request(D.GroupInfoRequest(b"room")),
     ]
     out = alice.group.commit([], path=True)

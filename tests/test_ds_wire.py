@@ -68,7 +68,7 @@ def request_bodies() -> list[Any]:
         D.SendMessageRequest([S["app"]]),
         D.KeyPackagesRequest([b"alice@a.example/1", b"bob@b.example/2"]),
         D.GroupInfoRequest(b"group-7"),
-        D.WelcomeInfoRequest(b"\x01" * 32),
+        D.WelcomeInfoRequest(b"room", b"\x01" * 32),
     ]
 
 

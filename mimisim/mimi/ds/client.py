@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mimisim.mimi.ds.wire import (
     CLIENT_SIGNATURE_LABEL,
@@ -34,8 +35,10 @@ from mimisim.mimi.ds.wire import (
     WelcomeInfoRequest,
 )
 from mimisim.mls.crypto import CipherSuite, DeterministicRandom
+from mimisim.mls.errors import MLSError
 from mimisim.mls.group import ApplicationMessage, Group, StagedCommit
 from mimisim.mls.keypackage import KeyPackagePrivate
+from mimisim.mls.keyschedule import compute_psk_secret, welcome_key_nonce
 from mimisim.mls.structs import (
     Add,
     Capabilities,
@@ -43,6 +46,7 @@ from mimisim.mls.structs import (
     Extension,
     ExtensionType,
     GroupInfo,
+    GroupSecrets,
     KeyPackage,
     MLSMessage,
     Proposal,
@@ -70,6 +74,26 @@ def group_update(commit: MLSMessage, group_info: GroupInfo) -> MLSGroupUpdate:
     if group_info.extension(ExtensionType.ratchet_tree) is not None:
         raise ValueError("the DS profile's GroupInfo is signed without the ratchet tree (C9)")
     return MLSGroupUpdate(commit, PartialGroupInfo(list(group_info.extensions), group_info.signature))
+
+
+def welcome_group_id(welcome: MLSMessage, ref: bytes, init_priv: bytes, suite: Any) -> bytes:
+    """The group id a Welcome is for, as its recipient reads it (RFC 9420
+    s.12.4.3.1 up to the GroupInfo; no PSKs in these groups): the guest DS
+    forwards a Welcome with no group named in the clear, and the client needs
+    it to ask for the tree of the right group."""
+    w = welcome.body
+    mine = [s for s in w.secrets if s.new_member == ref]
+    if len(mine) != 1:
+        raise MLSError("no entry for this KeyPackage in the Welcome")
+    egs = mine[0].encrypted_group_secrets
+    gs = GroupSecrets.decode(suite.decrypt_with_label(init_priv, b"Welcome", w.encrypted_group_info,
+                                                      egs.kem_output, egs.ciphertext))
+    welcome_secret = suite.derive_secret(suite.kdf_extract(gs.joiner_secret, compute_psk_secret(suite, [])),
+                                         b"welcome")
+    key, nonce = welcome_key_nonce(suite, welcome_secret)
+    gi = GroupInfo.decode(suite.aead_open(key, nonce, b"", w.encrypted_group_info))
+    gid: bytes = gi.group_context.group_id
+    return gid
 
 
 # ==========================================================================
@@ -186,8 +210,9 @@ class DSClient:
         if self.welcome is None:
             raise ClientBusy("no Welcome to join from")
         ref = self.suite.make_key_package_ref(self.key_package.encode())
+        gid = welcome_group_id(self.welcome, ref, self.key_package_priv.init_priv, self.suite)
         return self._start(
-            "welcome_info", sign_request(self.suite, self.signature_priv, WelcomeInfoRequest(ref), JOINER_INDEX)
+            "welcome_info", sign_request(self.suite, self.signature_priv, WelcomeInfoRequest(gid, ref), JOINER_INDEX)
         )
 
     # ------------------------------------------------------------ input

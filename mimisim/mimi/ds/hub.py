@@ -224,8 +224,8 @@ class DSHub:
     #: MIMI participant list) apply; the hub tracks them as a client would
     app_components: Mapping[int, Any] | None = None
     groups: dict[bytes, HubGroup] = field(default_factory=dict)
-    #: KeyPackageRef of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
-    joiners: dict[bytes, tuple[bytes, int, int]] = field(default_factory=dict)
+    #: (group, KeyPackageRef) of each Welcome joiner not yet joined -> (group, epoch, leaf) [C4, C10]
+    joiners: dict[tuple[bytes, bytes], tuple[bytes, int, int]] = field(default_factory=dict)
     #: SHA-256 of each recently accepted DSRequest -> (group, its response) [C17]
     recent: dict[bytes, tuple[bytes, DSResponse]] = field(default_factory=dict)
 
@@ -410,7 +410,7 @@ class DSHub:
         if p is None or leaf not in p.joiners:
             return
         del p.joiners[leaf]
-        self.joiners.pop(p.refs.pop(leaf), None)
+        self.joiners.pop((g.observer.group_id, p.refs.pop(leaf)), None)
         if not p.joiners:
             del g.past[epoch]
 
@@ -444,7 +444,7 @@ class DSHub:
         return HubResult(DSResponse(DS10, DSResponseBody.of(info)))
 
     def _welcome_info(self, request: DSRequest, body: WelcomeInfoRequest) -> HubResult:
-        found = self.joiners.get(body.key_package_ref)
+        found = self.joiners.get((body.group_id, body.key_package_ref))
         if found is None:
             raise DSFailure(DSErrorCode.epoch_unavailable, "no kept state for this KeyPackageRef")
         gid, epoch, leaf = found
@@ -587,7 +587,7 @@ class DSHub:
             g.past[obs.epoch] = PastEpoch(obs.ratchet_tree(), keys, refs)
             for i, ref in refs.items():
                 added_refs[ref] = i
-                self.joiners[ref] = (obs.group_id, obs.epoch, i)
+                self.joiners[(obs.group_id, ref)] = (obs.group_id, obs.epoch, i)
         if staged.sender_type == SenderType.member:
             self._joined(g, staged.committer)
         return fan

@@ -50,16 +50,14 @@ from mimisim.mimi.client import ClientCore, ClientStep
 from mimisim.mimi.client.operations import Op, Room
 from mimisim.mimi.client.roomstate import user_of_leaf
 from mimisim.mimi.ds import wire as D
-from mimisim.mimi.ds.client import anonymous_request, sign_request
+from mimisim.mimi.ds.client import anonymous_request, sign_request, welcome_group_id
 from mimisim.mimi.ds.hub import fanout_extension
 from mimisim.mimi.identity import UriError, domain_of, group_id_of_room, hub_of_room
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, Deliver
 from mimisim.mls.crypto import CryptoError
 from mimisim.mls.errors import MLSError
-from mimisim.mls.keyschedule import compute_psk_secret, welcome_key_nonce
 from mimisim.mls.structs import (
     GroupInfo,
-    GroupSecrets,
     MLSMessage,
     Node,
     ProposalType,
@@ -84,26 +82,6 @@ def room_of_group(group_id: bytes) -> str | None:
         return None
     head, sep, rest = text.partition("/g/")
     return f"{head}/r/{rest}" if sep and text.startswith("mimi://") else None
-
-
-def welcome_group_id(welcome: MLSMessage, ref: bytes, init_priv: bytes, suite: Any) -> bytes:
-    """The group id a Welcome is for, as its recipient reads it (RFC 9420
-    s.12.4.3.1 up to the GroupInfo; no PSKs in these groups): the guest DS
-    forwards a Welcome with no group named in the clear, and the client needs
-    it to ask for the tree of the right group."""
-    w = welcome.body
-    mine = [s for s in w.secrets if s.new_member == ref]
-    if len(mine) != 1:
-        raise MLSError("no entry for this KeyPackage in the Welcome")
-    egs = mine[0].encrypted_group_secrets
-    gs = GroupSecrets.decode(suite.decrypt_with_label(init_priv, b"Welcome", w.encrypted_group_info,
-                                                      egs.kem_output, egs.ciphertext))
-    welcome_secret = suite.derive_secret(suite.kdf_extract(gs.joiner_secret, compute_psk_secret(suite, [])),
-                                         b"welcome")
-    key, nonce = welcome_key_nonce(suite, welcome_secret)
-    gi = GroupInfo.decode(suite.aead_open(key, nonce, b"", w.encrypted_group_info))
-    gid: bytes = gi.group_context.group_id
-    return gid
 
 
 @dataclass
@@ -399,10 +377,6 @@ class DSMember:
         if not mine:
             return self._out(self._hand_welcome(deliver, msg, deliver.room, None, now_ms))
         ref = mine[0]
-        if any(w.ref == ref for w in self.welcomes.values()):
-            # another copy of a Welcome whose tree is being fetched
-            return ClientStep(events=(E.ClientDrop(room=deliver.room, msg_id=deliver.msg_id, status="duplicate",
-                                                   text="Welcome already received (its tree is being fetched)"),))
         _kp, priv, _lr = self.core._key_packages[ref]
         try:
             room = room_of_group(welcome_group_id(msg, ref, priv.init_priv, self.core.suite))
@@ -410,6 +384,11 @@ class DSMember:
             room = None
         if room is None:  # the core drops it with the reason
             return self._out(self._hand_welcome(deliver, msg, deliver.room or "", None, now_ms))
+        if any(w.ref == ref and w.deliver.room == room for w in self.welcomes.values()):
+            # another copy of a Welcome whose tree is being fetched (a last-resort
+            # KeyPackage may be in Welcomes of several rooms: those are not copies)
+            return ClientStep(events=(E.ClientDrop(room=room, msg_id=deliver.msg_id, status="duplicate",
+                                                   text="Welcome already received (its tree is being fetched)"),))
         d = Deliver(deliver.client, room, deliver.body, deliver.msg_id)
         return self._out(ClientStep(), [self._ask_welcome_info(_WelcomeWait(d, msg, ref))])
 
@@ -417,7 +396,8 @@ class DSMember:
         rid = self._next_own
         self._next_own += 1
         self.welcomes[rid] = wait
-        req = sign_request(self.core.suite, self.core.signature_priv, D.WelcomeInfoRequest(wait.ref), D.JOINER_INDEX)
+        req = sign_request(self.core.suite, self.core.signature_priv,
+                           D.WelcomeInfoRequest(group_id_of_room(wait.deliver.room), wait.ref), D.JOINER_INDEX)
         return ClientMessage(self.core.client_uri, ClientOp.ds_request, rid, req.encode(), wait.deliver.room,
                              hub_of_room(wait.deliver.room))
 

@@ -243,9 +243,11 @@ class WelcomeInfoRequest(Struct):
     The joiner names itself by the KeyPackageRef its Welcome lists: it cannot
     know its leaf index before it has the tree, so its ClientSignature carries
     ``sender_index`` :data:`JOINER_INDEX` and is verified with the signature
-    key of that KeyPackage.
+    key of that KeyPackage. It names the group too (read from the Welcome's
+    GroupInfo): a last-resort KeyPackage can put one client in several groups.
     """
 
+    group_id: bytes = field(opaque)
     key_package_ref: bytes = field(opaque)
 
 
