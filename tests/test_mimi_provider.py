@@ -301,6 +301,25 @@ def test_key_material_user_and_client_codes() -> None:
     assert b.digest() == before
 
 
+def test_key_material_incompatible_protocol() -> None:
+    """[P6] s.5.2: a request in a protocol the provider does not speak gets
+    the user code incompatibleProtocol (reading only the fields every
+    protocol shares), not a 400; nothing changes; a body whose shared fields
+    do not decode is still a 400."""
+    net = build()
+    b, c1 = net.p(B), net.cl["c1"]
+    body = bytearray(kmr(c1, BOB))
+    assert body[0] == int(W.Protocol.mls10)
+    body[0] = 7
+    before = b.digest()
+    out = net.call(B, Endpoint.KEY_MATERIAL, BOB, bytes(body), frm=C)
+    r = km(out)
+    assert r.user_status == UC.incompatibleProtocol and r.user_uri.uri == BOB and r.clients == []
+    assert b.digest() == before
+    bad = net.call(B, Endpoint.KEY_MATERIAL, BOB, bytes([7, 0xFF]), frm=C).response
+    assert bad is not None and bad.status == 400
+
+
 def test_key_material_consent_codes() -> None:
     net = build()
     b, c1, a1 = net.p(B), net.cl["c1"], net.cl["a1"]
@@ -376,16 +395,15 @@ def test_key_material_requester_path_and_proxy_checks() -> None:
     assert len(hub.routing) == n + 2  # Bob's two clients
 
 
-def test_incompatible_protocol_cannot_be_expressed_and_is_a_bad_request() -> None:
-    # Protocol has only mls10 (reserved 0 is refused by the codec), so
-    # incompatibleProtocol is unreachable on the wire: another protocol byte is a 400.
+def test_reserved_protocol_is_a_bad_request() -> None:
+    # reserved(0) is never valid on the wire: a 400 (any other unknown
+    # protocol is incompatibleProtocol, test above).
     net = build()
     body = bytearray(kmr(net.cl["c1"], BOB))
     assert body[0] == W.MLS10
-    for value in (0, 2, 255):
-        body[0] = value
-        out = refused(net, B, lambda: net.call(B, Endpoint.KEY_MATERIAL, BOB, bytes(body), frm=C))
-        assert out.response is not None and out.response.status == 400
+    body[0] = 0
+    out = refused(net, B, lambda: net.call(B, Endpoint.KEY_MATERIAL, BOB, bytes(body), frm=C))
+    assert out.response is not None and out.response.status == 400
 
 
 # ====================================================================== /update

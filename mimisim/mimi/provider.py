@@ -460,6 +460,16 @@ class ProviderCore:
         return out
 
     def _in_key_material(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
+        other = W.foreign_protocol_key_material_request(req.body)
+        if other is not None:
+            # [P6] s.5.2: a protocol this provider does not speak is the
+            # user code incompatibleProtocol, not a malformed body (the
+            # request's protocol-specific part is not read).
+            protocol, target_user = other
+            if target_user != req.target:
+                return OutcomeBuilder(bad_request(f"the body targets {target_user!r}, the path {req.target!r}"))
+            resp = W.KeyMaterialResponse(W.MLS10, W.KeyMaterialUserCode.incompatibleProtocol, W.IdentifierUri(target_user), [])
+            return OutcomeBuilder(MimiResponse(200, resp.encode(), "incompatibleProtocol"))
         kmr = W.KeyMaterialRequest.decode(req.body)
         target = req.target
         if kmr.target_user.uri != target:

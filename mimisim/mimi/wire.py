@@ -683,6 +683,23 @@ class KeyMaterialRequest(Struct):
         )
 
 
+def foreign_protocol_key_material_request(body: bytes) -> tuple[int, str] | None:
+    """``(protocol, target user)`` of a KeyMaterialRequest whose protocol is
+    neither MLS 1.0 nor reserved, else None. Only the fields every protocol
+    shares (protocol, requesting user, target user, room) are read: the rest
+    is ``select (protocol)`` with no arm this implementation knows, so a
+    provider can answer ``incompatibleProtocol`` ([P6] s.5.2) instead of a
+    400. Raises :class:`DecodeError` when even the shared fields do not
+    decode."""
+    if not body or body[0] in (int(Protocol.reserved), int(Protocol.mls10)):
+        return None
+    r = Reader(body, 1)
+    IdentifierUri.decode_prefix(r)  # requesting user
+    target = IdentifierUri.decode_prefix(r)
+    IdentifierUri.decode_prefix(r)  # room
+    return body[0], target.uri
+
+
 _CLIENT = KeyMaterialClientCode
 
 
