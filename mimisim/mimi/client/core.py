@@ -444,10 +444,12 @@ class ClientCore:
             raise ValueError("delay_ms must be (lo, hi) with 0 <= lo <= hi")
         self._room_pending[room_uri] = (strategy, (int(lo), int(hi)))
 
-    def join_new_device(self, room_uri: str, now_ms: int) -> ClientStep:
+    def join_new_device(self, room_uri: str, now_ms: int, *, rejoin: bool = False) -> ClientStep:
         """Join a room of this client's user by external commit ([P] "Cathy
-        adds a new device"): fetch the GroupInfo from the hub, then commit."""
-        return self._api(room_uri, OpKind.JOIN, now_ms)
+        adds a new device"): fetch the GroupInfo from the hub, then commit.
+        ``rejoin``: the client may already have a leaf in the tree (added by a
+        commit whose Welcome it could not use); the external commit replaces it."""
+        return self._api(room_uri, OpKind.JOIN, now_ms, rejoin=rejoin)
 
     def _api(self, room_uri: str, kind: OpKind, now_ms: int, **kw: Any) -> ClientStep:
         step = StepBuilder()

@@ -152,6 +152,9 @@ class Op:
     # join: the HPKE key for the GroupInfo response and the would-be group;
     # resync: a join that replaces this client's own stale leaf (gap recovery).
     resync: bool = False
+    #: a join by a client whose leaf may already be in the tree (a Welcome joiner
+    #: that could not get its tree, ds profile): its external commit replaces it
+    rejoin: bool = False
     hpke_priv: bytes = b""
     joiner: Group | None = None
     # create_room: the group being created.

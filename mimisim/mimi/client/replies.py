@@ -344,7 +344,7 @@ class ReplyHandler:
                       self_removes: list[MLSMessage], step: StepBuilder) -> None:
         """Join (or resync) by external commit from a GroupInfo and tree the hub served."""
         resync_leaf = None
-        if op.resync:
+        if op.resync or op.rejoin:
             full = tree_from_group_info(self.core.suite, gi, tree)
             for i in range(full.n_leaves):
                 leaf = full.leaf(i)
@@ -365,7 +365,7 @@ class ReplyHandler:
         op.msg_id = msg_id_of(commit.encode())
         op.attempts += 1
         op.request_id = self.engine.request(step, ClientOp.update, r.uri, op.id, "external_commit", body)
-        if resync_leaf is not None:
+        if resync_leaf is not None and op.resync:
             step.gap(r.uri, gi.group_context.epoch, op.msg_id, "resync",
                     f"resync by external commit replacing leaf {resync_leaf}")
         self.engine.submitted(op)

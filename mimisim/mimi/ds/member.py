@@ -419,7 +419,7 @@ class DSMember:
             return ClientStep()  # joined meanwhile (an earlier copy of the Welcome)
         # The hub no longer keeps that epoch (or cannot be reached): join by
         # external commit instead, as a new device would.
-        return self.join_new_device(wait.deliver.room, now_ms)
+        return self._out(self.core.join_new_device(wait.deliver.room, now_ms, rejoin=True))
 
     def _hand_welcome(self, deliver: Deliver, msg: MLSMessage, room: str, tree: list[Node | None] | None,
                       now_ms: int) -> ClientStep:
