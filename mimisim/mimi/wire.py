@@ -44,10 +44,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from mimisim import sharing
 from mimisim.codec import (
     Codec,
     DecodeError,
@@ -1034,6 +1036,7 @@ class FanoutMessage(Struct):
     """
 
     _share_decoded = True
+    _keep_wire = True  # re-encoded by every follower for each local recipient
     timestamp: int = field(uint64)
     message: MLSMessage = field(KindedMessage(*MessageKind))
     frank: Frank | None = field(
@@ -1118,7 +1121,34 @@ def decode_fanout_messages(body: bytes) -> list[FanoutMessage]:
     """Split a /notify body into its FanoutMessages; strict.
 
     Errors name the message index: ``FanoutMessage[2].message.wire_format``.
+    With :mod:`mimisim.sharing` on, a body is decoded once per process (the
+    hub sends the same body to every follower of a room; a commit of a
+    1,000-member room is ~100 kB) and the decoded messages are shared: their
+    users must not mutate them. Bounded by entries and bytes; errors are not
+    cached.
     """
+    if not sharing.enabled:
+        return _decode_fanout_messages(body)
+    global _notify_bytes
+    key = bytes(body)
+    hit = _NOTIFY_SHARED.get(key)
+    if hit is not None:
+        _NOTIFY_SHARED.move_to_end(key)
+        return list(hit)
+    got = tuple(_decode_fanout_messages(key))
+    _NOTIFY_SHARED[key] = got
+    _notify_bytes += len(key)
+    while len(_NOTIFY_SHARED) > 256 or _notify_bytes > 64 << 20:
+        old, _ = _NOTIFY_SHARED.popitem(last=False)
+        _notify_bytes -= len(old)
+    return list(got)
+
+
+_NOTIFY_SHARED: OrderedDict[bytes, tuple[FanoutMessage, ...]] = OrderedDict()
+_notify_bytes = 0
+
+
+def _decode_fanout_messages(body: bytes) -> list[FanoutMessage]:
     r = Reader(body)
     if r.remaining() == 0:
         raise DecodeError("empty /notify body", "FanoutMessage[0]")

@@ -9,11 +9,13 @@ details.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mimisim import events as E
+from mimisim import sharing
 from mimisim.codec import DecodeError
 from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
@@ -160,10 +162,34 @@ def dictionary_of(extensions: Sequence[Extension]) -> AppDataDictionary:
 
 
 def participants_of(extensions: Sequence[Extension]) -> list[tuple[str, int]]:
-    raw = dictionary_of(extensions).get(CID.participant_list)
+    """The room's participant list, ``(user, role index)`` in list order. With
+    :mod:`mimisim.sharing` on it is read once per dictionary bytes (every
+    member of a room holds the same), a new list each call."""
+    raw = find_extension(list(extensions), ExtensionType.app_data_dictionary)
+    if sharing.enabled and raw is not None:
+        return list(_participants_shared(bytes(raw)))
+    return list(_participants(raw))
+
+
+def _participants(dictionary: bytes | None) -> tuple[tuple[str, int], ...]:
+    d = AppDataDictionary.decode(dictionary) if dictionary is not None else AppDataDictionary([])
+    raw = d.get(CID.participant_list)
     if raw is None:
-        return []
-    return [(p.user, p.role_index) for p in W.ParticipantListData.decode(raw).participants]
+        return ()
+    return tuple((p.user, p.role_index) for p in W.ParticipantListData.decode(raw).participants)
+
+
+_participants_shared = functools.lru_cache(maxsize=256)(_participants)
+
+
+def _plist_fingerprint(participants: Sequence[tuple[str, int]]) -> str:
+    return hashlib.sha256("\n".join(f"{u}:{role}" for u, role in sorted(dict(participants).items())).encode()
+                          ).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=256)
+def _plist_fingerprint_shared(dictionary: bytes) -> str:
+    return _plist_fingerprint(_participants_shared(dictionary))
 
 
 def pending_removed_leaves(g: Group) -> set[int]:
@@ -216,9 +242,11 @@ def state_fingerprints(g: Group) -> tuple[str, str, str]:
     SHA-256 over the participant list (``user:role`` lines, sorted) and of
     the epoch authenticator; the hub's ``state_tag`` renders the same three
     (the agreement invariant compares them with the hub's)."""
-    plist = hashlib.sha256(
-        "\n".join(f"{u}:{role}" for u, role in sorted(dict(participants_of(g.extensions)).items())).encode()
-    ).hexdigest()[:8]
+    raw = find_extension(list(g.extensions), ExtensionType.app_data_dictionary)
+    if sharing.enabled and raw is not None:
+        plist = _plist_fingerprint_shared(bytes(raw))
+    else:
+        plist = _plist_fingerprint(participants_of(g.extensions))
     return g.tree_hash.hex()[:8], plist, g.epoch_authenticator.hex()[:8]
 
 
