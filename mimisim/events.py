@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 __all__ = [
+    "MEASURED_COLUMNS",
     "REGISTRY",
     "Column",
     "RoleChange",
@@ -139,6 +140,22 @@ def _method() -> Any:
 
 def _path() -> Any:
     return _col("the request's endpoint path as the draft writes it (/notify/a.example/r/club)", "string")
+
+
+#: Columns whose values are MEASURED on the machine that ran the simulation
+#: (process CPU time), not simulated: they are null unless the scenario sets
+#: ``outputs.cpu_time``, and they are the only columns two runs of the same
+#: scenario and seed may differ in. Comparisons of traces for determinism
+#: drop them (docs/studies.md, "MLS costs").
+MEASURED_COLUMNS: tuple[str, ...] = ("cpu_ms",)
+
+
+def _cpu_ms() -> Any:
+    return _col(
+        "MEASURED, not simulated: process CPU time (time.process_time) of the core call that produced this event "
+        "(client: the step that built the commit or processed the epoch, null when one step did both; hub: the "
+        "/update request that was accepted); null unless outputs.cpu_time; not deterministic (MEASURED_COLUMNS)",
+        "float64", "ms")
 
 
 def _attempt() -> Any:
@@ -362,6 +379,7 @@ class HubAccept(TraceEvent):
     grant_role: int | None = _col("role granted to a joiner by external commit (group_info)", "int64")
     abuser: str | None = _col("the alleged abuser's user URI (abuse_report)", "string")
     reported_messages: int | None = _col("franked messages in the abuse report", "int64", "messages")
+    cpu_ms: float | None = _cpu_ms()
 
     @property
     def detail(self) -> str:
@@ -545,6 +563,7 @@ class ClientCommit(TraceEvent):
     left_out: tuple[str, ...] | None = _col(
         "pending proposals the commit left out as invalid for the group (RFC 9420 s.12.2): why, one per proposal",
         "list<string>")
+    cpu_ms: float | None = _cpu_ms()
 
     @property
     def detail(self) -> str:
@@ -568,6 +587,7 @@ class ClientEpoch(TraceEvent):
     tree_fp: str | None = _tree_fp()
     plist_fp: str | None = _plist_fp()
     auth_fp: str | None = _col("first 8 hex digits of the member's epoch authenticator", "string")
+    cpu_ms: float | None = _cpu_ms()
 
     @property
     def detail(self) -> str:
@@ -844,7 +864,8 @@ class RunEnd(TraceEvent):
 class WorkloadAction(TraceEvent):
     """``status``: empty, or ``skipped`` (``text`` says why)."""
 
-    action: str | None = _col("what the workload asks: send, update, add_user, remove_user, leave, new_device, "
+    action: str | None = _col("what the workload asks: send, update, add_user, add_users (a bulk add), remove_user, leave, "
+                              "new_device, "
                               "create_room, or a script step's action", "string")
     setup: bool | None = _col("part of the scenario's initial room setup", "bool")
     step: int | None = _col("index of the scenario's script step this action runs (null: not scripted)", "int64")

@@ -90,6 +90,7 @@ class Sweep:
         self.study = self.studies[0]
         self.out = out
         self.overrides: list[str] = []  # the user's --set overrides, recorded in sweep.json
+        self.extra_text: dict[str, str] = {}  # study -> what its after_sweep hook printed (fits)
         self.points = expand_sweep(scenario)
         self.keys = list(scenario.sweep.grid) if scenario.sweep is not None else []
         self.ids = [f"{i:04d}-{resolved_hash(p)[:12]}" for i, (_, _, p) in enumerate(self.points)]
@@ -280,6 +281,11 @@ def run_sweep(sweep: Sweep, *, workers: int | None = 1, dask: Any = None, progre
         runs.to_parquet(sweep.out / f"{runs_name}.parquet", index=False)
         runs.to_csv(sweep.out / f"{runs_name}.csv", index=False)
         summary.to_csv(sweep.out / f"{summary_name}.csv", index=False)
+        hook = getattr(STUDIES[study], "after_sweep", None)
+        if hook is not None and len(runs):
+            # A study's own products beyond the tables (mlscost: fits.csv and
+            # its figures with the fits), written with the tables.
+            sweep.extra_text[study] = hook(sweep.out, runs, list(sweep.keys), sweep.scenario.name)
     meta = {"scenario": sweep.scenario.name, "description": sweep.scenario.description.strip(),
             "source": sweep.scenario.source, "overrides": sweep.overrides, "study": sweep.study, "studies": studies, "grid": sweep.keys,
             "grid_values": {k: [label(v) for v in vs] for k, vs in
@@ -352,6 +358,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                            progress=False if args.no_progress else None, keep_runs=args.keep_runs)
     if not args.quiet:
         print(format_summary(summary, sweep.keys, sweep.study))
+        for study, text in sweep.extra_text.items():
+            if text:
+                print(f"{study} fits (fits.csv, figures/):\n{text}")
         extra = "".join(f", runs-{s}.csv, summary-{s}.csv" for s in sweep.studies[1:])
         print(f"results: {sweep.out} (runs.csv, summary.csv{extra}); plot with: mimisim plot {sweep.out}")
     return 0

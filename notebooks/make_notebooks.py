@@ -258,6 +258,45 @@ NOTEBOOKS = {
                "Retry-After: more requests per accepted event, slower joins and leaves, and some operations "
                "given up."),
     ],
+    "mls-cost": [
+        ("md", "# MLS costs as a room grows\n\nThe shapes of Soler et al. (arXiv 2502.18303, 2025) in a MIMI "
+               "room (`scenarios/mls-cost.yaml`): single-member add commits from random committers of a pool of "
+               "full clients, Updates interleaved (invite 0.8 / update 0.2), bulk adds growing the room between "
+               "them, silent members (KeyPackages only) beyond the pool. Per bin of 100 members: the sizes of "
+               "the commit, Welcome, GroupInfo and the tree sent with the Welcome, and the *measured* CPU time "
+               "of generation, processing and the hub; linear, logarithmic and log-log fits "
+               "(docs/studies.md, \"MLS costs\"). CPU times are measured on the machine that runs the "
+               "notebook, so they are only plotted here (the byte tables are exact).\n\n"
+               "Command line: `mimisim sweep scenarios/mls-cost.yaml` (figures and `fits.csv` in the sweep "
+               "folder)."),
+        ("code", SETUP + "\n\nfrom mimisim.analysis import mlscost as M"),
+        ("code", '''# The sweep: the scenario's own grid at full size (2,000+ members, minutes of CPU per run);
+# at the small size one point: 250 silent members, 75 s.
+SMALL = ["sweep.grid={users.generate.count: [250], duration: [75s], outputs.cpu_time: [true], "
+         "rooms.generate.participants: [all]}", "workload.bulk_adds.batch=10", "workload.bulk_adds.rate=0.5/s"]
+sw = plan(ROOT / "scenarios" / "mls-cost.yaml", SMALL if SIZE == "small" else [],
+          seeds=1 if SIZE == "small" else None, out=OUT / "mls-cost" / SIZE)
+runs, summary = run_sweep(sw, workers=1 if SIZE == "small" else 2, progress=False)
+print(f"{len(sw.points)} runs of study {sw.study!r}; grid: {sw.keys}")
+runs[[*sw.keys, "size_bin", "epochs", "bulk_epochs", "commit_bytes"]].head()'''),
+        ("code", 'summary[[*sw.keys, "size_bin", "n", "epochs_mean", "commit_bytes_mean", "add_welcome_bytes_mean",\n'
+                 '         "add_tree_bytes_mean", "groupinfo_full_bytes_mean", "welcome_gi_share_mean"]].round(3)'),
+        ("code", '# Fits of the byte metrics (exact); the CPU fits are in the figures below and in fits.csv.\n'
+                 'f = M.fits(runs, sw.keys, min_size=0 if SIZE == "small" else M.BIN)\n'
+                 'f[f.metric.isin(["commit_bytes", "add_welcome_bytes", "add_tree_bytes", "groupinfo_full_bytes", '
+                 '"auc_bytes"])][[*sw.keys, "metric", "points", "exponent", "lin_r2", "log_r2"]].round(3)'),
+        ("code", 'fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))\n'
+                 'for ax, m in zip(axes, ["gen_cpu_ms", "proc_cpu_ms", "hub_cpu_ms"]):\n'
+                 '    g = runs.groupby("size_bin")[["members_mean", m]].mean()\n'
+                 '    ax.plot(g.members_mean, g[m], "o-")\n'
+                 '    ax.set_xlabel("members"); ax.set_ylabel(m + " (measured)")\n'
+                 'fig.tight_layout()'),
+        ("md", "**What it shows.** Every size grows with the group: the commit because the committer's "
+               "UpdatePath encrypts to the resolution of its copath, which silent members (who never commit) "
+               "keep large; the Welcome and the GroupInfo because the room's participant list travels in the "
+               "GroupContext; the tree because it has a leaf per member. The full-size figures and fits are in "
+               "docs/figures/mls-cost-*.png and docs/studies.md, \"MLS costs\"."),
+    ],
     "fanout-behaviour": [
         ("md", "# Fanout behaviour in one run\n\nOne run of `scenarios/fanout.yaml`, looked at closely: "
                "per message, how many `/notify` requests the hub sends and how big they are; per commit, how "

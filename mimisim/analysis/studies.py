@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mimisim.analysis import conflicts, dedup, failover, fanout, generic, leave, profiles
+from mimisim.analysis import conflicts, dedup, failover, fanout, generic, leave, mlscost, profiles
 
 STUDIES: dict[str, ModuleType] = {
     "conflicts": conflicts,
@@ -24,6 +24,7 @@ STUDIES: dict[str, ModuleType] = {
     "leave": leave,
     "failover": failover,
     "fanout": fanout,
+    "mlscost": mlscost,
     "generic": generic,
     "profiles": profiles,
 }
@@ -36,6 +37,7 @@ SCENARIO_STUDY: dict[str, str] = {
     "failover": "failover",
     "fanout": "fanout",
     "mimi-vs-ds": "profiles",
+    "mls-cost": "mlscost",
 }
 
 

@@ -110,6 +110,11 @@ class ProviderConfig:
     # re-encrypted by its sender). [P6] s.5.4 leaves the window to the hub
     # (docs/mimi-choices.md, "Application-message epoch window").
     app_epoch_window: int = 0
+    # False: a provider whose clients are represented only by their
+    # KeyPackages (the mls-cost study's silent members): it answers the hub's
+    # notifies as usual but delivers nothing to its clients, which never
+    # process the room (docs/studies.md, "MLS costs").
+    deliver_locally: bool = True
 
 
 @dataclass
@@ -396,6 +401,8 @@ class ProviderCore:
     def _deliver_local(self, room: str, body: bytes) -> OutcomeBuilder:
         """Deliver one FanoutMessage to the local clients it concerns."""
         out = OutcomeBuilder()
+        if not self.config.deliver_locally:
+            return out
         fm = W.FanoutMessage.decode(body)
         mid = msg_id_of(fm.message.encode())
         if fm.kind == W.MessageKind.welcome:

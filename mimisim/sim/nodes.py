@@ -55,6 +55,8 @@ forward), and the receiver sees messages in the order they were sent.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -218,11 +220,31 @@ class ClientNode:
     def now(self) -> int:
         return int(self.world.env.now)
 
-    def apply(self, step: ClientStep) -> None:
-        """Carry out what a core call produced."""
+    def call(self, fn: Callable[..., ClientStep], *args: Any) -> None:
+        """Call the core (``fn(*args)``) and carry out its step, measuring
+        the call's process CPU time when the scenario asks
+        (``outputs.cpu_time``; :meth:`apply`)."""
+        if not self.world.measure_cpu:
+            self.apply(fn(*args))
+            return
+        t0 = time.process_time()
+        step = fn(*args)
+        self.apply(step, cpu_ms=(time.process_time() - t0) * 1000.0)
+
+    def apply(self, step: ClientStep, cpu_ms: float | None = None) -> None:
+        """Carry out what a core call produced. ``cpu_ms`` (measured by
+        :meth:`call`) goes to the step's one MLS-cost event -- the commit it
+        built or the epoch it processed from a commit or Welcome -- and to
+        none when the step holds several (it cannot be split)."""
         w = self.world
         t = w.env.now
-        for e in step.events:
+        events: list[Any] = list(step.events)
+        if cpu_ms is not None:
+            costed = [i for i, e in enumerate(events) if isinstance(e, E.ClientCommit)
+                      or (isinstance(e, E.ClientEpoch) and e.via in ("commit", "welcome"))]
+            if len(costed) == 1:
+                events[costed[0]] = dataclasses.replace(events[costed[0]], cpu_ms=cpu_ms)
+        for e in events:
             _record_core_event(w.trace, t, e, self.uri)
         for m in step.messages:
             self.outstanding[m.request_id] = False
@@ -235,7 +257,7 @@ class ClientNode:
 
     def _timer(self, at_ms: int, token: int) -> Generator:
         yield self.world.env.timeout(max(0.0, at_ms - self.world.env.now))
-        self.apply(self.core.on_timer(token, self.now))
+        self.call(self.core.on_timer, token, self.now)
 
     def _arrived_at_provider(self, msg: ClientMessage) -> None:
         if msg.request_id in self.outstanding:
@@ -248,10 +270,10 @@ class ClientNode:
             hook(reply)
             return
         self.outstanding.pop(reply.request_id, None)
-        self.apply(self.core.on_reply(reply, self.now))
+        self.call(self.core.on_reply, reply, self.now)
 
     def on_deliver(self, deliver: Deliver) -> None:
-        self.apply(self.core.on_deliver(deliver, self.now))
+        self.call(self.core.on_deliver, deliver, self.now)
 
     def connection_lost(self, request_ids: list[int] | None = None) -> None:
         """The provider crashed: the requests it had received will never be
@@ -365,13 +387,20 @@ class ProviderNode:
     def _call(self, inp: CoreInput, size: int = 0) -> tuple[Outcome, float]:
         """Feed one input to the core, record its events, and return the
         outcome and the processing time it costs."""
-        out = self.core.handle(inp)
+        w = self.world
+        if w.measure_cpu:
+            t0 = time.process_time()
+            out = self.core.handle(inp)
+            cpu_ms: float | None = (time.process_time() - t0) * 1000.0
+        else:
+            out, cpu_ms = self.core.handle(inp), None
         cost = self.cost.of(size, out.crypto.signatures, out.crypto.hpke)
         self.inputs += 1
         self.busy_ms += cost
-        w = self.world
         t = w.env.now
         for e in out.events:
+            if cpu_ms is not None and isinstance(e, E.HubAccept) and e.message == "commit":
+                e = dataclasses.replace(e, cpu_ms=cpu_ms)  # measured (outputs.cpu_time)
             _record_core_event(w.trace, t, e, self.domain)
         self._log(inp, tuple((a.room, a.msg_id, a.epoch) for a in out.accepted))
         for a in out.actions:

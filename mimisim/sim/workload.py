@@ -123,6 +123,11 @@ class Workload:
             for room in self._rooms(a.rooms):
                 env.process(self._poisson(f"{kind}:{room}", a.rate, a.start, a.stop,
                                           partial(self._membership, room=room, kind=kind, users=a.users)))
+        if wl.bulk_adds is not None:
+            b = wl.bulk_adds
+            for room in self._rooms(b.rooms):
+                env.process(self._poisson(f"bulk_adds:{room}", b.rate, b.start, b.stop,
+                                          partial(self._bulk_add, room=room, batch=b.batch, users=b.users)))
         if wl.new_devices is not None:
             dev = wl.new_devices
             users = dev.users or list(self.scn.users)
@@ -173,7 +178,7 @@ class Workload:
             return
         node = self._pick(gen, members)
         self._record(node.uri, room, "update")
-        node.apply(node.core.update(room, node.now))
+        node.call(node.core.update, room, node.now)
 
     def _update_from_client(self, gen: np.random.Generator, uri: str, rooms: list[str]) -> None:
         node = self.world.clients[uri]
@@ -183,7 +188,7 @@ class Workload:
             return
         room = self._pick(gen, mine)
         self._record(uri, room, "update")
-        node.apply(node.core.update(room, node.now))
+        node.call(node.core.update, room, node.now)
 
     def _membership(self, gen: np.random.Generator, room: str, kind: str, users: list[str] | None) -> None:
         w = self.world
@@ -202,7 +207,7 @@ class Workload:
             user = self._pick(gen, choices)
             w.add_candidates(room, user)
             self._record(actor.uri, room, "add_user", user=user)
-            actor.apply(actor.core.add_user(room, self.scn.user_uri(user), actor.now))
+            actor.call(actor.core.add_user, room, self.scn.user_uri(user), actor.now)
         elif kind == "removes":
             # A user whose leave is pending does not remove others (it could remove
             # the last member able to commit its own leave).
@@ -242,6 +247,32 @@ class Workload:
             node = self._pick(gen, by_user[user])
             self._record(node.uri, room, "leave")
             node.apply(node.core.leave(room, node.now))
+
+    def _bulk_add(self, gen: np.random.Generator, room: str, batch: int, users: list[str] | None) -> None:
+        """A random online member adds ``batch`` random users not in the room
+        in one commit, each client's KeyPackage taken from it directly
+        (ClientCore.direct_key_package: no /keyMaterial round trip)."""
+        w = self.world
+        members = self.online_members(room)
+        if not members:
+            self._record("", room, "add_users", "skipped", "no online member")
+            return
+        actor = self._pick(gen, members)
+        listed = set(actor.core.participants(room))
+        choices = [u for u in sorted(users or self.scn.users) if self.scn.user_uri(u) not in listed]
+        if not choices:
+            self._record(actor.uri, room, "add_users", "skipped", "every candidate is a participant")
+            return
+        picked = sorted(int(i) for i in gen.choice(len(choices), size=min(batch, len(choices)), replace=False))
+        adds = []
+        for i in picked:
+            user = choices[i]
+            uri = self.scn.user_uri(user)
+            w.add_candidates(room, user)
+            clients = w.clients_of_user.get(uri, [])
+            adds.append((uri, [w.clients[c].core.direct_key_package() for c in clients]))
+        self._record(actor.uri, room, "add_users", detail=f"{len(adds)} users")
+        actor.call(actor.core.add_with_key_packages, room, adds, actor.now)
 
     def _new_device(self, user: str, access: str) -> None:
         w = self.world

@@ -24,6 +24,7 @@ Randomness: one root seed; every component draws from its own named stream
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Generator
 from typing import Any
@@ -122,6 +123,9 @@ class World:
         self.seed = scn.seed if seed is None else int(seed)
         self.env = simpy.Environment()
         self.trace = Trace(chunk_rows=CHUNK_ROWS)
+        # Measure MLS CPU time into the cpu_ms columns (outputs.cpu_time): the
+        # one non-deterministic part of a trace (events.MEASURED_COLUMNS).
+        self.measure_cpu = bool(scenario.outputs.cpu_time)
         self.key_packages = KEY_PACKAGES
         base = scn.base_dir
         proto = scn.protocol
@@ -164,10 +168,12 @@ class World:
             guest_limits={k: Rate(v.rate, v.burst) for k, v in proto.ds.fanout_limits.items()},
         )
         for domain, spec in scn.providers.items():
-            def make(domain: str = domain) -> Any:
+            cfg = dataclasses.replace(config, deliver_locally=False) if spec.silent else config
+
+            def make(domain: str = domain, cfg: ProviderConfig = cfg) -> Any:
                 if self.ds:
                     return self._ds_core(domain, ds_config)
-                return ProviderCore.new(domain, protocol_random(self.seed, f"provider {domain}"), config)
+                return ProviderCore.new(domain, protocol_random(self.seed, f"provider {domain}"), cfg)
 
             lag = None
             if spec.standby is not None and spec.standby.replication == "lag":

@@ -292,6 +292,19 @@ class ClientCore:
         step.emit(E.ClientConsent(room=room_uri or "", peer=requester, operation=op.name, target_user=self.user_uri))
         return step.freeze()
 
+    def direct_key_package(self) -> KeyPackage:
+        """A fresh one-time KeyPackage handed to the simulator instead of
+        uploaded: bulk adds (:meth:`add_with_key_packages`) take their KeyPackages from
+        the target clients directly, as a bulk room setup does, without a
+        /keyMaterial claim per user. The private keys are kept, so the client
+        can join from the Welcome like any other."""
+        self._kp_counter += 1
+        kp, priv = create_key_package(
+            self.suite, self.credential, self.signature_priv, fork_rng(self.rng, f"key package {self._kp_counter}"),
+        )
+        self._key_packages[self.suite.make_key_package_ref(kp.encode())] = (kp, priv, False)
+        return kp
+
     # ================================================================ API: room operations
 
     def create_room(
@@ -386,6 +399,19 @@ class ClientCore:
         if not users:
             raise ValueError("add_users needs at least one user")
         return self._api(room_uri, OpKind.ADD_MANY, now_ms, target="", targets=list(users))
+
+    def add_with_key_packages(self, room_uri: str, users: list[tuple[str, list[KeyPackage]]], now_ms: int, *,
+                              role: int | str | None = None) -> ClientStep:
+        """Add several users in one commit with KeyPackages given (no
+        /keyMaterial claim, unlike :meth:`add_users`): one AppDataUpdate
+        listing them all plus an Add per KeyPackage. The mls-cost study grows its room with these between
+        its measured single adds (docs/studies.md, "MLS costs"); users
+        already listed are left out when the commit is built."""
+        if not users:
+            raise ValueError("add_with_key_packages needs at least one user")
+        first, kps = users[0]
+        return self._api(room_uri, OpKind.ADD, now_ms, target=first, role=role, key_packages=list(kps),
+                         more_users=[(u, list(k)) for u, k in users[1:]])
 
     def remove_user(self, room_uri: str, user_uri: str, now_ms: int) -> ClientStep:
         """Commit Removes of all the user's clients (found by their credentials

@@ -126,6 +126,8 @@ class Op:
     # add_user under explicit consent: how often the target's provider has
     # answered noConsent (the first time, the client asks for consent).
     consent_polls: int = 0
+    # A bulk add with KeyPackages given (ClientCore.add_with_key_packages): the users after ``target``, each with its KeyPackages.
+    more_users: list[tuple[str, list[KeyPackage]]] = field(default_factory=list)
     # send_message: the encoded content (salt included), the same across retries.
     content: bytes = b""
     content_id: str = ""  # its MIMI message id (content.content_id), the same across retries

@@ -101,17 +101,19 @@ class RequestBuilder:
         if removal_pending(g):
             self.engine.wait_next_epoch(r, op)
             return
-        listed = participants_of(g.extensions)
-        if any(u == op.target for u, _ in listed):
+        listed = {u for u, _ in participants_of(g.extensions)}
+        users = [(u, kps) for u, kps in [(op.target, op.key_packages), *op.more_users] if u not in listed]
+        if not users:
             # Already a participant (a concurrent add won, or our own earlier
             # attempt was accepted after all): nothing left to do.
             self.engine.done(op)
             return
         role = resolve_role(room_policy(g.extensions), op.role, MEMBER_ROLE)
-        upd = W.ParticipantListUpdate([], [], [W.UserRolePair(op.target, role)])
+        upd = W.ParticipantListUpdate([], [], [W.UserRolePair(u, role) for u, _ in users])
         proposals = [Proposal.of(AppDataUpdate(CID.participant_list, AppDataUpdateOperation.update, upd.encode()))]
         present = {leaf.signature_key for _, leaf in g.members()}
-        proposals += [Proposal.of(Add(kp)) for kp in op.key_packages if kp.leaf_node.signature_key not in present]
+        proposals += [Proposal.of(Add(kp)) for _, kps in users for kp in kps
+                      if kp.leaf_node.signature_key not in present]
         self.send_commit(r, op, proposals, now_ms, step)
 
     def commit_add_many(self, r: Room, op: Op, now_ms: int, step: StepBuilder) -> None:

@@ -58,6 +58,10 @@ class ProviderSpec(_Model):
     rooms and key material (docs/simulator.md, "Crashes and failover")."""
     standby: Standby | None = None
     """Hub failover target; needed by ``failover`` faults."""
+    silent: bool = False
+    """Its clients are represented by their KeyPackages only: they upload them and can be added to rooms, but the
+    provider delivers nothing to them, so they never join or process a room (the mls-cost study's members outside
+    the committer pool: docs/studies.md, "MLS costs"). It still answers the hub's notifies."""
 
 
 # ====================================================================== users and clients

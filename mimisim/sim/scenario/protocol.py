@@ -147,6 +147,10 @@ class Outputs(_Model):
     """Results go to ``<dir>/<name>/seed-<n>/``."""
     trace: bool = True
     """Write ``trace.parquet`` (every event of the run); false: only the tables and summary."""
+    cpu_time: bool = False
+    """Measure the process CPU time of the MLS work (a client building a commit or processing an epoch, the hub
+    accepting a commit) into the ``cpu_ms`` trace column. Measured, not simulated: the only part of a trace that
+    differs between two runs of the same scenario and seed (``mimisim.events.MEASURED_COLUMNS``)."""
     tables: list[str] = Field(default_factory=lambda: ["all"])
     """Reserved: not read in this version (every derived table is written)."""
     plots: list[str] = Field(default_factory=lambda: ["all"])

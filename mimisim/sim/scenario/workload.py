@@ -59,6 +59,19 @@ class MembershipActivity(_Activity):
     """Candidate users (adds: users not in the room; removes, leaves: participants); default all."""
 
 
+class BulkAddActivity(_Activity):
+    """Several users added in one commit, their KeyPackages taken from their clients directly (no /keyMaterial):
+    grows a large room fast between the measured single adds of the mls-cost study (docs/studies.md, "MLS
+    costs")."""
+
+    per: Literal["room"] = "room"
+    """Always ``room``: one Poisson process per room at ``rate``."""
+    batch: int = Field(default=20, ge=1)
+    """Users per commit (random users not in the room; fewer when fewer are left)."""
+    users: list[str] | None = None
+    """Candidate users; default all."""
+
+
 class DeviceActivity(_StartStop):
     """New devices of existing users joining all their user's rooms by external commit."""
 
@@ -143,6 +156,9 @@ class Workload(_Model):
     """Random removals of participants by another member at a Poisson rate per room; none: no removals."""
     leaves: MembershipActivity | None = None
     """Random participants leaving rooms at a Poisson rate per room; none: nobody leaves at random."""
+    bulk_adds: BulkAddActivity | None = None
+    """Several users added per commit with KeyPackages taken directly (fast growth of a large room); none: no
+    bulk adds."""
     new_devices: DeviceActivity | None = None
     """New devices of existing users joining their rooms by external commit; none: no new devices."""
     script: list[ScriptStep] = Field(default_factory=list)
