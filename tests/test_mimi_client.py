@@ -1005,3 +1005,20 @@ def test_a_hub_that_lost_a_commit_and_took_ours_instead(echo_first: bool) -> Non
     assert not [e for _, e in net.events if e.kind == "client.drop" and e.status == "staleSuccess"]
     net.do(B1, b1.send_message(ROOM, "one room again", net.now))
     assert ("one room again" in net.texts(A1)) and ("one room again" in net.texts(C1))
+
+
+def test_the_last_member_cannot_leave_and_is_told_so() -> None:
+    """Issue 11 (chaos-churn seed 7): Bob, alone in the room after Dave's
+    removal, asked to leave; his proposals were accepted and nobody was left
+    to commit them, so the leave never ended and his queue stalled. Only
+    another member can commit a Remove and an MLS group keeps at least one
+    member: the leave fails at once, reported, nothing is sent."""
+    net, alice = room_with_alice()
+    sent = len(net.sent)
+    net.do(A1, alice.leave(ROOM, net.now))
+    fails = net.kinds(A1, "client.fail")
+    assert len(fails) == 1 and fails[0].status == "lastMember" and fails[0].operation == "leave"
+    assert len(net.sent) == sent and not net.kinds(A1, "client.propose")
+    assert alice.rooms() == [ROOM] and alice.pending_operations(ROOM) == []
+    net.do(A1, alice.update(ROOM, net.now))  # the queue goes on
+    assert net.hub.accepted[-1] == "commit"

@@ -314,7 +314,10 @@ def leave_completes(d: Digest, ctx: Context) -> list[Violation]:
     counted from when the world is quiet. Unlike ``leave_committed``, which
     judges leaves whose proposals the hub accepted, this judges the user's
     request: a leave given up after refused attempts (``client.fail``)
-    leaves the user in the room, which is a violation too."""
+    leaves the user in the room, which is a violation too, except a leave
+    the client reports as impossible (``client.fail`` status ``lastMember``:
+    the user is the room's last member, and only another member can commit
+    a Remove; an MLS group cannot be emptied)."""
     out: list[Violation] = []
     t = d.trace
     if "action" not in t.columns:
@@ -333,6 +336,8 @@ def leave_completes(d: Digest, ctx: Context) -> list[Violation]:
         done = next((c for c in d.commits if c.room == room and c.seq > seq and not c.lost
                      and any(u == user and n == 0 for u, _, n in c.changes)), None)
         gave_up = fail[(fail["node"] == node) & (fail["room"] == room) & (fail["seq"] > seq)]
+        if len(gave_up) and str(gave_up["status"].iloc[0]) == "lastMember":
+            continue  # the room's last member: no one can commit its removal (reported, counted)
         # A leave the client gave up because the hub kept refusing it (the
         # hub answered: they could talk) is judged whenever the run ends.
         refused = len(gave_up) and str(gave_up["status"].iloc[0]) not in GONE and done is None

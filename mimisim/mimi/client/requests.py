@@ -226,6 +226,13 @@ class RequestBuilder:
         g = r.group
         assert g is not None
         self.forget_own_proposals(g, op)
+        if all(user_of_leaf(leaf) == self.core.user_uri for _, leaf in g.members()):
+            # Only another member can commit a Remove of us, and an MLS group
+            # keeps at least one member: nobody is left to do it. Reported
+            # (and counted) rather than proposed and waited for forever.
+            self.engine.fail(step, r, op, "the last member of the room cannot leave: nobody is left to commit "
+                             "its removal", "lastMember")
+            return
         removing = pending_removed_leaves(g)
         proposals = [
             Proposal.of(Remove(i))
