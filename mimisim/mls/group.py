@@ -816,6 +816,9 @@ class Group:
             return
         if staged.state.context.epoch != old.epoch + 1:
             raise MLSError("staged commit is not for the next epoch")
+        # The old epoch's tree is only looked up from now on (late messages,
+        # a fork): its indexes go, which at 1,000 members is most of its memory.
+        old.tree.drop_indexes()
         self._past[old.epoch] = _PastEpoch(
             old.context_bytes, old.tree, old.secret_tree, old.secrets.sender_data_secret
         )

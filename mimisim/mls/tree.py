@@ -601,6 +601,13 @@ class RatchetTree:
         assert self._prof_index is not None
         return self._prof_index
 
+    def drop_indexes(self) -> None:
+        """Forget the key, profile and capability indexes (rebuilt on demand).
+        A member keeps the trees of a few past epochs to read late messages;
+        their indexes are most of a large tree's memory (four dicts over every
+        node) and past trees are only looked up, never validated against."""
+        self._enc_index = self._sig_index = self._prof_index = self._cap_index = None
+
     def leaf_capability_counts(self) -> dict[CapProfile, int]:
         """How many non-blank leaves support each (extension types, proposal types,
         credential types): the checks that every member supports a proposal type or
