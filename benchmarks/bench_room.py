@@ -104,6 +104,7 @@ class Case:
     counts: dict[str, int]
     profile: dict[str, Any] | None = None
     setup_end_ms: float | None = None  # simulated time the initial members had all joined (None: never)
+    floor: dict[str, float] | None = None  # the unavoidable-crypto floor (see crypto_floor)
 
     @property
     def wall_s(self) -> float:
@@ -117,6 +118,78 @@ class Case:
     def workload_events_per_s(self) -> float:
         w = self.workload_wall_s
         return (self.events - self.setup_events) / w if w > 0 else float("nan")
+
+
+def _cpu_median(fn: Any, reps: int = 301) -> float:
+    out = []
+    for _ in range(reps):
+        t = time.process_time()
+        fn()
+        out.append(time.process_time() - t)
+    out.sort()
+    return out[len(out) // 2]
+
+
+def unit_costs() -> dict[str, float]:
+    """CPU seconds of one AEAD open (a 200 B message's PrivateMessage), one
+    HPKE EncryptWithLabel (a path secret) and one Ed25519 verification,
+    medians measured now, in this process (sharing off: the real work)."""
+    from mimisim import sharing
+    from mimisim.mls.crypto import DeterministicRandom, get_suite
+
+    suite = get_suite(1)
+    rng = DeterministicRandom(0, "floor")
+    key, nonce = rng.random_bytes(suite.aead_key_len), rng.random_bytes(suite.aead_nonce_len)
+    ct = suite.aead_seal(key, nonce, b"aad" * 10, b"m" * 300)
+    priv, pub = suite.generate_hpke_key_pair(rng)
+    spriv, spub = suite.generate_signature_key_pair(rng)
+    sig = suite.sign_with_label(spriv, b"FramedContentTBS", b"c" * 300)
+    with sharing.sharing(False):
+        return {
+            "aead_open": _cpu_median(lambda: suite.aead_open(key, nonce, b"aad" * 10, ct)),
+            "hpke_seal": _cpu_median(lambda: suite.encrypt_with_label(pub, b"UpdatePathNode", b"ctx", b"s" * 32, rng)),
+            "verify": _cpu_median(lambda: suite.verify_with_label(spub, b"FramedContentTBS", b"c" * 300, sig)),
+        }
+
+
+class _CryptoCounts:
+    """Counts, during a run, the HPKE encryptions done (committers' path
+    secrets and Welcome secrets) and the distinct signatures verified (the
+    misses of the shared verification cache: with sharing on, each distinct
+    (key, content, signature) is verified once; an upper bound if the bounded
+    cache evicted one and it came again). Installed around
+    ``CipherSuite.encrypt_with_label`` for the run only; the run is unchanged."""
+
+    def __enter__(self) -> _CryptoCounts:
+        from mimisim.mls import crypto
+
+        self.seals = 0
+        self._orig = crypto.CipherSuite.encrypt_with_label
+        orig = self._orig
+
+        def counted(suite: Any, *a: Any, **k: Any) -> Any:
+            self.seals += 1
+            return orig(suite, *a, **k)
+
+        crypto.CipherSuite.encrypt_with_label = counted  # type: ignore[method-assign]
+        self._misses0 = crypto._verify_shared.cache_info().misses
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from mimisim.mls import crypto
+
+        crypto.CipherSuite.encrypt_with_label = self._orig  # type: ignore[method-assign]
+        self.verifies = crypto._verify_shared.cache_info().misses - self._misses0
+
+
+def crypto_floor(deliveries: int, counts: _CryptoCounts, units: dict[str, float]) -> dict[str, float]:
+    """The unavoidable crypto of a run, in CPU seconds: one AEAD decryption
+    per member per delivered message, the HPKE encryptions committers did, one
+    verification per distinct signature (issue 14's definition), priced at
+    the unit costs measured in the same process."""
+    return {"deliveries": deliveries, "seals": counts.seals, "verifies": counts.verifies,
+            "floor_s": deliveries * units["aead_open"] + counts.seals * units["hpke_seal"]
+            + counts.verifies * units["verify"], **{f"unit_{k}_us": v * 1e6 for k, v in units.items()}}
 
 
 def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
@@ -140,9 +213,10 @@ def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
     world.env.process(marker())
     if prof is not None:
         prof.enable()
-    t1, c1 = time.perf_counter(), time.process_time()
-    world.run(progress=False)
-    t2, c2 = time.perf_counter(), time.process_time()
+    with _CryptoCounts() as counted:
+        t1, c1 = time.perf_counter(), time.process_time()
+        world.run(progress=False)
+        t2, c2 = time.perf_counter(), time.process_time()
     if prof is not None:
         prof.disable()
     if world.setup_wall_s is not None and world.setup_cpu_s is not None and world.setup_end_ms is not None:
@@ -151,9 +225,11 @@ def run_case(n: int, p: int, sim_s: float, setup_s: float, setup: str | None,
     else:
         at, cat = mark.get("wall", t2), mark.get("cpu", c2)
         setup_events = int(mark.get("events", len(world.trace)))
+    counts = world.trace.counts()
+    floor = crypto_floor(counts.get("client.deliver", 0), counted, unit_costs()) if prof is None else None
     return Case(n, p, sim_s, setup_s, setup, len(world.trace), setup_events, build,
-                at - t1, t2 - at, _maxrss_mib(), base, cat - c1, c2 - cat, world.trace.counts(),
-                setup_end_ms=world.setup_end_ms)
+                at - t1, t2 - at, _maxrss_mib(), base, cat - c1, c2 - cat, counts,
+                setup_end_ms=world.setup_end_ms, floor=floor)
 
 
 def measure(n: int, p: int, sim_s: float, setup_s: float, setup: str | None, profile: bool) -> Case:
@@ -202,6 +278,16 @@ def report(cases: list[Case], isolate: bool) -> str:
                      f"setup events {c.setup_events}, rooms built at "
                      f"{'never' if c.setup_end_ms is None else f'{c.setup_end_ms / 1000:.1f} s'} simulated "
                      f"(workload from {c.setup_s:g} s)")
+        w = c.workload_wall_s
+        lines.append(f"      deliveries/s of workload wall {k.get('client.deliver', 0) / w if w > 0 else float('nan'):.0f}; "
+                     f"CPU total {c.setup_cpu_s + c.workload_cpu_s:.1f} s")
+        if c.floor:
+            f = c.floor
+            cpu = c.setup_cpu_s + c.workload_cpu_s
+            lines.append(f"      crypto floor {f['floor_s']:.2f} s CPU ({f['deliveries']:.0f} decryptions x "
+                         f"{f['unit_aead_open_us']:.1f} us, {f['seals']:.0f} HPKE encryptions x "
+                         f"{f['unit_hpke_seal_us']:.0f} us, {f['verifies']:.0f} distinct verifications x "
+                         f"{f['unit_verify_us']:.0f} us); run CPU / floor = {cpu / f['floor_s']:.1f}")
         if c.profile:
             sh = c.profile["share"]
             lines.append(f"      profile: SimPy {sh['simpy'] * 100:.1f}%, crypto {sh['crypto'] * 100:.1f}%, rest "
