@@ -96,3 +96,25 @@ def test_tiny_room_cpu_measured_apart_and_silent_provider_quiet() -> None:
     assert on[(on.kind == "hub.accept") & (on.message == "commit")].added.sum() >= 4
     silent = on.node.astype(str).str.startswith("mimi://s.example/")
     assert not (silent & (on.kind == "client.epoch")).any()
+
+
+def test_after_sweep_writes_fits_and_figures(tmp_path: Path) -> None:
+    """The sweep hook: fits.csv per grid point (single-valued keys dropped)
+    and one figure per fitted metric, from per-bin rows."""
+    bins = np.arange(0, 2100, 100)
+    rows = []
+    for shape, slope in (("all", 0.2), ("2", 0.1)):
+        for b in bins:
+            n = b + 50.0
+            rows.append({"rooms.generate.participants": shape, "duration": "420s", "size_bin": int(b),
+                         "members_mean": n, "gen_cpu_ms": slope * n, "commit_bytes": 82.0 * n,
+                         "proc_cpu_ms": 2.0 + np.log(n)})
+    runs = pd.DataFrame(rows)
+    text = M.after_sweep(tmp_path, runs, ["duration", "rooms.generate.participants"], "mls-cost")
+    f = pd.read_csv(tmp_path / "fits.csv")
+    assert "duration" not in f.columns and set(f["rooms.generate.participants"].astype(str)) == {"all", "2"}
+    gen = f[f.metric == "gen_cpu_ms"]
+    assert np.allclose(gen.lin_r2, 1.0) and np.allclose(gen.exponent, 1.0)
+    assert (f[f.metric == "proc_cpu_ms"].log_r2 > 0.999).all()
+    assert (tmp_path / "figures" / "mls-cost-gen_cpu_ms.png").is_file()
+    assert "gen_cpu_ms: exponent 1.00" in text

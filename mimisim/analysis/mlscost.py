@@ -318,7 +318,7 @@ def figures(runs: pd.DataFrame, keys: list[str], out: str | Path, name: str = "m
 def after_sweep(folder: Path, runs: pd.DataFrame, keys: list[str], name: str) -> str:
     """What the sweep adds for this study: ``fits.csv`` and the figures with
     fits in ``<folder>/figures``; returns the fits as text for the summary."""
-    k = [x for x in keys if x in runs.columns]
+    k = [x for x in keys if x in runs.columns and runs[x].nunique() > 1]  # single-valued keys set the size only
     f = fits(runs, k)
     f.to_csv(folder / "fits.csv", index=False)
     figures(runs, k, folder / "figures", name)
