@@ -510,6 +510,21 @@ class ProviderStaleResponse(TraceEvent):
         return f"token {self.token}"
 
 
+@_event("provider.directory")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderDirectory(TraceEvent):
+    """A peer's directory answered ([P6] s.5.1, ``protocol.directory_discovery``):
+    ``status`` cached | failed; the requests held for it are released either way."""
+
+    directory_error: str | None = _col("why a peer's directory was not cached (provider.directory failed)",
+                                       "string")
+    held: int | None = _col("requests that waited for the directory and are now sent", "int64", "requests")
+
+    @property
+    def detail(self) -> str:
+        return f"{self.status} ({self.held} held)" + (f": {self.directory_error}" if self.directory_error else "")
+
+
 # ====================================================================== clients
 
 

@@ -986,7 +986,7 @@ def test_the_hub_cannot_check_membership_tags() -> None:
     assert b1.epoch(ROOM) == epoch and [e.kind for e in step.events] == ["client.drop"]
 
 
-ENDPOINTS = sorted((e for e in Endpoint if e != Endpoint.PROXY_DOWNLOAD), key=lambda e: e.name)
+ENDPOINTS = sorted((e for e in Endpoint if e not in (Endpoint.PROXY_DOWNLOAD, Endpoint.DIRECTORY)), key=lambda e: e.name)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

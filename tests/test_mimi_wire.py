@@ -794,6 +794,9 @@ def test_endpoint_table_covers_the_draft() -> None:
     assert Endpoint.NOTIFY.success_status == 201
     assert Endpoint.UPDATE.request is W.UpdateRequest and Endpoint.UPDATE.response is W.UpdateRoomResponse
     for ep in Endpoint:
+        if ep == Endpoint.DIRECTORY:
+            assert ep.template == "/.well-known/mimi-protocol-directory" and ep.spec.param == ""
+            continue
         assert ep.spec.template.endswith("{" + ep.spec.param + "}")
 
 
@@ -803,6 +806,7 @@ def test_match_inverts_path(ep: Endpoint) -> None:
         ParamKind.MIMI_URI: "mimi://a.example/r/club house%",
         ParamKind.DOMAIN: "b.example",
         ParamKind.URL: "https://assets.c.example/x/y?z=1#f",
+        ParamKind.NONE: "",
     }[ep.spec.param_kind]
     assert Endpoint.match(ep.method, ep.path(value)) == (ep, value)
 

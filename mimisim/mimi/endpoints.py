@@ -41,6 +41,7 @@ class ParamKind(enum.Enum):
     MIMI_URI = "mimi-uri"
     DOMAIN = "domain"
     URL = "url"
+    NONE = "none"  # the directory's well-known path has no parameter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +72,12 @@ class EndpointSpec:
 
     @property
     def prefix(self) -> str:
-        return self.template[: self.template.index("{")]
+        return self.template[: self.template.index("{")] if "{" in self.template else self.template
 
 
 class Endpoint(enum.Enum):
-    """The endpoints of [P] "MIMI Endpoints and Framing" (and -06 proxyDownload)."""
+    """The endpoints of [P] "MIMI Endpoints and Framing" (and -06 proxyDownload
+    and the directory's well-known URI)."""
 
     KEY_MATERIAL = EndpointSpec(
         "keyMaterial", "POST", "/keyMaterial/{targetUser}", "targetUser", ParamKind.MIMI_URI,
@@ -115,6 +117,13 @@ class Endpoint(enum.Enum):
     )  # fmt: skip
     PROXY_DOWNLOAD = EndpointSpec(
         "proxyDownload", "GET", "/proxyDownload/{downloadUrl}", "downloadUrl", ParamKind.URL,
+        None, None, 200,
+    )  # fmt: skip
+    #: [P6] s.5.1: ``GET /.well-known/mimi-protocol-directory`` answers the
+    #: provider's directory (JSON, :class:`~mimisim.mimi.wire.Directory`). Not a
+    #: directory key itself.
+    DIRECTORY = EndpointSpec(
+        "", "GET", "/.well-known/mimi-protocol-directory", "", ParamKind.NONE,
         None, None, 200,
     )  # fmt: skip
 
@@ -223,6 +232,10 @@ def render_param(kind: ParamKind, value: str) -> str:
         if not _DOMAIN_RE.match(value):
             raise ValueError(f"expected a lowercase domain name, got {value!r}")
         return value
+    if kind is ParamKind.NONE:
+        if value:
+            raise ValueError(f"this path takes no parameter, got {value!r}")
+        return ""
     if not value:
         raise ValueError("expected a URL")
     return quote(value, safe="")
@@ -230,6 +243,10 @@ def render_param(kind: ParamKind, value: str) -> str:
 
 def parse_param(kind: ParamKind, raw: str) -> str:
     """Inverse of :func:`render_param`; raises ValueError on a malformed path."""
+    if kind is ParamKind.NONE:
+        if raw:
+            raise ValueError("this path takes no parameter")
+        return ""
     if not raw:
         raise ValueError("missing path parameter")
     if kind is ParamKind.MIMI_URI:
@@ -248,7 +265,7 @@ def default_directory(base_url: str) -> W.Directory:
     ``https://mimi.a.example/v1/notify/{roomId}``, and so on.
     """
     base = base_url.rstrip("/")
-    urls = {ep.spec.directory_key: base + ep.template for ep in Endpoint}
+    urls = {ep.spec.directory_key: base + ep.template for ep in Endpoint if ep != Endpoint.DIRECTORY}
     return W.Directory(
         key_material=urls["keyMaterial"],
         update=urls["update"],

@@ -22,13 +22,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from mimisim import events as E
 from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.consent import ConsentStore
 from mimisim.mimi.dedup import NotifyDeduplicator
-from mimisim.mimi.endpoints import Endpoint
+from mimisim.mimi.endpoints import Endpoint, default_directory
 from mimisim.mimi.hub import FanoutItem, HubRoom, msg_id_of
 from mimisim.mimi.identifiers import IdentifierDirectory
 from mimisim.mimi.identity import UriError, client_of_identity, domain_of, hub_of_room, parse, user_of_client
@@ -115,6 +116,13 @@ class ProviderConfig:
     # notifies as usual but delivers nothing to its clients, which never
     # process the room (docs/studies.md, "MLS costs").
     deliver_locally: bool = True
+    # True: before its first request to a peer, the provider fetches the
+    # peer's directory (GET /.well-known/mimi-protocol-directory, [P6] s.5.1)
+    # and holds its requests to that peer until it answers; the directory is
+    # cached (once per peer unless the fetch fails). False (default): requests
+    # go straight to the peer's domain with the endpoint table's paths, as
+    # before (the studies' request counts stay comparable).
+    directory_discovery: bool = False
 
 
 @dataclass
@@ -168,6 +176,11 @@ class ProviderCore:
     # application messages of the room (handshakes still: they must see the
     # commit that removes them).
     _leaving: dict[str, dict[str, None]] = field(default_factory=dict)
+    # Peers' directories ([P6] s.5.1), by domain, and the requests held until
+    # a peer's directory answers (directory_discovery).
+    directories: dict[str, W.Directory] = field(default_factory=dict)
+    _held: dict[str, list[SendRequest]] = field(default_factory=dict)
+    _released: set[int] = field(default_factory=set)  # tokens sent without a directory (its fetch failed)
 
     @classmethod
     def new(cls, domain: str, rng: RandomSource, config: ProviderConfig | None = None) -> ProviderCore:
@@ -264,7 +277,69 @@ class ProviderCore:
                 out = self._client(inp.message, inp.now_ms)
             else:
                 raise TypeError(f"not a provider input: {inp!r}")
+            if self.config.directory_discovery:
+                self._hold_until_discovered(out)
         return out.freeze(CryptoOps(counter.signatures, counter.hpke))
+
+    # ------------------------------------------------------------ directory ([P6] s.5.1)
+
+    def directory(self) -> W.Directory:
+        """What this provider serves at ``/.well-known/mimi-protocol-directory``:
+        every endpoint under ``https://<domain>/v1``."""
+        return default_directory(f"https://{self.domain}/v1")
+
+    def _in_directory(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
+        return OutcomeBuilder(MimiResponse(200, self.directory().to_json().encode(), "OK"))
+
+    def _hold_until_discovered(self, out: OutcomeBuilder) -> None:
+        """Hold each request to a peer whose directory is not cached, and ask
+        for the directory once (the first held request triggers the fetch)."""
+        kept: list[Any] = []
+        for a in out.actions:
+            if not isinstance(a, SendRequest) or a.request.endpoint == Endpoint.DIRECTORY:
+                kept.append(a)
+                continue
+            if a.token in self._released:
+                self._released.discard(a.token)
+                kept.append(a)
+                continue
+            peer = a.request.host
+            if peer in self.directories:
+                kept.append(a)
+                continue
+            if peer not in self._held:
+                self._held[peer] = []
+                kept.append(self._send(Endpoint.DIRECTORY, "", peer, b"", _Pending("directory", target_domain=peer)))
+            self._held[peer].append(a)
+        out.actions = kept
+
+    def _directory_answered(self, peer: str, response: MimiResponse) -> OutcomeBuilder:
+        """Cache the peer's directory if it is one this simulation can follow
+        (every URL on the peer's own host; [P6] s.5.1 lets a provider point
+        elsewhere, which the simulated network has no name for), then release
+        the held requests. A failed or unusable answer releases them anyway
+        (to the peer's domain by convention) and is asked again next time."""
+        held = self._held.pop(peer, [])
+        why = ""
+        if response.status != 200:
+            why = f"HTTP {response.status}"
+        else:
+            try:
+                d = W.Directory.from_json(response.body)
+            except ValueError as e:
+                why = f"not a directory: {e}"
+            else:
+                hosts = {urlsplit(d.url_template(ep.spec.directory_key)).hostname for ep in Endpoint
+                         if ep not in (Endpoint.DIRECTORY, Endpoint.PROXY_DOWNLOAD)}
+                if hosts != {peer}:
+                    why = f"endpoints on {sorted(h or '' for h in hosts)}, not {peer}"
+                else:
+                    self.directories[peer] = d
+        if why:
+            self._released.update(a.token for a in held)
+        ev = E.ProviderDirectory(peer=peer, status="failed" if why else "cached", directory_error=why or None,
+                                 held=len(held))
+        return OutcomeBuilder(actions=list(held), events=[ev])
 
     def handle_request(self, req: MimiRequest, peer: str, now_ms: int, inbound: int = 0) -> Outcome:
         """An inbound request whose TLS peer is ``peer``. Never raises on bad input."""
@@ -295,6 +370,7 @@ class ProviderCore:
                 Endpoint.REQUEST_CONSENT: self._in_consent,
                 Endpoint.UPDATE_CONSENT: self._in_consent,
                 Endpoint.IDENTIFIER_QUERY: self._in_identifier_query,
+                Endpoint.DIRECTORY: self._in_directory,
             }.get(req.endpoint)
             if handler is None:
                 return OutcomeBuilder(not_found(f"endpoint {req.endpoint.name} not served"))
@@ -522,6 +598,8 @@ class ProviderCore:
                 # Not done: the host retries the same request; keep waiting.
                 self._pending[token] = ctx
             return OutcomeBuilder()
+        if ctx.kind == "directory":
+            return self._directory_answered(ctx.target_domain, response)
         if ctx.kind == "proxy_key_material":
             self._record_claimed(response, ctx.target_domain, now_ms)
             return OutcomeBuilder(actions=[HttpReply(ctx.inbound, response)])

@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {
     # providers and clients
     "provider.reject": "a provider refused a request before any room logic (impersonation, malformed)",
     "provider.stale_response": "a response for a request the provider no longer waits for",
+    "provider.directory": "a peer's directory answered (protocol.directory_discovery): cached or failed",
     "client.send": "a client sends a request to its provider",
     "client.submit": "a client submits an application message (msg_id: the MLSMessage's id)",
     "client.deliver": "an application message reaches a client's user",

@@ -156,6 +156,7 @@ class World:
             dedup_max_entries=proto.dedup.window_entries, dedup_max_age_ms=int(proto.dedup.window_age),
             notify_pipelining=proto.notify_pipelining, welcome_tree=proto.ratchet_tree.welcome,
             leave_delivery=proto.leave_delivery, app_epoch_window=proto.app_epoch_window,
+            directory_discovery=proto.directory_discovery,
             consent_mode=proto.consent.mode,
         )
         self.provider_config = config

@@ -117,6 +117,11 @@ class Protocol(_Model):
     message racing a commit is refused ``epochTooOld`` and re-encrypted by its sender). draft-ietf-mimi-protocol-06
     s.5.4 leaves the window to the hub; members keep the secrets of ``past_epoch_keys`` past epochs, so a wider window
     than that only wastes fanout."""
+    directory_discovery: bool = False
+    """True: a provider fetches each peer's directory (``GET /.well-known/mimi-protocol-directory``,
+    draft-ietf-mimi-protocol-06 s.5.1) before its first request to that peer, holds its requests until the
+    answer, and caches it. False (default): requests go to the peer's domain with the draft's paths, as if
+    every peer published the default directory (no extra request; the studies' counts stay comparable)."""
     leave_delivery: Literal["commit", "proposal"] = "commit"
     """When a leaving user's clients stop getting application messages: ``commit`` (default) once the commit
     removing them is accepted (draft-ietf-mimi-protocol-06 s.5.3), ``proposal`` as soon as the hub accepted
