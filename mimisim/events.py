@@ -712,6 +712,40 @@ class ClientConsent(TraceEvent):
         return f"{self.operation} {self.peer}"
 
 
+def _op_id() -> Any:
+    return _col("the client's number for one of its user's operations (per client, from 1)", "int64")
+
+
+@_event("client.op")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOpStart(TraceEvent):
+    """A user's operation begins (the API call): ``op_id`` names it until its
+    ``client.done``; ``peer`` is the user it adds or removes, if any."""
+
+    operation: str | None = _operation()
+    op_id: int | None = _op_id()
+
+    @property
+    def detail(self) -> str:
+        return f"{self.operation} #{self.op_id}" + (f" {self.peer}" if self.peer else "")
+
+
+@_event("client.done")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOpEnd(TraceEvent):
+    """A user's operation ended: ``status`` ``done`` (the hub accepted what it
+    sent, or nothing was left to do) or ``failed`` (``failure``: the status
+    of its ``client.fail``, the refusal or error that ended it)."""
+
+    operation: str | None = _operation()
+    op_id: int | None = _op_id()
+    failure: str | None = _col("why a failed operation failed (the status of its client.fail)", "string")
+
+    @property
+    def detail(self) -> str:
+        return f"{self.operation} #{self.op_id} {self.status}" + (f" ({self.failure})" if self.failure else "")
+
+
 @_event("client.fail")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientFail(TraceEvent):

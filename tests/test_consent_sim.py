@@ -56,6 +56,11 @@ def test_an_add_waits_for_the_grant_and_a_refusal_fails_reported(explicit: tuple
     fail = t[(t["kind"] == "client.fail") & (t["operation"] == "add_user")]
     assert len(fail) == 1 and fail["status"].iloc[0].startswith("noConsent")
     assert "cathy" in fail["peer"].iloc[0]
+    # Every operation of the user ends, named by its id: the refused add as failed, with its reason.
+    ops, ends = t[t["kind"] == "client.op"], t[t["kind"] == "client.done"]
+    assert set(zip(ops["node"], ops["op_id"], strict=True)) == set(zip(ends["node"], ends["op_id"], strict=True))
+    failed = ends[ends["status"] == "failed"]
+    assert list(failed["operation"]) == ["add_user"] and failed["failure"].iloc[0].startswith("noConsent")
 
 
 def test_open_consent_asks_nobody() -> None:

@@ -147,3 +147,27 @@ def test_a_member_on_a_forked_branch_is_not_converged() -> None:
     tr.record(30_000, "run.end")
     v = verdicts(tr)["members_converged"]
     assert len(v) == 1 and B2 in v[0] and "forked branch" in v[0]
+
+
+def _op(tr: Trace, t: float, client: str, op: int, done: float | None = None, status: str = "done") -> None:
+    tr.record(t, E.ClientOpStart(room=ROOM, operation="send", op_id=op), client)
+    if done is not None:
+        tr.record(done, E.ClientOpEnd(room=ROOM, operation="send", op_id=op, status=status,
+                                      failure="notAllowed" if status == "failed" else None), client)
+
+
+def test_every_operation_ends() -> None:
+    def ops(*specs: tuple[float, int, float | None]) -> list[str]:
+        tr = story()
+        for t, op, done in specs:
+            _op(tr, t, B1, op, done)
+        tr.record(60_000, "run.end")
+        return check_trace(tr.to_pandas(), ctx(), only=["operations_end"])["operations_end"]
+
+    assert ops((200, 1, 300), (210, 2, 900)) == []
+    bad = ops((200, 1, None), (210, 2, None))  # the second waits behind the first: one violation
+    assert len(bad) == 1 and "#1" in bad[0].message and "never ended" in bad[0].message
+    late = ops((200, 1, 40_000))
+    assert len(late) == 1 and "ended only" in late[0].message
+    assert ops((200, 1, 300), (210, 2, 5_000), (220, 3, 14_000)) == []  # #3 could start only at 5 s
+    assert ops((50_000, 1, None)) == []  # too close to the end to judge

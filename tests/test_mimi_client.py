@@ -863,7 +863,8 @@ def test_a_protocol_error_at_the_boundary_becomes_an_event(monkeypatch: pytest.M
 
     monkeypatch.setattr(OperationEngine, "finish", bad)
     step = alice.on_reply(reply, net.now)
-    assert [(e.kind, e.status) for e in step.events] == [("client.drop", "internalError")]
+    # (the send itself ended before the failure: its client.done row comes too)
+    assert [(e.kind, e.status) for e in step.events] == [("client.drop", "internalError"), ("client.done", "done")]
 
 
 def test_operation_stage_table() -> None:

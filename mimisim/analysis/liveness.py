@@ -278,9 +278,9 @@ def operations_taken_up(d: Digest, ctx: Context) -> list[Violation]:
     client shows work in that room (``client.send``/``submit``/``commit``/
     ``propose``/``fail``) within ``settle_ms`` plus a gap timeout once the
     world is quiet. A client's operations run one at a time per room, so an
-    operation whose request is never answered blocks every later one;
-    this is the part of operation liveness the trace can show today (see
-    docs/invariants.md: an operation id and end row are missing)."""
+    operation whose request is never answered blocks every later one.
+    ``operations_end`` judges each user operation to its end by its id;
+    this one also sees a workload action that started nothing."""
     out: list[Violation] = []
     t = d.trace
     wa = t[(t["kind"] == "workload.action") & (t["status"] != "skipped") & (t["room"] != "")]
@@ -303,6 +303,60 @@ def operations_taken_up(d: Digest, ctx: Context) -> list[Violation]:
         flagged.add(key)
         out.append(Violation("operations_taken_up", f"{node} was asked to act in {room} at {tm:.0f} ms and did "
                              f"nothing there for {deadline - tm:.0f} ms (a blocked operation queue?)", (int(seq),)))
+    return out
+
+
+#: How long an add may wait for consent under explicit consent (the client's
+#: 15 fetches a second apart, mimisim.mimi.client.replies.CONSENT_POLLS).
+CONSENT_WAIT_MS = 16_000.0
+
+
+def operations_end(d: Digest, ctx: Context) -> list[Violation]:
+    """Every user operation a client starts (``client.op``, named by its
+    ``op_id``) ends (``client.done``: ``done``, or ``failed`` with the
+    refusal or error that ended it) within a bound: ``settle_ms`` + a gap
+    timeout (+ 16 s of consent polling under explicit consent), counted
+    from when the world is quiet after the
+    operation could start. A client runs a room's operations one at a
+    time, so an operation can start only once every operation of that
+    client and room started before it has ended; behind one that never
+    ends, the later ones are not judged (one violation, the cause).
+    Operations started too close to the end are not judged.
+
+    Unlike ``operations_taken_up`` (some work shows after a workload
+    action), this judges each operation to its end: an operation whose
+    request is never answered, that waits for an epoch that never comes, or
+    whose retries never stop."""
+    out: list[Violation] = []
+    starts = d.rows("client.op")
+    if not len(starts):
+        return out
+    ends = d.rows("client.done")
+    end_of: dict[tuple[str, int], float] = {}
+    for node, op, tm in zip(ends["node"], ends["op_id"], ends["t_ms"], strict=True):
+        end_of.setdefault((node, int(op)), float(tm))
+    extra = CONSENT_WAIT_MS if ctx.explicit_consent else 0.0
+    queues: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+    for node, room, op, tm, seq in zip(starts["node"], starts["room"], starts["op_id"], starts["t_ms"],
+                                       starts["seq"], strict=True):
+        queues.setdefault((node, str(room)), []).append((float(tm), int(op), int(seq)))
+    for (node, room), ops in queues.items():
+        bound = ctx.bounds.settle_ms + GAP_TIMEOUT_MS + extra
+        free = 0.0  # when every earlier operation of this queue had ended
+        for tm, op, seq in ops:
+            begin = max(tm, free)
+            deadline = d.quiet_after(begin) + bound
+            end = end_of.get((node, op))
+            if end is not None and end <= deadline:
+                free = max(free, end)
+                continue
+            if d.end_ms < deadline:
+                break  # too close to the end to judge (and so is everything behind it)
+            what = "never ended" if end is None else f"ended only {end - tm:.0f} ms after it was asked for"
+            out.append(Violation("operations_end", f"{node}: operation #{op} in {room or '(no room)'}, started at "
+                                 f"{tm:.0f} ms, {what} (bound {bound:.0f} ms after it could start and the world "
+                                 "was quiet)", (seq,)))
+            break  # what queues behind it is blocked by it
     return out
 
 
@@ -361,3 +415,4 @@ register("no_internal_error", no_internal_error)
 register("room_progress", room_progress)
 register("operations_taken_up", operations_taken_up)
 register("leave_completes", leave_completes)
+register("operations_end", operations_end)

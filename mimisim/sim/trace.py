@@ -61,6 +61,8 @@ KINDS: dict[str, str] = {
     "client.leave": "a client asked to leave a room",
     "client.error": "a client could not process something it received",
     "client.fail": "a client gave up an operation (retries exhausted or no longer possible)",
+    "client.op": "a user's operation begins at a client (op_id names it until its client.done)",
+    "client.done": "a user's operation ended at a client: done, or failed with the refusal or error that ended it",
     "client.consent": "a user asked for consent to add another user, or answered a consent request (grant or revoke)",
     "client.propose": "a client sent proposals (a leave starts here)",
     # ds profile (draft-robert-mimi-delivery-service)

@@ -274,7 +274,7 @@ class ClientCore:
             self._key_packages[self.suite.make_key_package_ref(kp.encode())] = (kp, priv, lr)
             kps.append(kp)
         self.engine.request(step, ClientOp.upload_key_packages, "", 0, "upload", encode_upload(kps))
-        return step.freeze()
+        return self._freeze(step)
 
     def answer_consent(self, requester: str, room_uri: str | None, grant: bool, now_ms: int) -> ClientStep:
         """This client's user answers a consent request ([P] Convey explicit
@@ -290,7 +290,7 @@ class ClientCore:
         self.engine.request(step, ClientOp.update_consent, room_uri or "", 0, "consent_answer", entry.encode(),
                             requester)
         step.emit(E.ClientConsent(room=room_uri or "", peer=requester, operation=op.name, target_user=self.user_uri))
-        return step.freeze()
+        return self._freeze(step)
 
     def direct_key_package(self) -> KeyPackage:
         """A fresh one-time KeyPackage handed to the simulator instead of
@@ -344,8 +344,9 @@ class ClientCore:
         if r.member or any(op.kind == OpKind.CREATE for op in r.queue):
             step.emit(E.ClientFail(room=room_uri, status="exists", operation=OpKind.CREATE.value,
                                    reason="already in this room"))
-            return step.freeze()
+            return self._freeze(step)
         op = self.engine.enqueue(room_uri, OpKind.CREATE, now_ms)
+        self._started(step, op)
         try:
             group_id = group_id_of_room(room_uri)
             hub_domain = domain_of(room_uri)
@@ -376,7 +377,7 @@ class ClientCore:
         except (MLSError, UriError, ValueError, DecodeError, EncodeError) as e:
             self.engine.fail(step, r, op, f"cannot create the group: {e}")
         self.engine.finish(r, now_ms, step)
-        return step.freeze()
+        return self._freeze(step)
 
     def add_user(self, room_uri: str, user_uri: str, now_ms: int, *, role: int | str | None = None) -> ClientStep:
         """Add a user: claim its clients' KeyPackages, then commit an
@@ -428,6 +429,7 @@ class ClientCore:
         step = StepBuilder()
         r = self.room(room_uri)
         op = self.engine.enqueue(room_uri, OpKind.LEAVE, now_ms, target=self.user_uri)
+        self._started(step, op)
         # The leave goes ahead of the room's operations that have no request
         # in flight: under commit contention a queue of Update commits, each
         # retried up to max_attempts, held a leave back for tens of seconds
@@ -438,7 +440,7 @@ class ClientCore:
         busy = head is not None and head.stage in (Stage.SUBMITTED, Stage.FETCHING)
         r.queue.insert(1 if busy else 0, op)
         self.engine.finish(r, now_ms, step)
-        return step.freeze()
+        return self._freeze(step)
 
     def send_message(self, room_uri: str, text: str, now_ms: int) -> ClientStep:
         """Send ``text`` as franked MIMI content (see the module docstring)."""
@@ -477,12 +479,32 @@ class ClientCore:
         commit whose Welcome it could not use); the external commit replaces it."""
         return self._api(room_uri, OpKind.JOIN, now_ms, rejoin=rejoin)
 
+    def _started(self, step: StepBuilder, op: Op) -> None:
+        """A user's operation begins: one ``client.op`` row naming its id
+        (its end is ``client.done``, see :meth:`_freeze`)."""
+        op.started = True
+        step.emit(E.ClientOpStart(room=op.room, peer=op.target if op.target != self.user_uri else "",
+                                  operation=op.kind.value, op_id=op.id))
+
+    def _freeze(self, step: StepBuilder) -> ClientStep:
+        """The call's output, with one ``client.done`` row per user operation
+        that ended during it (``status`` ``done``, or ``failed`` with the
+        failure's code in ``failure``): issue 11's operation liveness is judged
+        per operation id on these rows."""
+        for op in self.engine.ended:
+            if op.started:
+                failed = op.stage == Stage.FAILED
+                step.emit(E.ClientOpEnd(room=op.room, msg_id=op.msg_id, status="failed" if failed else "done",
+                                        operation=op.kind.value, op_id=op.id, failure=op.failure if failed else None))
+        self.engine.ended.clear()
+        return step.freeze()
+
     def _api(self, room_uri: str, kind: OpKind, now_ms: int, **kw: Any) -> ClientStep:
         step = StepBuilder()
         r = self.room(room_uri)
-        self.engine.enqueue(room_uri, kind, now_ms, **kw)
+        self._started(step, self.engine.enqueue(room_uri, kind, now_ms, **kw))
         self.engine.finish(r, now_ms, step)
-        return step.freeze()
+        return self._freeze(step)
 
     # ================================================================ inputs
 
@@ -492,20 +514,20 @@ class ClientCore:
         info = self.engine.requests.pop(reply.request_id, None)
         if info is None:
             step.drop(status="staleReply", text=f"reply to unknown request {reply.request_id}")
-            return step.freeze()
+            return self._freeze(step)
         room, op_id, what = info
         if what == "upload":
             if reply.status not in (200, 201):
                 step.emit(E.ClientFail(status=reply.code or str(reply.status), operation="upload_key_packages",
                                        reason=f"{reply.body[:100]!r}"))
-            return step.freeze()
+            return self._freeze(step)
         if what == "left":
-            return step.freeze()
+            return self._freeze(step)
         if what == "consent_answer":
             if reply.status not in (200, 201):
                 step.emit(E.ClientFail(room=room, status=reply.code or str(reply.status), operation="update_consent",
                                        reason=f"{reply.body[:100]!r}"))
-            return step.freeze()
+            return self._freeze(step)
         r = self._rooms.get(room)
         if what == "restore":
             if r is not None:
@@ -514,7 +536,7 @@ class ClientCore:
                     self.engine.finish(r, now_ms, step)
                 except PROTOCOL_ERRORS as e:  # bytes a peer sent; a bug propagates
                     step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
-            return step.freeze()
+            return self._freeze(step)
         if what == "welcome_tree":
             if r is not None:
                 try:
@@ -523,18 +545,18 @@ class ClientCore:
                 except PROTOCOL_ERRORS as e:  # bytes a peer sent; a bug propagates
                     r.welcome_wait = None
                     step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
-            return step.freeze()
+            return self._freeze(step)
         op = r.queue[0] if r is not None and r.queue else None
         if (r is None or op is None or op.id != op_id
                 or (op.request_id != reply.request_id and reply.request_id not in op.fetches)):
             step.drop(room, None, "", "staleReply", f"{what} reply for an abandoned operation")
-            return step.freeze()
+            return self._freeze(step)
         try:
             self.replies.dispatch(r, op, what, reply, now_ms, step)
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
             step.drop(r.uri, None, op.msg_id, "internalError", f"{type(e).__name__}: {e}"[:300])
-        return step.freeze()
+        return self._freeze(step)
 
     def on_deliver(self, deliver: Deliver, now_ms: int) -> ClientStep:
         """One FanoutMessage pushed by the provider (commit, proposals,
@@ -545,23 +567,23 @@ class ClientCore:
             fm = W.FanoutMessage.decode(deliver.body)
         except (DecodeError, EncodeError, ValueError) as e:
             step.drop(deliver.room, None, deliver.msg_id, "malformed", str(e)[:200])
-            return step.freeze()
+            return self._freeze(step)
         mid = deliver.msg_id or msg_id_of(fm.message.encode())
         try:
             self.inbound.ingest(r, fm, mid, now_ms, step)
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
             step.drop(r.uri, None, mid, "internalError", f"{type(e).__name__}: {e}"[:300])
-        return step.freeze()
+        return self._freeze(step)
 
     def on_timer(self, token: int, now_ms: int) -> ClientStep:
         """A timer this client asked for has expired."""
         step = StepBuilder()
         r = self.engine.on_timer(token, now_ms, step)
         if r is None:
-            return step.freeze()
+            return self._freeze(step)
         try:
             self.engine.finish(r, now_ms, step)
         except PROTOCOL_ERRORS as e:  # bytes a peer sent that slipped past the handlers; a bug propagates
             step.drop(r.uri, None, "", "internalError", f"{type(e).__name__}: {e}"[:300])
-        return step.freeze()
+        return self._freeze(step)

@@ -45,6 +45,8 @@ class OperationEngine:
         self.next_request = 1
         self.next_timer = 1
         self.next_op = 1
+        #: Operations that ended since the last output was frozen (ClientCore reports the users' ones).
+        self.ended: list[Op] = []
 
     # ------------------------------------------------------------ ids, requests, timers
 
@@ -66,6 +68,7 @@ class OperationEngine:
 
     def new_op(self, room: str, kind: OpKind, now_ms: int, **kw: Any) -> Op:
         op = Op(self.next_op, kind, room, now_ms, **kw)
+        op.ended = self.ended
         self.next_op += 1
         return op
 
@@ -77,6 +80,7 @@ class OperationEngine:
     # ------------------------------------------------------------ outcomes
 
     def fail(self, step: StepBuilder, r: Room, op: Op, why: str, status: str = "failed") -> None:
+        op.failure = status
         op.advance(OpEvent.FAIL)
         epoch = r.group.epoch if r.group is not None else None
         step.emit(E.ClientFail(room=r.uri, epoch=epoch, msg_id=op.msg_id, status=status, peer=op.target,

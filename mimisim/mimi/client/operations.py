@@ -123,6 +123,14 @@ class Op:
     targets: list[tuple[str, int | str | None]] = field(default_factory=list)
     fetches: dict[int, str] = field(default_factory=dict)
     fetched: dict[str, list[KeyPackage]] = field(default_factory=dict)
+    # A user's operation (started by the API, with a ``client.op`` row): its
+    # end is reported too (``client.done``). Internal ones (resyncs, commits
+    # of pending proposals) are not.
+    started: bool = False
+    # Why it failed (the status of its client.fail), for its end row.
+    failure: str = ""
+    # Where the operation reports that it ended (the engine's list), if anywhere.
+    ended: list[Op] | None = field(default=None, repr=False)
     # add_user under explicit consent: how often the target's provider has
     # answered noConsent (the first time, the client asks for consent).
     consent_polls: int = 0
@@ -174,6 +182,8 @@ class Op:
         if nxt is None:
             raise OperationStateError(f"{self.kind} operation {self.id}: no move from {self.stage} on {event.value}")
         self.stage = nxt
+        if nxt in TERMINAL and self.ended is not None:
+            self.ended.append(self)
 
 
 @dataclass(eq=False)
