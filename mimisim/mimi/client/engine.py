@@ -308,6 +308,15 @@ class OperationEngine:
 
     # ------------------------------------------------------------ timers
 
+    @staticmethod
+    def own_commit_unanswered(r: Room) -> bool:
+        """Whether this client's commit out of its current epoch is in flight
+        (sent, no answer yet): then the epoch it cannot reach may be its own."""
+        g = r.group
+        op = r.queue[0] if r.queue else None
+        return (g is not None and op is not None and op.stage == Stage.SUBMITTED and op.staged is not None
+                and op.sent_epoch == g.epoch)
+
     def on_timer(self, token: int, now_ms: int, step: StepBuilder) -> Room | None:
         """Settle an expired timer; the room whose queue to run next, if any."""
         info = self.timers.pop(token, None)
@@ -325,7 +334,12 @@ class OperationEngine:
         elif what == "gap" and r.gap_timer == token:
             r.gap_timer = None
             if inbound.stuck(r) and r.group is not None and r.group.epoch == r.gap_epoch:
-                inbound.queue_resync(r, now_ms, step)
+                if self.own_commit_unanswered(r):
+                    # The missing commit may be our own, still unanswered (the ds
+                    # hub sends a committer no echo): wait for its answer.
+                    inbound.arm_gap_timer(r, now_ms, step)
+                else:
+                    inbound.queue_resync(r, now_ms, step)
             elif inbound.stuck(r):
                 inbound.arm_gap_timer(r, now_ms, step)  # progress was made; still behind: watch again
         elif what == "pending" and r.pending_timer == token:
