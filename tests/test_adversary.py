@@ -83,6 +83,20 @@ def test_every_attack_is_tried_and_refused_and_members_are_unharmed() -> None:
 def test_check_counts_attacks() -> None:
     r = check_seed((str(ADV), (), 2))
     assert r.ok and r.adversary["attempt"] > 50 and r.adversary.get("accepted", 0) == 0
+    # and by attack kind, for the matrix's figures
+    kinds = {k.split(":", 1)[1] for k in r.adversary if k.startswith("attempt:")}
+    assert "malformed" in kinds and sum(r.adversary[f"attempt:{k}"] for k in kinds) == r.adversary["attempt"]
+
+
+@pytest.mark.slow
+def test_a_state_captured_with_a_commit_pending_is_not_a_post_compromise_read() -> None:
+    """The 1,000-seed matrix (adversaries seed 11): C1's state was captured
+    while its own update commit was pending; the copy holds that commit's
+    path secrets, so reading after that update is no broken post-compromise
+    security, but the probe counted it as one (accepted). The pending
+    commit's leaf key counts as captured."""
+    r = check_seed((str(ADV), (), 11))
+    assert r.ok and r.adversary["attempt:state_compromise"] > 0 and r.adversary.get("accepted", 0) == 0
 
 
 def test_a_core_that_skips_signature_checks_accepts_forgeries(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,6 +136,9 @@ class _Shadow:
     leaf: int
     key: bytes  # the victim's leaf encryption key when captured
     epoch: int
+    #: The leaf key of the victim's commit pending when captured (its path
+    #: secrets are in the copy: that update is no post-compromise one).
+    pending_key: bytes = b""
     read_before: int = 0  # application messages it decrypted while the leaf was the captured one
     read_after: int = 0  # ... after the leaf changed (post-compromise security broken)
     locked_out: int | None = None  # the epoch it could not follow
@@ -797,6 +800,10 @@ class Adversaries:
             n = self._attempt("state_compromise", uri, uri, room,
                               f"captures {uri}'s state at epoch {g.epoch} and reads the room's later traffic")
             sh = _Shadow(n, copy.deepcopy(g), g.own_leaf, leaf.encryption_key, g.epoch)
+            if g.pending is not None and g.pending.state is not None:
+                mine_next = g.pending.state.tree.leaf(g.own_leaf)
+                if mine_next is not None:
+                    sh.pending_key = mine_next.encryption_key
             mine.append(sh)
             self.shadows.append(sh)
             self._forward_secrecy(uri, room, g, recorded, retention)
@@ -865,7 +872,8 @@ class Adversaries:
                 nxt = real.tree if real.epoch == g.epoch + 1 else real.past_tree(g.epoch + 1)
             leaf = nxt.leaf(sh.leaf) if nxt is not None and sh.leaf < nxt.n_leaves else None
             sh.locked_out = g.epoch
-            sh.why = "update" if nxt is not None and (leaf is None or leaf.encryption_key != sh.key) else "gap"
+            sh.why = "update" if nxt is not None and (leaf is None or leaf.encryption_key not in (sh.key, sh.pending_key)) \
+                else "gap"
             return
         own = False
         if fm.kind == W.MessageKind.commit:
@@ -882,7 +890,7 @@ class Adversaries:
             return
         if isinstance(res, ApplicationMessage):
             leaf = g.tree.leaf(sh.leaf) if sh.leaf < g.tree.n_leaves else None
-            if leaf is not None and leaf.encryption_key == sh.key:
+            if leaf is not None and leaf.encryption_key in (sh.key, sh.pending_key):
                 sh.read_before += 1
             else:
                 sh.read_after += 1
