@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mimisim.mimi import wire as W
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.transport import MimiRequest
@@ -95,9 +97,23 @@ def test_group_info_full_with_the_tree_is_accepted_and_serves_external_joins() -
 
 
 def test_ratchet_tree_options_are_checked_by_the_schema() -> None:
-    import pytest
-
     from mimisim.sim.scenario import ScenarioError
 
     with pytest.raises(ScenarioError, match="welcome"):
         load_scenario(ROOT / "scenarios" / "clubhouse.yaml", ["protocol.ratchet_tree.welcome=sometimes"])
+
+
+@pytest.mark.slow
+def test_joiners_get_their_welcomes_tree_after_the_room_moved_on() -> None:
+    """The fanout scenario's setup adds users back to back, so a joiner's
+    /groupInfo reaches the hub after later commits: the hub must answer with
+    the tree of the Welcome's epoch (it once answered the current one, and
+    the joiners dropped their Welcomes: tree hash mismatch)."""
+    scn = load_scenario(ROOT / "scenarios" / "fanout.yaml", ["duration=8s", "workload.messages.start=7s",
+                        "workload.updates.start=7s", "protocol.ratchet_tree.welcome=hub"])
+    df = World(scn).run(progress=False).trace.to_pandas()
+    drops = df[df.kind == "client.drop"]
+    assert not drops.detail.str.contains("tree hash").any()
+    joined = df[(df.kind == "client.epoch") & (df.status == "joined")]
+    fetched = df[(df.kind == "hub.accept") & (df.message == "group_info")]
+    assert len(joined) > 50 and len(joined) == len(fetched)

@@ -109,6 +109,12 @@ from mimisim.mls.structs import (
 )
 from mimisim.mls.tree import RatchetTree
 
+#: How many epochs the hub keeps the tree of a Welcome whose joiner fetches
+#: it (``welcome_tree: hub``): the joiner's /groupInfo may arrive after other
+#: commits (the fanout scenario's setup adds users back to back), so not
+#: ``max_past_epochs`` (0 by default), which bounds application messages.
+WELCOME_TREE_EPOCHS = 64
+
 
 @dataclass
 class HubRoom:
@@ -168,10 +174,12 @@ class HubRoom:
     #: joiner fetches it with /groupInfo; docs/mimi-choices.md, "Ratchet tree
     #: options").
     welcome_tree: str = "inline"
-    #: With ``welcome_tree == "hub"``: client URI -> (epoch, tree) of the
-    #: Welcome that added it, so its /groupInfo gets the tree the Welcome
-    #: needs even if the room moved on; kept ``max_past_epochs`` epochs.
-    welcome_trees: dict[str, tuple[int, list[Node | None]]] = field(default_factory=dict)
+    #: With ``welcome_tree == "hub"``: client URI -> (epoch, encoded
+    #: ratchet_tree) of the Welcome that added it, so its /groupInfo gets the
+    #: tree the Welcome needs even if the room moved on; kept
+    #: :data:`WELCOME_TREE_EPOCHS` epochs (encoded: later commits must not
+    #: change it).
+    welcome_trees: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ creation
 
@@ -404,20 +412,20 @@ class HubRoom:
         """Remember the new epoch's tree for each client the commit adds
         (their Welcome says ``distribution_service``); forget entries older
         than ``max_past_epochs``."""
-        nodes = staged.tree.to_nodes()
+        encoded = RatchetTreeExt(staged.tree.to_nodes()).encode()
         for _, kp in staged.outcome.added:
             client = client_of_credential(kp.leaf_node.credential)
             if client is not None:
-                self.welcome_trees[client] = (self.epoch, nodes)
+                self.welcome_trees[client] = (self.epoch, encoded)
         self.welcome_trees = {
-            c: v for c, v in self.welcome_trees.items() if v[0] >= self.epoch - self.max_past_epochs
+            c: v for c, v in self.welcome_trees.items() if v[0] >= self.epoch - WELCOME_TREE_EPOCHS
         }
 
     def welcome_tree_for(self, client: str) -> list[Node | None]:
         """The tree a client's /groupInfo gets: the one of the Welcome that
         added it, if the hub keeps it, else the current epoch's."""
         kept = self.welcome_trees.get(client)
-        return kept[1] if kept is not None else self.observer.ratchet_tree()
+        return RatchetTreeExt.decode(kept[1]).nodes if kept is not None else self.observer.ratchet_tree()
 
     def accept_event(self, epoch: int | None, msg_id: str, status: str, peer: str, **fields: Any) -> E.HubAccept:
         """A typed ``hub.accept`` row of this room (``fields``: the columns
