@@ -175,7 +175,7 @@ class ProviderCore:
     # bounded like _departed): with leave_delivery "proposal" they get no more
     # application messages of the room (handshakes still: they must see the
     # commit that removes them).
-    _leaving: dict[str, dict[str, None]] = field(default_factory=dict)
+    _leaving: dict[str, dict[str, int]] = field(default_factory=dict)  # client -> the hub's acceptance time
     # Peers' directories ([P6] s.5.1), by domain, and the requests held until
     # a peer's directory answers (directory_discovery).
     directories: dict[str, W.Directory] = field(default_factory=dict)
@@ -237,7 +237,7 @@ class ProviderCore:
         for room in sorted(self._departed):
             h.update(room.encode() + repr(sorted(self._departed[room].items())).encode())
         for room in sorted(self._leaving):
-            h.update(room.encode() + repr(list(self._leaving[room])).encode())
+            h.update(room.encode() + repr(list(self._leaving[room].items())).encode())
         for room in sorted(self._recent):
             h.update(room.encode() + repr([m for m, _ in self._recent[room]]).encode())
         if self.consent_store is not None:
@@ -506,9 +506,11 @@ class ProviderCore:
         if self.config.replay_window > 0:
             recent = self._recent.setdefault(room, deque(maxlen=self.config.replay_window))
             recent.append((mid, body))
-        skip: dict[str, None] = {}
+        # Application messages the hub accepted after a local client's leave
+        # (leave_delivery "proposal"); earlier ones still go to it.
+        skip: set[str] = set()
         if fm.kind == W.MessageKind.application:
-            skip = self._leaving.get(room, {})
+            skip = {c for c, ts in self._leaving.get(room, {}).items() if fm.timestamp > ts}
         for client in sorted(self.local_members.get(room, ())):
             if client not in skip:
                 out.actions.append(Deliver(client, room, body, mid))
@@ -649,9 +651,10 @@ class ProviderCore:
             return
         if self.config.leave_delivery != "proposal":
             return
+        ts = resp.accepted_timestamp if resp.accepted_timestamp is not None else 0
         for c in sorted(self.local_members.get(room, ())):
             if self.user_of(c) == leaving_user:
-                leaving[c] = None
+                leaving.setdefault(c, ts)  # a re-proposal keeps the first acceptance
         while len(leaving) > DEPARTED_PER_ROOM:
             del leaving[next(iter(leaving))]
 
