@@ -409,7 +409,9 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
     """Every application message the hub accepted reaches, exactly once, every
     client that was an active member of its epoch (reached that epoch, and
     was not removed by the time the hub accepted it) other than its sender,
-    when the run leaves ``settle_ms`` of fault-free time after it. Exempt:
+    when the run leaves ``settle_ms`` of fault-free time after it (a client
+    whose removal the hub committed before accepting the message is not
+    owed it, whenever the client processes that commit). Exempt:
     messages in ``hub.lost``, messages accepted within ``settle_ms`` of
     (or during) a window of volatile storage, and messages their sender
     built on a branch the hub had abandoned (it forked back to an earlier
@@ -439,6 +441,16 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
     for r in deliver.itertuples(index=False):
         got.setdefault((r.msg_id, r.node), []).append(int(r.seq))
     members = _membership(d)
+    # (client, room) -> hub seqs of the commits that removed it: a message the
+    # hub accepted after one of them is not owed to the client (with
+    # protocol.app_epoch_window > 0 it can be of the client's last epoch;
+    # no_delivery_after_removal forbids the delivery).
+    removed_by: dict[tuple[str, str], list[int]] = {}
+    ep_rows = d.rows("client.epoch")
+    for r in ep_rows[ep_rows["status"] == "removed"].itertuples(index=False):
+        c = d.by_msg.get(r.msg_id)
+        if c is not None:
+            removed_by.setdefault((r.node, r.room), []).append(c.seq)
     by_room_epoch: dict[tuple[str, int], list[str]] = {}
     for (client, room), steps in members.items():
         for e, st, _ in steps:
@@ -462,6 +474,8 @@ def no_loss(d: Digest, ctx: Context) -> list[Violation]:
                 continue
             removed = [e for e, st, s in members[(client, r.room)] if st == "removed" and s < int(r.seq)]
             if any(e <= hub_epoch for e in removed):
+                continue
+            if any(s < int(r.seq) for s in removed_by.get((client, r.room), ())):
                 continue
             if any(a < int(r.seq) < b for a, b in leaving.get((r.room, _user(client)), ())):
                 continue
