@@ -21,7 +21,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mimisim import events as E
@@ -58,6 +58,9 @@ from mimisim.mimi.transport import (
 )
 from mimisim.mls.crypto import OpCounts, RandomSource, get_suite, metered
 from mimisim.mls.structs import CredentialType
+
+if TYPE_CHECKING:
+    from mimisim.mimi.ds.endpoints import DSEndpoint
 
 #: How many departed clients per room a provider remembers (oldest forgotten first).
 DEPARTED_PER_ROOM = 256
@@ -360,7 +363,7 @@ class ProviderCore:
         if req.host != self.domain:
             return OutcomeBuilder(MimiResponse(421, b"misdirected", "Misdirected Request"))
         try:
-            handler = {
+            handlers: dict[Endpoint | DSEndpoint, Callable[[MimiRequest, int, int], OutcomeBuilder]] = {
                 Endpoint.KEY_MATERIAL: self._in_key_material,
                 Endpoint.UPDATE: self._in_hub,
                 Endpoint.SUBMIT_MESSAGE: self._in_hub,
@@ -371,7 +374,8 @@ class ProviderCore:
                 Endpoint.UPDATE_CONSENT: self._in_consent,
                 Endpoint.IDENTIFIER_QUERY: self._in_identifier_query,
                 Endpoint.DIRECTORY: self._in_directory,
-            }.get(req.endpoint)
+            }
+            handler = handlers.get(req.endpoint)
             if handler is None:
                 return OutcomeBuilder(not_found(f"endpoint {req.endpoint.name} not served"))
             return handler(req, now_ms, inbound)
@@ -379,10 +383,12 @@ class ProviderCore:
             return OutcomeBuilder(bad_request(str(e)), events=[_reject(req, "malformed", str(e), "Bad Request", peer)])
 
     def _in_hub(self, req: MimiRequest, now_ms: int, inbound: int) -> OutcomeBuilder:
+        endpoint = req.endpoint
+        assert isinstance(endpoint, Endpoint)  # the dispatch table routes only MIMI endpoints here
         room = self.rooms.get(req.target)
         if room is None:
-            return OutcomeBuilder(self._no_such_room(req.endpoint, req.target, req.body))
-        return self._hub_call(room, req.endpoint, req.body, req.from_domain, now_ms)
+            return OutcomeBuilder(self._no_such_room(endpoint, req.target, req.body))
+        return self._hub_call(room, endpoint, req.body, req.from_domain, now_ms)
 
     def _no_such_room(self, endpoint: Endpoint, room: str, body: bytes) -> MimiResponse:
         """The answer for a room this provider does not host. The body must

@@ -256,7 +256,7 @@ class World:
             pcore = self.providers[provider].core
             assert isinstance(pcore, DSProviderCore)
             token = pcore.register_client(uri)
-            core = DSMember(core, token, lambda user: list(self.clients_of_user.get(user, ())))  # type: ignore[assignment]
+            core = DSMember(core, token, lambda user: list(self.clients_of_user.get(user, ())))
         node = ClientNode(self, core, self.providers[provider])
         self.clients[uri] = node
         self.clients_of_user.setdefault(user_of_client(uri), []).append(uri)
