@@ -7,6 +7,10 @@ resync 31 s later)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from mimisim.analysis.invariants import Context, check_trace
 from mimisim.sim.scenario import load_scenario_text
 from mimisim.sim.world import World
@@ -78,3 +82,16 @@ def test_members_on_a_lost_branch_follow_the_hubs_commit_at_once() -> None:
     last = df[(df.kind == "client.epoch") & (df.t_ms > 7000)]
     assert set(last.node) == {a1, b1, c1} and last.auth_fp.nunique() == 1
     assert {k: v for k, v in check_trace(df, Context.from_scenario(scn)).items() if v} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2, 6, 15])
+def test_chaos_lagging_seeds_that_forked(seed: int) -> None:
+    """The chaos-lagging seeds the matrix found: 6 (members on a lost branch,
+    another member's commit), 2 (the hub took our own commit), 15 (the hub's
+    next commit arrived before the success of our own commit it took: kept
+    and processed after the fork)."""
+    from mimisim.check import check_seed
+
+    r = check_seed((str(Path(__file__).resolve().parents[1] / "scenarios" / "chaos-lagging.yaml"), (), seed))
+    assert r.ok, r.violations

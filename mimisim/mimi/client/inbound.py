@@ -239,8 +239,12 @@ class Inbound:
                 r.held.append((ep, mid, fm))
                 step.gap(r.uri, ep, mid, "waitProposals", "hub's commit for a past epoch waits for its proposals")
                 return True
+            self.unreadable(r, ep, mid, fm)
             return False
         except (MLSError, DecodeError, EncodeError, CryptoError, ValueError):
+            # Not of our kept branch either: perhaps of a branch we fork to
+            # later (our own commit the hub took, whose success is on its way).
+            self.unreadable(r, ep, mid, fm)
             return False
         r.seen.add(mid)
         self.follow_fork(r, staged, mid, fm.external_proposals or [], now_ms, step)
