@@ -136,15 +136,15 @@ NOTEBOOKS = {
             "duration=15s", "sweep.grid={network.default.loss.p: [0.05], protocol.notify.timeout: [70ms], "
             "protocol.dedup.strategy: [none, body_hash, transaction_id], "
             "protocol.dedup.window_entries: [2, 4096]}"])),
-        ("code", 'cols = [*sw.keys, "n", "notify_retries_mean", "dup_at_follower_mean", "dup_processed_mean",\n'
-                 '        "dup_to_clients_mean", "wrongly_dropped_mean", "window_entries_max_mean", '
-                 '"window_bytes_max_mean"]\nsummary[cols]'),
+        ("code", 'cols = [*sw.keys, "n", "notify_retries_mean", "dup_at_follower_mean", "dup_at_follower_model_mean",\n'
+                 '        "dup_processed_mean", "dup_processed_model_mean", "dup_to_clients_mean", "wrongly_dropped_mean",\n'
+                 '        "window_entries_max_mean", "window_bytes_max_mean", "window_bytes_max_model_mean"]\nsummary[cols]'),
         ("code", 'summary["strategy / window"] = summary["protocol.dedup.strategy"] + " / " + '
                  'summary["protocol.dedup.window_entries"].astype(str)\n'
                  'fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))\n'
                  'for ax, m, label in [(axes[0], "dup_processed", "duplicates processed again (per run)"),\n'
                  '                     (axes[1], "window_bytes_max", "peak window memory (bytes)")]:\n'
-                 '    draw_metric(ax, summary, ["strategy / window"], m, label)\n'
+                 '    draw_metric(ax, summary, ["strategy / window"], m, label, m + "_model")\n'
                  'fig.tight_layout()'),
         ("md", "## The window over time\n\nOne run with the draft's `body_hash`: entries and bytes the "
                "follower holds after each `/notify` (recorded in the `notify.accept`/`notify.dedup` rows)."),
@@ -155,8 +155,13 @@ NOTEBOOKS = {
                  'for f, g in w.groupby("follower"):\n    ax.step(g.t_ms / 1000, g.bytes, where="post", label=f)\n'
                  'ax.set_xlabel("simulated time (s)"); ax.set_ylabel("dedup window (bytes)"); ax.legend()'),
         ("md", "**What it shows.** Without deduplication every duplicate reaches the follower's processing and "
-               "its clients (who drop it by message id). A body-hash window that is large enough catches every "
-               "retry; a tiny one (2 entries) forgets bodies before their retries arrive. No legitimate repeat "
+               "its clients (who drop it by message id). With the hub's ordered notifies (one per room and "
+               "follower in flight) every retry of a notify arrives before the next notify is sent, so even a "
+               "2-entry window catches every retry; with `protocol.notify_pipelining` a tiny window forgets "
+               "bodies before their retries arrive. The `_model` columns are the stream model "
+               "(`dedup.stream_model`: a Monte Carlo of the hub's attempts and the follower's window, "
+               "docs/studies.md). A timeout below the round trip holds each ordered stream on its first "
+               "notify: few notifies are sent, each retried until the end of the run. No legitimate repeat "
                "was wrongly dropped: MLS ciphertexts make byte-identical distinct notifies practically "
                "impossible, so the draft's concern about accidental collisions does not arise here. Memory is "
                "40 bytes per entry (32-byte hash + 8-byte timestamp), growing until the age limit expires "
@@ -166,21 +171,27 @@ NOTEBOOKS = {
         ("md", "# Leave latency\n\nA leaving client can only propose its removal; the hub caches the proposals "
                "and the next commit must include them. The sweep (`scenarios/leave-latency.yaml`) varies the "
                "Update rate and the room's pending-proposal strategy, and compares the mean latency (leave "
-               "request to the last remaining member processing the removing commit) with the model "
-               "`h + E[min(next workload commit, strategy delay)] + c` (docs/studies.md).\n\n"
+               "request to the last remaining member processing the removing commit) with the race model "
+               "(`mimisim.analysis.leave_race`: each leave's mechanism replayed from the scenario, the race of "
+               "the members' commits to the hub, the ordered notifies, second rounds, the strategy, with the "
+               "room's other traffic as Poisson interferers; docs/studies.md).\n\n"
                "Command line: `mimisim sweep scenarios/leave-latency.yaml`."),
         ("code", SETUP),
         ("code", sweep_cell("leave-latency", [
             "duration=60s", "sweep.grid={workload.updates.rate: [0.05/s, 1/s], protocol.pending_proposals: "
             "[{strategy: immediate_commit}, {strategy: random_delay, min_delay: 0s, max_delay: 5s}]}"])),
         ("code", 'cols = [*sw.keys, "n", "latency_all_mean_ms_mean", "latency_all_mean_ms_low", '
-                 '"latency_all_mean_ms_high",\n        "model_all_ms_mean", "wait_ms_mean", "leaves_mean", "completed_mean",\n        "gave_up_mean", "never_completed_mean", "retries_mean"]\n'
+                 '"latency_all_mean_ms_high",\n        "model_all_ms_mean", "model_quiet_ms_mean", "model_paths_ms_mean", '
+                 '"leaves_mean", "completed_mean",\n        "gave_up_mean", "never_completed_mean", "retries_mean", '
+                 '"repeats_mean"]\n'
                  'summary[cols]'),
         ("code", figure_cell([("latency_all_mean_ms", "leave latency to last member (ms)", "model_all_ms"),
                               ("latency_accept_mean_ms", "leave latency to hub accept (ms)", None)])),
-        ("md", "**What it shows.** With `immediate_commit` the first member to hear the proposals commits "
-               "them, so the latency is two paths (about 250 ms here) whatever the commit rate; every member "
-               "commits at once, so the others get `wrongEpoch`. With `random_delay` the wait is the minimum "
+        ("md", "**What it shows.** With `immediate_commit` every member commits the proposals when it hears "
+               "them and the first to reach the hub wins (the others get `wrongEpoch`); the removing commit "
+               "then waits for the proposals' notify to be answered (ordered notifies), so the latency is the "
+               "race plus that wait (`model_quiet_ms`), whatever the commit rate, plus a little for second "
+               "rounds when other traffic interferes. With `random_delay` the wait is the minimum "
                "of the members' uniform delays and of the next workload commit, which carries the pending "
                "proposals too: a higher Update rate shortens leaves."),
     ],
