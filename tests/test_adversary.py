@@ -169,7 +169,10 @@ def test_check_fails_when_an_attack_is_accepted(monkeypatch: pytest.MonkeyPatch,
     from mimisim.cli import main
 
     monkeypatch.setattr(CipherSuite, "verify_with_label", lambda self, pub, label, content, sig: True)
-    code = main(["check", str(ADV), "--seeds", "1", "--no-progress", "--set", "adversaries.malformed=[]"])
+    # --determinism 0: the fresh process of the determinism re-run would not carry the patch
+    # (tests/test_check_determinism.py covers that re-run)
+    code = main(["check", str(ADV), "--seeds", "1", "--no-progress", "--set", "adversaries.malformed=[]",
+                 "--determinism", "0"])
     out = capsys.readouterr().out
     assert code == 1
     assert "attack(s) were accepted; first in seed 1" in out and "replay: mimisim run" in out

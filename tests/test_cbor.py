@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from mimisim.mimi import cbor
 from mimisim.mimi.cbor import CborError, CborReader, Tag
+from tests.hypothesis_profiles import examples
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=examples(150), deadline=None)
 
 
 # -------------------------------------------------------------- a reference encoder (deterministic CBOR)

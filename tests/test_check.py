@@ -176,7 +176,9 @@ def test_cli_check_passes_and_fails_with_replay_and_shrunk_schedule(
                                                       "mimi://x/r/y", ts)
 
     monkeypatch.setattr(hub_mod.HubRoom, "_frank", bad)
-    code = main(["check", str(f), "--seeds", "2", "--no-progress", "--shrink-dir", str(tmp_path / "s")])
+    # --determinism 0: the re-run's fresh process would not carry the patch (the first check above re-ran)
+    code = main(["check", str(f), "--seeds", "2", "--no-progress", "--shrink-dir", str(tmp_path / "s"),
+                 "--determinism", "0"])
     out = capsys.readouterr().out
     assert code == 1
     assert re.search(r"franks_verify +0/2   FAILED in 2", out)

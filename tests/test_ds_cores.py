@@ -30,6 +30,7 @@ from mimisim.mls.structs import (
     Proposal,
     Remove,
 )
+from tests.hypothesis_profiles import examples
 
 SUITE = get_suite(1)
 HUB = "a.example"
@@ -488,7 +489,7 @@ def _hub_requests() -> tuple[Net, list[bytes]]:
 HUB_NET, HUB_REQS = _hub_requests()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_hub_answers_every_mutated_request_without_raising(data: st.DataObject) -> None:
     buf = bytearray(data.draw(st.sampled_from(HUB_REQS)))

@@ -18,13 +18,14 @@ from mimisim.mimi.ds import wire as D
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.observer import partial_group_info
 from mimisim.mls.structs import Add, Credential, MLSMessage, Proposal, Remove
+from tests.hypothesis_profiles import examples
 
 try:
     from mls_harness import World
 except ImportError:  # pragma: no cover
     from tests.mls_harness import World
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _samples() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mls import structs as M
+from tests.hypothesis_profiles import examples
 
 try:  # tests/ is on sys.path (rootdir-relative import mode, no __init__.py)
     from strategies import default_builder
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover - if tests/ becomes a package
     from tests.strategies import default_builder
 
 BUILDER = default_builder()
-FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STRUCTS = {**W.WIRE_STRUCTS, "RatchetTreeOption": M.RatchetTreeOption, "PartialGroupInfo": M.PartialGroupInfo,
            "MLSMessage": M.MLSMessage}
 

@@ -29,6 +29,7 @@ from mimisim.mls.structs import (
     Remove,
     WireFormat,
 )
+from tests.hypothesis_profiles import examples
 from tests.mls_harness import World, run_random
 
 
@@ -235,7 +236,7 @@ def test_random_life_of_a_group_200_epochs() -> None:
     assert ALL_OPS <= {line.split()[0] for line in w.log}
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), suite_id=st.sampled_from([1, 2, 3]))
 def test_random_short_lives(seed: int, suite_id: int) -> None:
     run_random(seed=seed, epochs=25, max_members=12, suite_id=suite_id)

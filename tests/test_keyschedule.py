@@ -26,6 +26,7 @@ from mimisim.mls.keyschedule import (
 )
 from mimisim.mls.structs import PreSharedKeyID, PSKLabel, ResumptionPSKUsage
 from mimisim.mls.vectors_basic import check_key_schedule, check_psk_secret, check_secret_tree
+from tests.hypothesis_profiles import examples
 from tests.vectors import load, needs_vectors
 
 PSK_CASES = load("psk_secret.json")
@@ -324,7 +325,7 @@ def test_copy_is_independent() -> None:
 # ---------------------------------------------------------------- properties
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.permutations(list(range(12))), st.integers(0, 7), st.booleans())
 def test_out_of_order_equals_in_order(order: list[int], leaf: int, handshake: bool) -> None:
     ordered, shuffled = tree(), tree()
@@ -338,7 +339,7 @@ def test_out_of_order_equals_in_order(order: list[int], leaf: int, handshake: bo
             get_s(leaf, g)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), max_size=30))
 def test_each_key_handed_out_at_most_once(requests: list[tuple[int, int]]) -> None:
     t = tree(4, max_skipped=8)

@@ -13,6 +13,7 @@ from mimisim.mimi.transport import MimiRequest
 from mimisim.mls.crypto import DeterministicRandom, get_suite
 from mimisim.mls.keypackage import create_key_package
 from mimisim.mls.structs import Credential
+from tests.hypothesis_profiles import examples
 
 Code = W.KeyMaterialUserCode
 Op = W.ConsentOperation
@@ -208,7 +209,7 @@ def test_endpoint_adapter():
 ROOMS = [None, R1, R2]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["grant", "revoke"]), st.sampled_from(ROOMS)), max_size=8),
        st.sampled_from(ROOMS), st.booleans())  # fmt: skip
 def test_check_follows_the_most_specific_decision(ops, room, distinguish):
@@ -229,7 +230,7 @@ def test_check_follows_the_most_specific_decision(ops, room, distinguish):
     assert b.check(ALICE, BOB, room) == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["request", "cancel", "grant", "revoke"]),
                           st.sampled_from([ALICE, BOB, "x"]), st.sampled_from([ALICE, BOB, "x"]),
                           st.sampled_from(ROOMS)), max_size=10))  # fmt: skip

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mimisim.mimi.dedup import TIMESTAMP_BYTES, DedupSnapshot, DedupStrategy, NotifyDeduplicator
+from tests.hypothesis_profiles import examples
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=examples(150), deadline=None)
 HUB = "a.example"
 
 

@@ -21,6 +21,7 @@ from mimisim.mimi.identifiers import (
     query_element,
 )
 from mimisim.mimi.transport import MimiRequest
+from tests.hypothesis_profiles import examples
 
 S = W.SearchIdentifierType
 Q = W.IdentifierQueryCode
@@ -246,7 +247,7 @@ def elements(draw):
     return query_element(t, value, name if t in (S.oidcStdClaim, S.vcardField) else None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(elements(), max_size=3), st.sampled_from(["a.example", "b.example"]))
 def test_zach_is_never_found_and_queries_are_pure(query, sender):
     before = [dataclasses.astuple(u) for u in XYZ_DIR.users()]

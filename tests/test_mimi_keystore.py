@@ -44,6 +44,7 @@ from mimisim.mls.structs import (
     MLSMessage,
     RequiredCapabilities,
 )
+from tests.hypothesis_profiles import examples
 
 UC = W.KeyMaterialUserCode
 CC = W.KeyMaterialClientCode
@@ -525,7 +526,7 @@ claims = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=claims, order=st.permutations(CLIENTS))
 def test_no_key_package_is_handed_out_twice(plan: list[tuple[str, tuple[int, ...], bool]], order: list[str]) -> None:
     pool = _pool()

@@ -12,6 +12,7 @@ from mimisim.codec import DecodeError, encode_varint
 from mimisim.mimi import policy as P
 from mimisim.mimi import wire as W
 from mimisim.mls.structs import AppDataDictionary, CredentialType, ProposalType
+from tests.hypothesis_profiles import examples
 
 C = W.Capability
 CID = W.ComponentId
@@ -26,7 +27,7 @@ DAN = "mimi://d.example/u/dan"  # banned (1)
 EVE = "mimi://e.example/u/eve"  # not listed
 ROOM = "mimi://a.example/r/clubhouse"
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=examples(150), deadline=None)
 
 
 def plist(*pairs: tuple[str, int]) -> W.ParticipantListData:

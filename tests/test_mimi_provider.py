@@ -59,6 +59,7 @@ from mimisim.mls.structs import (
     Remove,
     RequiredCapabilities,
 )
+from tests.hypothesis_profiles import examples
 
 SUITE = get_suite(1)
 BASE_MS = 1_700_000_000_000
@@ -987,7 +988,7 @@ def test_the_hub_cannot_check_membership_tags() -> None:
 
 
 ENDPOINTS = sorted((e for e in Endpoint if e not in (Endpoint.PROXY_DOWNLOAD, Endpoint.DIRECTORY)), key=lambda e: e.name)
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)

@@ -23,6 +23,7 @@ from mimisim.codec import DecodeError, EncodeError
 from mimisim.mimi import wire as W
 from mimisim.mimi.endpoints import Endpoint, ParamKind, default_directory, parse_param, render_param
 from mimisim.mls import structs as M
+from tests.hypothesis_profiles import examples
 
 try:  # tests/ is on sys.path (rootdir-relative import mode, no __init__.py)
     from strategies import default_builder, mls_message
@@ -30,7 +31,7 @@ except ImportError:  # pragma: no cover - if tests/ becomes a package
     from tests.strategies import default_builder, mls_message
 
 BUILDER = default_builder()
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def spec_dir() -> Path:

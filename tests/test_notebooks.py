@@ -18,8 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("nbclient")
+
+
+def _nbformat() -> Any:
+    """nbformat, imported by the test that needs it, not at collection:
+    importing it costs more than a second of CPU, paid by every pytest
+    process (each xdist worker) even when the test does not run there."""
+    return pytest.importorskip("nbformat")
 
 
 def _generator() -> Any:
@@ -57,6 +62,7 @@ def _outputs(nb: Any) -> list[list[str]]:
 
 
 def test_notebooks_are_generated_and_committed_with_outputs() -> None:
+    nbformat = _nbformat()
     gen = _generator()
     built = gen.build_all()
     assert {p.stem for p in NOTEBOOKS} == set(built), "run python notebooks/make_notebooks.py"
@@ -78,6 +84,8 @@ def test_notebooks_are_generated_and_committed_with_outputs() -> None:
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_outputs_are_current(path: Path, tmp_path: Path) -> None:
+    nbformat = _nbformat()
+    pytest.importorskip("nbclient")
     gen = _generator()
     nb = gen.build_all()[path.stem]
     gen.execute(nb, tmp_path, timeout=300)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from mimisim.mimi.endpoints import Endpoint
 from mimisim.mimi.hub_common import decode_group_info
 from mimisim.mimi.transport import ClientMessage, ClientOp, ClientReply, MimiRequest, Outcome
+from tests.hypothesis_profiles import examples
 from tests.test_mimi_provider import ENDPOINTS, ROOM, A, Case, Net, build, make_fuzz_world
 
 #: Any code point, lone surrogates included (hypothesis leaves them out by default).
@@ -40,7 +41,7 @@ def fuzz_world() -> tuple[Net, dict[Endpoint, Case]]:
     return _WORLD[0]
 
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _check_refusal_changes_nothing(out: Outcome, before: bytes, after: bytes) -> None:

@@ -322,22 +322,31 @@ def test_sweep_merges_resumes_and_plots(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["plot", str(tmp_path)]) == 2
 
 
-@pytest.mark.parametrize("dask_workers", [pytest.param(1, id="small"),
-                                          pytest.param(2, id="full", marks=pytest.mark.slow)])
-def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path, dask_workers: int) -> None:
-    """The same table serially, on two local processes and on a Dask cluster
-    (one worker process in the default suite: each costs seconds to start)."""
-    distributed = pytest.importorskip("dask.distributed")
-    grid = ["duration=15s", "sweep.grid={workload.updates.rate: [1/s, 3/s], network.default.latency.value: [20ms]}"]
-    serial, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "s"), workers=1,
+EXECUTOR_GRID = ["duration=15s", "sweep.grid={workload.updates.rate: [1/s, 3/s], network.default.latency.value: [20ms]}"]
+
+
+def test_sweep_on_local_processes_equals_serial(tmp_path: Path) -> None:
+    """The same table serially and on two local processes."""
+    serial, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", EXECUTOR_GRID, seeds=2, out=tmp_path / "s"), workers=1,
                           progress=False)
-    local, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "l"), workers=2,
+    local, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", EXECUTOR_GRID, seeds=2, out=tmp_path / "l"), workers=2,
                          progress=False)
     pd.testing.assert_frame_equal(local, serial)
+
+
+@pytest.mark.parametrize("dask_workers", [pytest.param(1, id="small", marks=pytest.mark.long),
+                                          pytest.param(2, id="full", marks=pytest.mark.slow)])
+def test_sweep_on_dask_equals_serial(tmp_path: Path, dask_workers: int) -> None:
+    """The same table serially and on a Dask cluster (one worker process in
+    CI's ``long`` step, two with ``-m slow``: each costs seconds to start,
+    which is why this is outside the default suite)."""
+    distributed = pytest.importorskip("dask.distributed")
+    serial, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", EXECUTOR_GRID, seeds=2, out=tmp_path / "s"), workers=1,
+                          progress=False)
     # Processes, not threads: the crypto operation counters the cost model reads are per process.
     with distributed.LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
             distributed.Client(lc) as client:
-        dask, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path / "d"), dask=client,
+        dask, _ = run_sweep(plan(SCN / "epoch-conflicts.yaml", EXECUTOR_GRID, seeds=2, out=tmp_path / "d"), dask=client,
                             progress=False)
     pd.testing.assert_frame_equal(dask, serial)
 
@@ -345,12 +354,12 @@ def test_sweep_on_local_processes_and_dask_equals_serial(tmp_path: Path, dask_wo
 # ---------------------------------------------------------------- agreement with the models
 
 
-@pytest.mark.parametrize("duration", [pytest.param("40s", id="small"),
+@pytest.mark.parametrize("duration", [pytest.param("40s", id="small", marks=pytest.mark.long),
                                       pytest.param("100s", id="full", marks=pytest.mark.slow)])
 def test_conflict_probability_follows_the_poisson_model(tmp_path: Path, duration: str) -> None:
     """P(conflict) ~ 1 - exp(-lambda W), W measured from the run's own commits:
     the model lies inside the simulation's pooled 95% Wilson interval.
-    The default suite runs shorter simulations (wider intervals); ``-m slow`` the full ones."""
+    CI's ``long`` step runs shorter simulations (wider intervals); ``-m slow`` the full ones."""
     grid = [f"duration={duration}", "sweep.grid={workload.updates.rate: [0.5/s, 2/s], "
             "network.default.latency.value: [50ms, 150ms]}"]
     runs, summary = run_sweep(plan(SCN / "epoch-conflicts.yaml", grid, seeds=2, out=tmp_path), workers=2,
@@ -366,12 +375,12 @@ def test_conflict_probability_follows_the_poisson_model(tmp_path: Path, duration
     assert p[("2/s", "150ms")] > p[("0.5/s", "150ms")] and p[("2/s", "150ms")] > p[("2/s", "50ms")]
 
 
-@pytest.mark.parametrize("duration,seeds", [pytest.param("200s", (1, 2), id="small"),
+@pytest.mark.parametrize("duration,seeds", [pytest.param("200s", (1, 2), id="small", marks=pytest.mark.long),
                                             pytest.param("200s", (1, 2, 3), id="full", marks=pytest.mark.slow)])
 def test_leave_latency_follows_wait_plus_path(duration: str, seeds: tuple[int, ...]) -> None:
     """E[latency to the last member] ~ proposals' path + next-commit wait +
     commit's path: the model lies inside the 95% interval of the mean over
-    every leave of a few runs. The default suite runs fewer, shorter runs; ``-m slow`` the full ones."""
+    every leave of a few runs. CI's ``long`` step runs fewer runs; ``-m slow`` the full ones."""
     points = [("0.05/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
               ("1/s", "{strategy: random_delay, min_delay: 0s, max_delay: 5s}"),
               ("0.2/s", "{strategy: immediate_commit}")]

@@ -26,6 +26,7 @@ from mimisim.mls.structs import (
 )
 from mimisim.mls.tree import RatchetTree, TreeError, parent_node
 from mimisim.mls.vectors_tree import check_tree_operations, check_tree_validation
+from tests.hypothesis_profiles import examples
 from tests.vectors import case_failure, load, needs_vectors
 
 VALIDATION = load("tree-validation.json")
@@ -220,7 +221,7 @@ op_strategy = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=op_strategy, check_every=st.integers(1, 5))
 def test_cached_hash_matches_recomputation_under_random_ops(
     ops: list[tuple[str, int]], check_every: int
@@ -264,7 +265,7 @@ def test_cached_hash_matches_recomputation_under_random_ops(
         check_tree_invariants(snap)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(n=st.integers(1, 40), removes=st.lists(st.integers(0, 1000), max_size=30))
 def test_add_fills_leftmost_blank_and_remove_truncates(n: int, removes: list[int]) -> None:
     tree = RatchetTree(SUITE, 1)

@@ -41,6 +41,7 @@ from mimisim.mls.treekem import (
     process_update_path,
 )
 from mimisim.mls.vectors_tree import check_treekem
+from tests.hypothesis_profiles import examples
 from tests.vectors import case_failure, load, needs_vectors
 
 TREEKEM = load("treekem.json")
@@ -255,7 +256,7 @@ op = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=3, max_size=16), seed=st.integers(0, 2**32))
 def test_random_group_every_member_agrees(ops: list[tuple[str, int, int]], seed: int) -> None:
     run_ops(Group(get_suite(1), seed), ops)
