@@ -27,7 +27,7 @@ from mimisim.mls.structs import (
 from mimisim.mls.tree import RatchetTree, TreeError, parent_node
 from mimisim.mls.vectors_tree import check_tree_operations, check_tree_validation
 from tests.hypothesis_profiles import examples
-from tests.vectors import case_failure, load, needs_vectors
+from tests.vectors import load, needs_vectors
 
 VALIDATION = load("tree-validation.json")
 OPERATIONS = load("tree-operations.json")
@@ -47,12 +47,7 @@ def test_vector_files_cover_all_suites() -> None:
     assert len(OPERATIONS) >= 5
 
 
-@pytest.mark.parametrize(
-    "index", range(len(VALIDATION)), ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(VALIDATION)]
-)
-def test_tree_validation_vector(index: int) -> None:
-    # check_tree_validation on the case, run once for the session and shared with the runner tests
-    assert case_failure("tree-validation.json", index) is None, case_failure("tree-validation.json", index)
+# tree-validation.json case by case: tests/test_vectors.py, beside the runner tests that share its one run
 
 
 @pytest.mark.parametrize("case", OPERATIONS, ids=[f"op{i}" for i in range(len(OPERATIONS))])

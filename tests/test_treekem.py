@@ -42,7 +42,7 @@ from mimisim.mls.treekem import (
 )
 from mimisim.mls.vectors_tree import check_treekem
 from tests.hypothesis_profiles import examples
-from tests.vectors import case_failure, load, needs_vectors
+from tests.vectors import load, needs_vectors
 
 TREEKEM = load("treekem.json")
 
@@ -55,10 +55,7 @@ def test_vector_file_covers_all_suites() -> None:
     assert len(TREEKEM) >= 70 and {c["cipher_suite"] for c in TREEKEM} == set(range(1, 8))
 
 
-@pytest.mark.parametrize("index", range(len(TREEKEM)), ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(TREEKEM)])
-def test_treekem_vector(index: int) -> None:
-    # check_treekem on the case, run once for the session and shared with the runner tests
-    assert case_failure("treekem.json", index) is None, case_failure("treekem.json", index)
+# treekem.json case by case: tests/test_vectors.py, beside the runner tests that share its one run
 
 
 def _bad(case: dict, **changes: object) -> dict:

@@ -1,5 +1,9 @@
 """Every official vector file through the same runner ``mimisim vectors`` uses,
-and the group-level files case by case (welcome, passive clients, messages)."""
+and the group-level and tree files case by case (welcome, passive clients,
+messages, tree validation, TreeKEM). The case-by-case tests of files the
+runner checks read its one run per process (``tests/vectors.py``); they live
+in this file so that under xdist (``--dist loadfile``) that run is not
+repeated on another worker."""
 
 from __future__ import annotations
 
@@ -48,6 +52,24 @@ def test_welcome(case: dict) -> None:
 def test_passive_client_both_directions(name: str, index: int) -> None:
     # Checked once by the shared run of the official files (tests/vectors.py).
     assert case_failure(name, index) is None, case_failure(name, index)
+
+
+VALIDATION = load("tree-validation.json")
+TREEKEM = load("treekem.json")
+
+
+@pytest.mark.parametrize(
+    "index", range(len(VALIDATION)), ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(VALIDATION)]
+)
+def test_tree_validation_vector(index: int) -> None:
+    # check_tree_validation on the case, run once for the session and shared with the runner tests
+    assert case_failure("tree-validation.json", index) is None, case_failure("tree-validation.json", index)
+
+
+@pytest.mark.parametrize("index", range(len(TREEKEM)), ids=[f"s{c['cipher_suite']}-{i}" for i, c in enumerate(TREEKEM)])
+def test_treekem_vector(index: int) -> None:
+    # check_treekem on the case, run once for the session and shared with the runner tests
+    assert case_failure("treekem.json", index) is None, case_failure("treekem.json", index)
 
 
 @needs_vectors
