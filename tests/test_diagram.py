@@ -276,8 +276,10 @@ def test_explorer_page_in_a_browser(browser, faulty: Path, tmp_path: Path) -> No
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
+@pytest.mark.long  # about 6 s of CPU (37 runs drawn): CI's long step, like the notebooks' currency check
 def test_docs_flows_are_current(tmp_path: Path) -> None:
-    """docs/flows/ holds what docs/flows/make_flows.py draws today (re-run it after a change in behaviour)."""
+    """docs/flows/ holds what docs/flows/make_flows.py draws today (re-run it after a change in behaviour;
+    ``python -m pytest -m long`` checks it)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_flows", ROOT / "docs" / "flows" / "make_flows.py")
