@@ -42,6 +42,7 @@ def test_a_nondeterminism_bug_fails_the_check(monkeypatch: pytest.MonkeyPatch) -
     assert all(r.passed(k) == 3 for r in [report] for k in C.INVARIANTS)
 
 
+@pytest.mark.long  # the CLI's wording of the case above; a fresh process, about 4 s of CPU: CI's long step
 def test_the_cli_reports_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from mimisim.cli import main
 

@@ -118,6 +118,7 @@ def test_workers_0_means_one_per_cpu_in_sweep_and_check(files: dict[str, str], t
     assert status in (0, 1) and "invariant" in out, err
 
 
+@pytest.mark.long  # two fresh processes, about 4 s of CPU: CI's long step
 def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """``mimisim run Q | head -3``: the reader goes away; no traceback, no
     "Exception ignored" from the final flush, status 141 (as for SIGPIPE)."""

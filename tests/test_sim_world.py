@@ -106,7 +106,8 @@ def test_clean_run_delivers_every_message_once_and_members_agree() -> None:
     _members_expected(w, _senders(w))
 
 
-@pytest.mark.parametrize("name", ["quickstart", "chaos"])
+# quickstart in CI's long step (a second fresh process, about 3 s of CPU); chaos, the harder case, by default
+@pytest.mark.parametrize("name", [pytest.param("quickstart", marks=pytest.mark.long), "chaos"])
 def test_same_seed_same_trace_different_seed_different_trace(tmp_path: Path, name: str) -> None:
     """Byte-identical trace.parquet from this process and from a separate one
     with another PYTHONHASHSEED (chaos: with random crashes, failovers and
