@@ -4,6 +4,8 @@ story that passes, and when display order is not judged."""
 
 from __future__ import annotations
 
+import pytest
+
 from mimisim import events as E
 from mimisim.analysis.invariants import Bounds, Context, check_trace
 from mimisim.sim.trace import Trace
@@ -138,3 +140,19 @@ def test_policy_is_judged_on_effective_roles() -> None:
     bad = run(after_commit=False)
     assert len(bad) == 1 and "m9" in bad[0] and "effective role 0" in bad[0]
     assert run(after_commit=True) == []
+
+
+@pytest.mark.long  # two runs of chaos-lagging, ~8 s of CPU: CI's long step
+def test_fanout_of_a_commit_the_failover_lost_is_in_scope() -> None:
+    """chaos-lagging seeds 10 and 27 (the 1,008-seed matrix): the old hub
+    fans out a commit adding a user and its Welcome, the lagging failover
+    loses the commit, its committer gives it back and the new hub accepts it
+    again. Neither the Welcome sent before the loss nor the one after the
+    re-acceptance is an extra recipient."""
+    from pathlib import Path
+
+    from mimisim import check as C
+
+    scn = Path(__file__).resolve().parents[1] / "scenarios" / "chaos-lagging.yaml"
+    report = C.check(str(scn), [10, 27], determinism=0)
+    assert report.passed("fanout_scope") == 2

@@ -58,6 +58,20 @@ def fanout_scope(d: Digest, ctx: Context) -> list[Violation]:
         i = bisect_right(seqs, seq - 1 if before else seq)
         return sets[i - 1] if i else frozenset()
 
+    # Commits a lagging failover lost (``hub.lost``) are not in the role
+    # timeline, yet the old hub fanned them out (and their Welcomes, whose
+    # message ids differ from the commit's) between acceptance and loss: the
+    # users they touch are in scope for that window.
+    lost_seq = {str(m): int(s) for m, s in zip(d.rows("hub.lost")["msg_id"], d.rows("hub.lost")["seq"], strict=True)}
+    lost_windows: dict[str, list[tuple[int, int, frozenset[str]]]] = {}
+    for c in d.commits:
+        if c.lost:
+            touched = frozenset({u for u, _, _ in c.changes} | {c.committer})
+            end = lost_seq.get(c.msg_id, 1 << 62)
+            # ``lost`` is judged by message id: a commit given back and accepted
+            # again after its loss carries the flag too, and stays in scope.
+            lost_windows.setdefault(c.room, []).append((c.seq, end if end >= c.seq else 1 << 62, touched))
+
     acc = d.rows("hub.accept")
     accepted_at: dict[str, int] = {}
     for mid, seq in zip(acc["msg_id"], acc["seq"], strict=True):
@@ -76,6 +90,9 @@ def fanout_scope(d: Digest, ctx: Context) -> list[Violation]:
         if commit is not None:
             users |= {u for u, _, _ in commit.changes}
             users.add(commit.committer)
+        for start, end, touched in lost_windows.get(room, ()):
+            if start <= seq <= end:
+                users |= touched
         if peer in {_domain(u) for u in users}:
             continue
         flagged.add((room, peer))
