@@ -27,7 +27,8 @@ Everything here is public-tree logic; private keys live in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
 
 from mimisim.codec import encode_opaque, encode_varint
 from mimisim.mls import treemath as tm
@@ -107,6 +108,23 @@ def _parent_step(x: int) -> int:
     # Parent in an unbounded complete tree; exact because n_leaves is a power of two.
     k = ((~x) & (x + 1)).bit_length() - 1
     return (x | (1 << k)) ^ (((x >> (k + 1)) & 1) << (k + 1))
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+def _recount(index: dict[_K, int], old_key: _K | None, new_key: _K | None) -> None:
+    """Move one count of a multiset index from ``old_key`` to ``new_key``
+    (either may be None: a node removed or added); a key whose count reaches
+    0 leaves the index, so ``key in index`` means some member has it."""
+    if old_key is not None:
+        c = index.get(old_key, 0) - 1
+        if c > 0:
+            index[old_key] = c
+        else:
+            index.pop(old_key, None)
+    if new_key is not None:
+        index[new_key] = index.get(new_key, 0) + 1
 
 
 class RatchetTree:
@@ -277,53 +295,18 @@ class RatchetTree:
             return
         self._nodes[x] = node
         if self._enc_index is not None:
-            idx = self._enc_index
-            if old is not None:
-                k = _encryption_key(old)
-                c = idx.get(k, 0) - 1
-                if c > 0:
-                    idx[k] = c
-                else:
-                    idx.pop(k, None)
-            if node is not None:
-                k = _encryption_key(node)
-                idx[k] = idx.get(k, 0) + 1
-        if self._sig_index is not None and x % 2 == 0:
-            sidx = self._sig_index
-            if old is not None:
-                k = old.leaf.signature_key  # type: ignore[union-attr]
-                c = sidx.get(k, 0) - 1
-                if c > 0:
-                    sidx[k] = c
-                else:
-                    sidx.pop(k, None)
-            if node is not None:
-                k = node.leaf.signature_key  # type: ignore[union-attr]
-                sidx[k] = sidx.get(k, 0) + 1
-        if self._prof_index is not None and x % 2 == 0:
-            pidx = self._prof_index
-            if old is not None:
-                pk = _profile(old.leaf)  # type: ignore[arg-type]
-                c = pidx.get(pk, 0) - 1
-                if c > 0:
-                    pidx[pk] = c
-                else:
-                    pidx.pop(pk, None)
-            if node is not None:
-                pk = _profile(node.leaf)  # type: ignore[arg-type]
-                pidx[pk] = pidx.get(pk, 0) + 1
-        if self._cap_index is not None and x % 2 == 0:
-            cidx = self._cap_index
-            if old is not None:
-                ck = _cap_profile(old.leaf)  # type: ignore[arg-type]
-                c = cidx.get(ck, 0) - 1
-                if c > 0:
-                    cidx[ck] = c
-                else:
-                    cidx.pop(ck, None)
-            if node is not None:
-                ck = _cap_profile(node.leaf)  # type: ignore[arg-type]
-                cidx[ck] = cidx.get(ck, 0) + 1
+            _recount(self._enc_index, None if old is None else _encryption_key(old),
+                     None if node is None else _encryption_key(node))
+        if x % 2 == 0:  # leaf-only indexes
+            if self._sig_index is not None:
+                _recount(self._sig_index, None if old is None else old.leaf.signature_key,  # type: ignore[union-attr]
+                         None if node is None else node.leaf.signature_key)  # type: ignore[union-attr]
+            if self._prof_index is not None:
+                _recount(self._prof_index, None if old is None else _profile(old.leaf),  # type: ignore[arg-type]
+                         None if node is None else _profile(node.leaf))  # type: ignore[arg-type]
+            if self._cap_index is not None:
+                _recount(self._cap_index, None if old is None else _cap_profile(old.leaf),  # type: ignore[arg-type]
+                         None if node is None else _cap_profile(node.leaf))  # type: ignore[arg-type]
         self._invalidate(x)
 
     def _invalidate(self, x: int) -> None:
